@@ -1,0 +1,1 @@
+"""Decoders: every model maps x (B, T, U) to logits (B, C)."""
