@@ -1,0 +1,254 @@
+"""Load and validate `params.yaml` into frozen dataclasses, one per section.
+
+Every key in params.yaml maps to a field here. An unknown key, a wrong type or an
+out-of-range value raises `ParamsError` naming the dotted key (``train.logreg.C``),
+so a typo fails before any stage does work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from npdecode.errors import ParamsError
+
+
+def _p(default: Any, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
+    """A dataclass field with a bound check: lo <= value (lo < value if lo_open) <= hi."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open})
+
+
+def _section(cls: type) -> Any:
+    return field(default_factory=cls)
+
+
+# --- fetch -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """The synthetic session: Allen-format NWB with image-tuned Poisson units.
+
+    The defaults are the project's fixed benchmark difficulty (see synthetic.py):
+    do not retune them to flatter a model.
+    """
+
+    n_units: int = _p(200, lo=1)
+    n_images: int = _p(118, lo=2)
+    n_repeats: int = _p(50, lo=3)
+    n_blocks: int = _p(3, lo=1)
+    tuning_strength: float = _p(1.6, lo=0.0)
+    timing_strength: float = _p(1.0, lo=0.0)
+    gain_sd: float = _p(0.2, lo=0.0, hi=2.0)
+    seed: int = _p(0, lo=0)
+
+
+@dataclass(frozen=True)
+class FetchParams:
+    source: Literal["synthetic", "allen", "local"] = "synthetic"
+    path: str | None = None
+    synthetic: SyntheticParams = _section(SyntheticParams)
+
+    def __post_init__(self) -> None:
+        if self.source == "local" and not self.path:
+            raise ParamsError("fetch.path must name a folder of NWB files when fetch.source is 'local'")
+
+
+# --- bin / clean / split ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BinParams:
+    stimulus: str = "natural_scenes"
+    timesteps_per_frame: int = _p(10, lo=1, hi=1000)
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    """Unit and presentation filters; every drop is counted in the clean report.
+
+    Quality filters are off (null) by default, as the lab runs them.
+    """
+
+    quality: str | None = None
+    isi_violations_max: float | None = None
+    amplitude_cutoff_max: float | None = None
+    presence_ratio_min: float | None = None
+    areas: tuple[str, ...] = ()
+    min_rate_hz: float = _p(0.1, lo=0.0)
+    zscore_max: float | None = None
+    zscore_min: float | None = None
+    drop_invalid_presentations: bool = True
+
+
+@dataclass(frozen=True)
+class DataParams:
+    include_blank: bool = True
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    method: Literal["correlation", "geometry"] = "correlation"
+    k: int = _p(8, lo=1)
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    method: Literal["time", "random"] = "time"
+    val_fraction: float = _p(0.1, lo=0.0, lo_open=True, hi=0.5)
+    test_fraction: float = _p(0.2, lo=0.0, lo_open=True, hi=0.5)
+    seed: int = _p(0, lo=0)
+    graph: GraphParams = _section(GraphParams)
+
+
+# --- train --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogregParams:
+    """Multinomial logistic regression on per-unit summed (or binned) counts."""
+
+    C: float = _p(1.0, lo=0.0, lo_open=True)
+    features: Literal["summed", "binned"] = "summed"
+    max_iter: int = _p(1000, lo=1)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    device: str = "auto"
+    seed: int = _p(0, lo=0)
+    logreg: LogregParams = _section(LogregParams)
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    confusion_top: int = _p(0, lo=0)
+
+
+@dataclass(frozen=True)
+class Params:
+    sessions: tuple[int, ...] = (1,)
+    fetch: FetchParams = _section(FetchParams)
+    bin: BinParams = _section(BinParams)
+    clean: CleanParams = _section(CleanParams)
+    data: DataParams = _section(DataParams)
+    split: SplitParams = _section(SplitParams)
+    train: TrainParams = _section(TrainParams)
+
+    def __post_init__(self) -> None:
+        if not self.sessions:
+            raise ParamsError("sessions is empty: list at least one session id")
+        if len(set(self.sessions)) != len(self.sessions):
+            raise ParamsError(f"sessions lists a session twice: {list(self.sessions)}")
+        if self.split.val_fraction + self.split.test_fraction >= 1:
+            raise ParamsError("split.val_fraction + split.test_fraction must be < 1")
+
+
+# --- loading ------------------------------------------------------------------------
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; raise ParamsError naming the bad key."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: no such params file (run from the project root)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+    return params_from_dict(raw or {}, source=str(path))
+
+
+def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> Params:
+    """Build Params from a plain mapping (e.g. parsed YAML)."""
+    try:
+        return _build(Params, raw, "")
+    except ParamsError as err:
+        raise ParamsError(f"{source}: {err}") from None
+
+
+def as_dict(obj: Any) -> Any:
+    """The plain (YAML-ready) form of a params dataclass; tuples become lists."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [as_dict(v) for v in obj]
+    return obj
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        where = prefix or "params file"
+        raise ParamsError(f"{where} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+            tip = f" (did you mean {_key(prefix, hint[0])!r}?)" if hint else ""
+            raise ParamsError(f"unknown key {_key(prefix, str(key))!r}{tip}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            value = _coerce(hints[name], data[name], _key(prefix, name))
+            _check_bounds(value, f.metadata, _key(prefix, name))
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ParamsError(f"{key} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ParamsError(f"{key} must be a list, got {type(value).__name__} {value!r}")
+        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    return _coerce_scalar(tp, value, key)
+
+
+def _coerce_scalar(tp: type, value: Any, key: str) -> Any:
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:
+        raise TypeError(f"unsupported params field type {tp!r} for {key}")
+    if not ok:
+        raise ParamsError(f"{key} must be {tp.__name__}, got {type(value).__name__} {value!r}")
+    return float(value) if tp is float else value
+
+
+def _check_bounds(value: Any, meta: Mapping[str, Any], key: str) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value <= lo if meta.get("lo_open") else value < lo):
+        op = ">" if meta.get("lo_open") else ">="
+        raise ParamsError(f"{key} must be {op} {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ParamsError(f"{key} must be <= {hi}, got {value!r}")

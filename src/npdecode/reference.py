@@ -1,0 +1,91 @@
+"""Reference decoders that bracket what a learned model can reach.
+
+- `ideal_observer`: the Bayes-optimal decoder of a synthetic session. It knows every
+  unit's true rate in every bin for every image and integrates over the shared gain,
+  so no decoder can beat it on average.
+- `PoissonPlugin`: the right model class (independent Poisson units) with rates
+  estimated from the training split. The gap between the two is what finite training
+  data alone costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+
+N_GAIN_NODES = 21  # Gauss–Hermite nodes for the integral over log gain
+
+
+def expected_counts(rates_hz: np.ndarray, step_s: float, duration_s: float, n_bins: int) -> np.ndarray:
+    """Expected spike count per bin for each class and unit: (C, n_bins, U).
+
+    Args:
+        rates_hz: (C, S, U) piecewise-constant rates on a grid of `step_s` seconds.
+        step_s: width of one rate step (s).
+        duration_s: presentation duration (s); bins split it into `n_bins` equal parts.
+        n_bins: number of bins per presentation.
+    """
+    n_classes, n_steps, n_units = rates_hz.shape
+    grid = step_s * np.arange(n_steps + 1)  # (S + 1,) step boundaries
+    cum = np.zeros((n_classes, n_steps + 1, n_units))
+    cum[:, 1:] = np.cumsum(rates_hz.astype(np.float64) * step_s, axis=1)
+    edges = np.linspace(0.0, duration_s, n_bins + 1)
+    # the integral of a piecewise-constant rate is piecewise linear: interpolate exactly
+    pos = np.interp(edges, grid, np.arange(n_steps + 1))  # fractional step index of each edge
+    lo = np.clip(np.floor(pos).astype(int), 0, n_steps - 1)
+    frac = (pos - lo)[None, :, None]
+    at_edges = cum[:, lo] + frac * (cum[:, lo + 1] - cum[:, lo])  # (C, n_bins + 1, U)
+    return np.diff(at_edges, axis=1)
+
+
+def ideal_observer(counts: np.ndarray, expected: np.ndarray, gain_sd: float) -> np.ndarray:
+    """Log posterior over classes (uniform prior) of each presentation: (P, C).
+
+    Args:
+        counts: (P, T, U) observed spike counts.
+        expected: (C, T, U) true expected counts at gain 1.
+        gain_sd: sd of the log of the per-presentation gain shared by all units.
+    """
+    x = counts.reshape(len(counts), -1).astype(np.float64)  # (P, T*U)
+    lam = expected.reshape(len(expected), -1)  # (C, T*U)
+    a = x @ np.log(np.maximum(lam, 1e-12)).T  # (P, C)  sum x log(lam)
+    total = lam.sum(axis=1)  # (C,)
+    n = x.sum(axis=1)  # (P,)
+    if gain_sd > 0:
+        nodes, weights = np.polynomial.hermite_e.hermegauss(N_GAIN_NODES)
+        log_g = -(gain_sd**2) / 2 + gain_sd * nodes  # (G,)
+        log_w = np.log(weights / weights.sum())
+    else:
+        log_g, log_w = np.zeros(1), np.zeros(1)
+    # log p(x | c, g) = sum x log(g lam) - g sum(lam) + const(x)
+    ll = a[:, :, None] + n[:, None, None] * log_g - np.exp(log_g) * total[None, :, None]
+    log_lik = logsumexp(ll + log_w, axis=2)  # (P, C)
+    return log_lik - logsumexp(log_lik, axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class PoissonPlugin:
+    """Independent-Poisson decoder of summed counts with rates fitted on train.
+
+    Attributes:
+        rates: (C, U) mean summed count per presentation of each class.
+    """
+
+    rates: np.ndarray
+
+    @classmethod
+    def fit(cls, counts: np.ndarray, y: np.ndarray, n_classes: int) -> PoissonPlugin:
+        """Fit from (P, T, U) counts and labels; a half-count prior keeps rates above 0."""
+        summed = counts.sum(axis=1, dtype=np.float64)  # (P, T, U) -> (P, U)
+        n = np.bincount(y, minlength=n_classes).astype(np.float64)  # (C,)
+        sums = np.zeros((n_classes, summed.shape[1]))
+        np.add.at(sums, y, summed)
+        return cls(rates=(sums + 0.5) / (n[:, None] + 1.0))
+
+    def log_posterior(self, counts: np.ndarray) -> np.ndarray:
+        """(P, C) log posterior (uniform prior) for (P, T, U) counts."""
+        summed = counts.sum(axis=1, dtype=np.float64)  # (P, U)
+        ll = summed @ np.log(self.rates).T - self.rates.sum(axis=1)
+        return ll - logsumexp(ll, axis=1, keepdims=True)
