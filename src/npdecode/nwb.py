@@ -157,7 +157,9 @@ def write_session_nwb(path: str | Path, record: SessionRecord) -> None:
         nwb.add_time_intervals(_intervals(f"{name}_presentations", table))
     invalid = pynwb.epoch.TimeIntervals(name="invalid_times", description="invalid times")
     for row in record.invalid_times.itertuples():
-        invalid.add_interval(start_time=row.start_time, stop_time=row.stop_time, tags=list(row.tags))
+        invalid.add_interval(
+            start_time=row.start_time, stop_time=row.stop_time, tags=list(row.tags)
+        )
     nwb.invalid_times = invalid
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # EcephysSpecimen declares a `strain` attribute that core Subject (NWB >= 2.6) also
@@ -172,7 +174,9 @@ def _add_probes(nwb: pynwb.NWBFile, probes: pd.DataFrame, probe_cls: type, group
     groups = {}
     for p in probes.itertuples():
         device = probe_cls(
-            name=p.name, description="Neuropixels 1.0 Probe", sampling_rate=float(p.sampling_rate),
+            name=p.name,
+            description="Neuropixels 1.0 Probe",
+            sampling_rate=float(p.sampling_rate),
             probe_id=int(p.id),
         )
         nwb.add_device(device)
@@ -212,26 +216,38 @@ def _add_electrodes(nwb: pynwb.NWBFile, channels: pd.DataFrame, groups: dict) ->
         _vector("z", channels["left_right_ccf_coordinate"].to_numpy(float), "CCF LR (µm)"),
         _vector("probe_id", channels["probe_id"].to_numpy(np.int64)),
         _vector("probe_channel_number", channels["probe_channel_number"].to_numpy(np.int64)),
-        _vector("probe_vertical_position", channels["probe_vertical_position"].to_numpy(np.int64),
-                "distance from the probe tip (µm)"),
-        _vector("probe_horizontal_position", channels["probe_horizontal_position"].to_numpy(np.int64),
-                "horizontal position on the shank (µm)"),
+        _vector(
+            "probe_vertical_position",
+            channels["probe_vertical_position"].to_numpy(np.int64),
+            "distance from the probe tip (µm)",
+        ),
+        _vector(
+            "probe_horizontal_position",
+            channels["probe_horizontal_position"].to_numpy(np.int64),
+            "horizontal position on the shank (µm)",
+        ),
         _vector("valid_data", channels["valid_data"].to_numpy(bool)),
     ]
     nwb.electrodes = ElectrodesTable(id=channels["id"].to_numpy(np.int64), columns=columns)
 
 
 def _add_units(nwb: pynwb.NWBFile, units: pd.DataFrame, spike_times: list[np.ndarray]) -> None:
-    amplitudes = [np.full(len(s), a * 1e-6) for s, a in zip(spike_times, units["amplitude"], strict=True)]
+    amplitudes = [
+        np.full(len(s), a * 1e-6) for s, a in zip(spike_times, units["amplitude"], strict=True)
+    ]
     waveforms = np.random.default_rng(0).normal(0, 1e-6, (len(units), 82))
     columns = [*_ragged("spike_times", spike_times, "spike times (s)")]
     columns += [*_ragged("spike_amplitudes", amplitudes, "amplitude of each spike (V)")]
     columns.append(_vector("waveform_mean", waveforms, "mean waveform on the peak channel"))
     for name in UNIT_COLUMNS:
         values = units[name].to_numpy()
-        columns.append(_vector(name, values.astype(str).tolist() if values.dtype == object else values))
+        columns.append(
+            _vector(name, values.astype(str).tolist() if values.dtype == object else values)
+        )
     nwb.units = pynwb.misc.Units(
-        name="units", id=units["id"].to_numpy(np.int64), columns=columns,
+        name="units",
+        id=units["id"].to_numpy(np.int64),
+        columns=columns,
         description="sorted units",
     )
 
@@ -240,10 +256,14 @@ def _intervals(name: str, table: pd.DataFrame) -> pynwb.epoch.TimeIntervals:
     columns = []
     for col in table.columns:
         values = table[col].to_numpy()
-        columns.append(_vector(col, values.astype(str).tolist() if values.dtype == object else values))
+        columns.append(
+            _vector(col, values.astype(str).tolist() if values.dtype == object else values)
+        )
     return pynwb.epoch.TimeIntervals(
-        name=name, description=f"Presentation times of {name}",
-        id=np.arange(len(table)), columns=columns,
+        name=name,
+        description=f"Presentation times of {name}",
+        id=np.arange(len(table)),
+        columns=columns,
     )
 
 
@@ -264,7 +284,9 @@ def _patch_for_allensdk(path: Path) -> None:
 
 def _open(path: Path, session_id: int | str) -> h5py.File:
     if not path.exists():
-        raise DataError(f"session {session_id}: NWB file {path} does not exist (run the fetch stage)")
+        raise DataError(
+            f"session {session_id}: NWB file {path} does not exist (run the fetch stage)"
+        )
     try:
         return h5py.File(path, "r")
     except OSError as err:
@@ -277,7 +299,9 @@ def _open(path: Path, session_id: int | str) -> h5py.File:
 def _column(group: h5py.Group, name: str) -> np.ndarray:
     data = group[name][()]
     if data.dtype.kind in "SO":
-        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in data], dtype=object)
+        return np.array(
+            [v.decode() if isinstance(v, bytes) else str(v) for v in data], dtype=object
+        )
     return data
 
 
@@ -287,7 +311,9 @@ def _require(f: h5py.File, key: str, path: Path, session_id: int | str) -> h5py.
     return f[key]
 
 
-def read_spike_times(path: str | Path, session_id: int | str) -> tuple[np.ndarray, list[np.ndarray]]:
+def read_spike_times(
+    path: str | Path, session_id: int | str
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Unit ids (U,) and each unit's spike times (s), as views into one array."""
     path = Path(path)
     with _open(path, session_id) as f:
@@ -305,8 +331,15 @@ def read_units(path: str | Path, session_id: int | str) -> pd.DataFrame:
     path = Path(path)
     with _open(path, session_id) as f:
         units = _require(f, "units", path, session_id)
-        cols = ["peak_channel_id", "quality", "firing_rate", "isi_violations", "amplitude_cutoff",
-                "presence_ratio", "snr"]
+        cols = [
+            "peak_channel_id",
+            "quality",
+            "firing_rate",
+            "isi_violations",
+            "amplitude_cutoff",
+            "presence_ratio",
+            "snr",
+        ]
         table = pd.DataFrame({"unit_id": units["id"][()].astype(np.int64)})
         for c in cols:
             table[c] = _column(units, c) if c in units else np.nan
@@ -315,7 +348,9 @@ def read_units(path: str | Path, session_id: int | str) -> pd.DataFrame:
     table = table.merge(channels, left_on="peak_channel_id", right_on="channel_id", how="left")
     if table["probe_id"].isna().any():
         bad = table.loc[table["probe_id"].isna(), "unit_id"].tolist()[:5]
-        raise DataError(f"session {session_id}: {path}: units {bad} have a peak_channel_id not in electrodes")
+        raise DataError(
+            f"session {session_id}: {path}: units {bad} have a peak_channel_id not in electrodes"
+        )
     table["probe_id"] = table["probe_id"].astype(np.int64)
     table = table.merge(probes, on="probe_id", how="left").drop(columns="channel_id")
     return table
@@ -398,7 +433,11 @@ def read_session_info(path: str | Path, session_id: int | str) -> dict:
     with _open(path, session_id) as f:
         identifier = f["identifier"][()].decode() if "identifier" in f else ""
         subject = f.get("general/subject")
-        specimen = subject["subject_id"][()].decode() if subject is not None and "subject_id" in subject else ""
+        specimen = (
+            subject["subject_id"][()].decode()
+            if subject is not None and "subject_id" in subject
+            else ""
+        )
         notes = f.get("general/stimulus")
         session_type = notes[()].decode() if notes is not None else ""
     return {"identifier": identifier, "specimen_id": specimen, "session_type": session_type}

@@ -21,7 +21,9 @@ import yaml
 from npdecode.errors import ParamsError
 
 
-def _p(default: Any, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
+def _p(
+    default: Any, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+) -> Any:
     """A dataclass field with a bound check: lo <= value (lo < value if lo_open) <= hi."""
     return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open})
 
@@ -59,7 +61,9 @@ class FetchParams:
 
     def __post_init__(self) -> None:
         if self.source == "local" and not self.path:
-            raise ParamsError("fetch.path must name a folder of NWB files when fetch.source is 'local'")
+            raise ParamsError(
+                "fetch.path must name a folder of NWB files when fetch.source is 'local'"
+            )
 
 
 # --- bin / clean / split ------------------------------------------------------------

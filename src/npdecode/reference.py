@@ -18,7 +18,9 @@ from scipy.special import logsumexp
 N_GAIN_NODES = 21  # Gauss–Hermite nodes for the integral over log gain
 
 
-def expected_counts(rates_hz: np.ndarray, step_s: float, duration_s: float, n_bins: int) -> np.ndarray:
+def expected_counts(
+    rates_hz: np.ndarray, step_s: float, duration_s: float, n_bins: int
+) -> np.ndarray:
     """Expected spike count per bin for each class and unit: (C, n_bins, U).
 
     Args:

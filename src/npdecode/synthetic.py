@@ -160,7 +160,9 @@ def make_channels(probes: pd.DataFrame, rng: np.random.Generator) -> pd.DataFram
         horizontal = np.array([43.0, 11.0, 59.0, 27.0])[ch % 4]
         region = _region_of_depth(vertical)
         area = np.where(region == "cortex", CORTEX[k], "grey").astype(object)
-        area[region == "hippocampus"] = np.where(vertical[region == "hippocampus"] > 1900, "CA1", "DG")
+        area[region == "hippocampus"] = np.where(
+            vertical[region == "hippocampus"] > 1900, "CA1", "DG"
+        )
         area[region == "thalamus"] = "LGd" if k < 3 else "LP"
         # probe entry point on the dorsal surface, moving down and slightly back
         entry = np.array([8000.0 + 300 * k, 400.0, 6500.0 + 250 * k]) + rng.normal(0, 50, 3)
@@ -308,7 +310,9 @@ def make_schedule(
     for b, reps in enumerate(per_block):
         order = rng.permutation(np.repeat(np.arange(len(frames)), len(reps)))
         start = t + PRESENTATION_S * np.arange(len(order))
-        rows.append(pd.DataFrame({"start_time": start, "class": order, "stimulus_block": 2 + 3 * b}))
+        rows.append(
+            pd.DataFrame({"start_time": start, "class": order, "stimulus_block": 2 + 3 * b})
+        )
         t = float(start[-1] + PRESENTATION_S)
         pad = GAP_S if b < params.n_blocks - 1 else LEAD_S
         gaps.append((t, t + pad))
@@ -318,7 +322,14 @@ def make_schedule(
     table["frame"] = frames[table["class"].to_numpy()].astype(np.float64)
     table["stimulus_name"] = "natural_scenes"
     table["stimulus_index"] = 5
-    columns = ["start_time", "stop_time", "stimulus_name", "stimulus_block", "stimulus_index", "frame"]
+    columns = [
+        "start_time",
+        "stop_time",
+        "stimulus_name",
+        "stimulus_block",
+        "stimulus_index",
+        "frame",
+    ]
     spont = pd.DataFrame(gaps, columns=["start_time", "stop_time"])
     spont["stimulus_name"] = "spontaneous"
     spont["stimulus_block"] = np.arange(len(gaps)) * 3 + 1

@@ -1,0 +1,88 @@
+"""Model checkpoints as plain torch state dicts, and `predict` for new binned data.
+
+A checkpoint holds tensors and plain values only (loadable with `weights_only=True`):
+the model name and config to rebuild it, its state dict, and the session's unit ids,
+class frames and train-split normalisation, so it can be applied to raw counts later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from npdecode.data import SessionData
+from npdecode.errors import DataError
+from npdecode.io import atomic_path
+from npdecode.models import build_model
+
+
+def save_checkpoint(
+    path: str | Path, name: str, model: nn.Module, data: SessionData, extra: dict | None = None
+) -> None:
+    """Save model `name` trained on `data` (atomically)."""
+    cfg = dataclasses.asdict(model.cfg)  # type: ignore[arg-type]
+    state = {
+        "model": name,
+        "config": cfg,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "session_id": data.session_id,
+        "unit_ids": torch.from_numpy(data.unit_ids),
+        "frames": torch.from_numpy(data.frames),
+        "mean": torch.from_numpy(data.mean),
+        "std": torch.from_numpy(data.std),
+        "n_bins": data.n_bins,
+        **(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint; returns (model in eval mode, checkpoint dict)."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    model = build_model(ckpt["model"], ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt
+
+
+def predict(
+    path: str | Path, counts: np.ndarray, unit_ids: np.ndarray | None = None, batch_size: int = 512
+) -> np.ndarray:
+    """Class probabilities (P, C) for raw spike counts (P, T, U) of the checkpoint's units.
+
+    Args:
+        path: a `models/<model>/<session>.pt` checkpoint.
+        counts: (P, T, U) spike counts, binned as in training.
+        unit_ids: the unit id of each column of `counts`; if given, columns are reordered
+            to the checkpoint's units (every one of them must be present).
+        batch_size: presentations per forward pass.
+
+    Returns:
+        (P, C) probabilities; column c is the image `ckpt["frames"][c]` (-1 = blank).
+    """
+    model, ckpt = load_checkpoint(path)
+    want = ckpt["unit_ids"].numpy()
+    if unit_ids is not None:
+        pos = {int(u): i for i, u in enumerate(unit_ids)}
+        missing = [int(u) for u in want if int(u) not in pos]
+        if missing:
+            raise DataError(f"{path}: counts lack units {missing[:10]} the model was trained on")
+        counts = counts[:, :, [pos[int(u)] for u in want]]
+    if counts.shape[1:] != (ckpt["n_bins"], len(want)):
+        raise DataError(
+            f"{path}: counts have shape {counts.shape[1:]}, the model expects {(ckpt['n_bins'], len(want))} (T, U)"
+        )
+    x = (counts - ckpt["mean"].numpy()) / ckpt["std"].numpy()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            logits = model(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32))
+            out.append(torch.softmax(logits.float(), dim=1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(ckpt["frames"])))

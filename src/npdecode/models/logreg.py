@@ -1,0 +1,76 @@
+"""Logistic regression on per-unit summed (or binned) counts: the fast, strong baseline.
+
+Fitted with scikit-learn (multinomial, L2, lbfgs), then held as a torch module so it
+is saved, loaded and applied exactly like the deep models.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LogRegConfig:
+    n_units: int
+    n_bins: int
+    n_classes: int
+    features: str = "summed"  # "summed": (B, U) spike totals; "binned": (B, T*U)
+
+
+class LogReg(nn.Module):
+    """Standardise features, then one linear layer: x (B, T, U) -> logits (B, C)."""
+
+    def __init__(self, cfg: LogRegConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n_features = cfg.n_units if cfg.features == "summed" else cfg.n_units * cfg.n_bins
+        self.register_buffer("shift", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+        self.linear = nn.Linear(n_features, cfg.n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.features == "summed":
+            return x.sum(dim=1)  # (B, T, U) -> (B, U)
+        return x.flatten(1)  # (B, T, U) -> (B, T*U)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear((self.features(x) - self.shift) / self.scale)
+
+
+def fit_logreg(x: np.ndarray, y: np.ndarray, cfg: LogRegConfig, C: float, max_iter: int) -> LogReg:
+    """Fit on (P, T, U) normalised counts and class labels; return the torch module."""
+    model = LogReg(cfg)
+    with torch.no_grad():
+        feats = model.features(torch.from_numpy(x)).double().numpy()
+    shift, scale = feats.mean(axis=0), feats.std(axis=0)
+    scale[scale == 0] = 1.0
+    clf = LogisticRegression(C=C, max_iter=max_iter)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit((feats - shift) / scale, y)
+    for w in caught:
+        log.warning("logreg: %s (raise train.logreg.max_iter)", w.message)
+    coef = np.zeros((cfg.n_classes, feats.shape[1]))
+    intercept = np.zeros(cfg.n_classes)
+    if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: logits [0, z]
+        coef[clf.classes_[1]], intercept[clf.classes_[1]] = clf.coef_[0], clf.intercept_[0]
+    else:
+        coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
+    if len(clf.classes_) < cfg.n_classes:  # a class absent from train can never be predicted
+        intercept[np.setdiff1d(np.arange(cfg.n_classes), clf.classes_)] = -1e9
+    with torch.no_grad():
+        model.shift.copy_(torch.from_numpy(shift))
+        model.scale.copy_(torch.from_numpy(scale))
+        model.linear.weight.copy_(torch.from_numpy(coef))
+        model.linear.bias.copy_(torch.from_numpy(intercept))
+    return model

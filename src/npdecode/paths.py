@@ -1,0 +1,71 @@
+"""Where every artifact lives: one function of the project root, model and session id.
+
+dvc.yaml spells the same paths; `tests/test_dvc_yaml.py` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Artifact paths under a project root (the folder holding dvc.yaml)."""
+
+    root: Path = Path(".")
+
+    def raw_dir(self, session_id: int) -> Path:
+        return self.root / "data" / "raw" / f"session_{session_id}"
+
+    def nwb(self, session_id: int) -> Path:
+        return self.raw_dir(session_id) / f"session_{session_id}.nwb"
+
+    def truth(self, session_id: int) -> Path:
+        """Ground truth of a synthetic session (absent for real sessions)."""
+        return self.raw_dir(session_id) / "truth.npz"
+
+    def binned(self, session_id: int) -> Path:
+        return self.root / "data" / "binned" / f"{session_id}.parquet"
+
+    def binned_units(self, session_id: int) -> Path:
+        return self.root / "data" / "binned" / f"{session_id}.units.parquet"
+
+    def binned_presentations(self, session_id: int) -> Path:
+        return self.root / "data" / "binned" / f"{session_id}.presentations.parquet"
+
+    def bin_report(self, session_id: int) -> Path:
+        return self.root / "data" / "binned" / f"{session_id}.report.json"
+
+    def clean(self, session_id: int) -> Path:
+        return self.root / "data" / "clean" / f"{session_id}.parquet"
+
+    def clean_report(self, session_id: int) -> Path:
+        return self.root / "data" / "clean" / f"{session_id}.report.json"
+
+    def split_dir(self, session_id: int) -> Path:
+        return self.root / "data" / "split" / str(session_id)
+
+    def reference(self, session_id: int) -> Path:
+        return self.root / "metrics" / "reference" / f"{session_id}.json"
+
+    def model(self, model: str, session_id: int) -> Path:
+        return self.root / "models" / model / f"{session_id}.pt"
+
+    def metrics(self, model: str, session_id: int) -> Path:
+        return self.root / "metrics" / model / f"{session_id}.json"
+
+    def predictions(self, model: str, session_id: int) -> Path:
+        return self.root / "predictions" / model / f"{session_id}.csv"
+
+    def live_dir(self, model: str, session_id: int) -> Path:
+        """DVCLive output (per-epoch learning curves) of a trained model."""
+        return self.root / "dvclive" / model / str(session_id)
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"

@@ -1,0 +1,102 @@
+"""Stage `fetch`: put one session's NWB file (and its metadata tables) under data/raw/.
+
+`fetch.source` picks where it comes from:
+- `synthetic` (default): generate an Allen-format session with known ground truth.
+- `allen`, `local`: real sessions (see README, "Real Allen sessions").
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from npdecode import synthetic
+from npdecode.cli import run_stage
+from npdecode.errors import NpdecodeError
+from npdecode.io import atomic_path
+from npdecode.nwb import SESSION_TYPE, write_session_nwb
+from npdecode.params import Params, SyntheticParams
+from npdecode.paths import Layout
+
+PARAMS = ("fetch",)
+log = logging.getLogger(__name__)
+
+
+def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
+    """Fetch session `session_id` into `data/raw/session_<id>/`."""
+    layout = Layout(root)
+    source = params.fetch.source
+    if source == "synthetic":
+        fetch_synthetic(params.fetch.synthetic, session_id, layout.raw_dir(session_id))
+    else:
+        raise NpdecodeError(f"fetch.source {source!r} is not available yet in this version")
+
+
+def fetch_synthetic(params: SyntheticParams, session_id: int, out_dir: Path) -> None:
+    """Write a synthetic session: NWB, ground truth and Allen-style metadata tables."""
+    log.info("generating synthetic session %d (%d units)", session_id, params.n_units)
+    session = synthetic.make_session(params, session_id)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        write_session_nwb(tmp / f"session_{session_id}.nwb", synthetic.as_record(session))
+        t = session.truth
+        np.savez(
+            tmp / "truth.npz",
+            rates_hz=t.rates_hz,
+            frames=t.frames,
+            unit_ids=t.unit_ids,
+            baseline_hz=t.baseline_hz,
+            step_s=np.float64(t.step_s),
+            gain_sd=np.float64(t.gain_sd),
+            presentation_gain=session.gains,
+        )
+        for name, table in metadata_tables(session).items():
+            table.to_csv(tmp / f"{name}.csv", index=False)
+    n_spikes = sum(len(s) for s in session.spike_times)
+    log.info("wrote %s (%d units, %d spikes)", out_dir, len(session.units), n_spikes)
+
+
+def metadata_tables(session: synthetic.SyntheticSession) -> dict[str, pd.DataFrame]:
+    """sessions/probes/channels/units tables with the columns of Allen's project cache."""
+    sid = session.session_id
+    sessions = pd.DataFrame(
+        {
+            "id": [sid],
+            "specimen_id": [session.specimen_id],
+            "session_type": [SESSION_TYPE],
+            "age_in_days": [110.0],
+            "sex": ["M"],
+            "full_genotype": ["Sst-IRES-Cre/wt;Ai32(RCL-ChR2(H134R)_EYFP)/wt"],
+            "unit_count": [len(session.units)],
+            "probe_count": [len(session.probes)],
+            "channel_count": [len(session.channels)],
+            "has_nwb": [True],
+        }
+    )
+    probes = session.probes.rename(columns={"name": "name"})[
+        ["id", "name", "sampling_rate", "lfp_sampling_rate", "has_lfp_data"]
+    ].assign(ecephys_session_id=sid)
+    channels = session.channels.rename(
+        columns={"probe_id": "ecephys_probe_id", "location": "ecephys_structure_acronym"}
+    )[
+        [
+            "id",
+            "ecephys_probe_id",
+            "probe_channel_number",
+            "probe_vertical_position",
+            "probe_horizontal_position",
+            "ecephys_structure_acronym",
+            "anterior_posterior_ccf_coordinate",
+            "dorsal_ventral_ccf_coordinate",
+            "left_right_ccf_coordinate",
+        ]
+    ]
+    units = session.units.rename(columns={"peak_channel_id": "ecephys_channel_id"})
+    return {"sessions": sessions, "probes": probes, "channels": channels, "units": units}
+
+
+if __name__ == "__main__":
+    run_stage("fetch", main)
