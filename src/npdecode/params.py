@@ -120,7 +120,7 @@ class SplitParams:
 class LogregParams:
     """Multinomial logistic regression on per-unit summed (or binned) counts."""
 
-    C: float = _p(1.0, lo=0.0, lo_open=True)
+    C: float = _p(0.01, lo=0.0, lo_open=True)
     features: Literal["summed", "binned"] = "summed"
     max_iter: int = _p(1000, lo=1)
 

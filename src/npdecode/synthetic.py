@@ -342,16 +342,25 @@ def make_invalid_times(
 ) -> pd.DataFrame:
     """Two invalid intervals, tagged as AllenSDK writes them: [type, id, label].
 
-    One covers a single probe for 20 s in the middle block; one covers all probes for 4 s
-    in the first block. Presentations that overlap them must be dropped downstream.
+    One covers all probes for up to 4 s early in the first block; one covers a single
+    probe for up to 20 s in the middle block. Presentations that overlap them must be
+    dropped downstream, and the probe's spikes inside them are noise.
     """
-    t0 = float(presentations["start_time"].iloc[0])
-    mid = float(presentations["start_time"].iloc[len(presentations) // 2])
+    blocks = presentations.groupby("stimulus_block")
+    first = blocks.get_group(min(blocks.groups))
+    middle = blocks.get_group(sorted(blocks.groups)[len(blocks.groups) // 2])
+
+    def inside(block: pd.DataFrame, at: float, most_s: float) -> tuple[float, float]:
+        t0, t1 = float(block["start_time"].min()), float(block["stop_time"].max())
+        start = t0 + at * (t1 - t0) + 0.013  # not on a presentation edge
+        return start, start + min(most_s, 0.3 * (t1 - t0))
+
     probe = probes.iloc[min(2, len(probes) - 1)]
+    (a0, a1), (b0, b1) = inside(first, 0.2, 4.0), inside(middle, 0.3, 20.0)
     return pd.DataFrame(
         {
-            "start_time": [t0 + 100.13, mid + 10.07],
-            "stop_time": [t0 + 104.11, mid + 30.02],
+            "start_time": [a0, b0],
+            "stop_time": [a1, b1],
             "tags": [
                 ["EcephysSession", str(session_id), "all_probes"],
                 ["EcephysProbe", str(int(probe["id"])), str(probe["name"])],

@@ -1,0 +1,54 @@
+"""Bad input ends in one line that names what is wrong, exit status 2, and no output."""
+
+import subprocess
+import sys
+
+import yaml
+
+from npdecode.paths import Layout
+
+
+def _stage(tmp_path, stage, *args, params=None):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params or {"sessions": [5]}))
+    return subprocess.run(
+        [sys.executable, "-m", f"npdecode.stages.{stage}", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+
+
+def _one_line(proc):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_typo_in_params(tmp_path):
+    line = _one_line(
+        _stage(tmp_path, "bin", "5", params={"sessions": [5], "bin": {"timesteps_per_frme": 3}})
+    )
+    assert (
+        "unknown key 'bin.timesteps_per_frme'" in line
+        and "did you mean 'bin.timesteps_per_frame'" in line
+    )
+
+
+def test_empty_session_list(tmp_path):
+    assert "sessions is empty" in _one_line(_stage(tmp_path, "fetch", "5", params={"sessions": []}))
+
+
+def test_session_not_in_params(tmp_path):
+    assert "session 6 is not in params" in _one_line(_stage(tmp_path, "bin", "6"))
+
+
+def test_missing_nwb_names_session_and_file(tmp_path):
+    line = _one_line(_stage(tmp_path, "bin", "5"))
+    assert "session 5" in line and "session_5.nwb does not exist" in line
+    assert not Layout(tmp_path).binned(5).exists() and not (tmp_path / "data" / "binned").exists()
+
+
+def test_missing_split_for_training(tmp_path):
+    line = _one_line(_stage(tmp_path, "train", "logreg", "5"))
+    assert "session 5" in line and "run the split stage" in line

@@ -1,0 +1,65 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from npdecode.params import Params, ParamsError, as_dict, load_params, params_from_dict
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def test_project_params_yaml_is_valid_and_complete():
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params = params_from_dict(raw)
+    # every field is written out explicitly: no hidden defaults behind a user's back
+    assert raw == as_dict(params)
+
+
+def test_defaults_match_params_yaml():
+    """The dataclass defaults and params.yaml agree, so code and file describe one pipeline."""
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    assert as_dict(Params()) == raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"trian": {}}, r"unknown key 'trian' \(did you mean 'train'\?\)"),
+        ({"train": {"logreg": {"CC": 1.0}}}, r"unknown key 'train.logreg.CC'"),
+        ({"train": {"logreg": {"C": 0}}}, r"train.logreg.C must be > 0"),
+        ({"train": {"logreg": {"C": "big"}}}, r"train.logreg.C must be float, got str"),
+        ({"bin": {"timesteps_per_frame": 2.5}}, r"bin.timesteps_per_frame must be int"),
+        ({"bin": {"timesteps_per_frame": 0}}, r"bin.timesteps_per_frame must be >= 1"),
+        ({"split": {"method": "shuffle"}}, r"split.method must be one of \['time', 'random'\]"),
+        ({"sessions": []}, r"sessions is empty"),
+        ({"sessions": [1, 1]}, r"lists a session twice"),
+        ({"sessions": ["abc"]}, r"sessions\[0\] must be int"),
+        ({"data": {"include_blank": "yes"}}, r"data.include_blank must be bool"),
+        (
+            {"split": {"val_fraction": 0.5, "test_fraction": 0.5}},
+            r"val_fraction \+ split.test_fraction",
+        ),
+        ({"fetch": {"source": "local"}}, r"fetch.path must name a folder"),
+        ({"clean": "none"}, r"clean must be a mapping"),
+    ],
+)
+def test_bad_params_name_the_key(raw, match):
+    with pytest.raises(ParamsError, match=match):
+        params_from_dict(raw)
+
+
+def test_load_params_reports_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("sessions: [1]\nbin: {timestep_per_frame: 5}\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: unknown key 'bin.timestep_per_frame'"):
+        load_params(path)
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "missing.yaml")
+
+
+def test_params_are_frozen_and_lists_become_tuples():
+    p = params_from_dict({"sessions": [3, 4], "clean": {"areas": ["VIS*"]}})
+    assert p.sessions == (3, 4) and p.clean.areas == ("VIS*",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.sessions = (1,)  # type: ignore[misc]
