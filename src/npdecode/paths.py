@@ -46,6 +46,9 @@ class Layout:
     def split_dir(self, session_id: int) -> Path:
         return self.root / "data" / "split" / str(session_id)
 
+    def split_report(self, session_id: int) -> Path:
+        return self.root / "data" / "split" / f"{session_id}.report.json"
+
     def reference(self, session_id: int) -> Path:
         return self.root / "metrics" / "reference" / f"{session_id}.json"
 

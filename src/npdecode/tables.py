@@ -19,19 +19,20 @@ def to_table(counts: np.ndarray, presentations: pd.DataFrame, unit_ids: np.ndarr
     """(P, T, U) counts -> one row per presentation × bin, one column per unit id."""
     n_pres, n_bins, n_units = counts.shape
     width = (presentations["stop_time"] - presentations["start_time"]).to_numpy() / n_bins
-    meta = pd.DataFrame(
-        {
-            "presentation_id": np.repeat(presentations["presentation_id"].to_numpy(), n_bins),
-            "frame": np.repeat(presentations["frame"].to_numpy(), n_bins),
-            "bin": np.tile(np.arange(n_bins, dtype=np.int16), n_pres),
-            "start_time": (
-                presentations["start_time"].to_numpy()[:, None] + width[:, None] * np.arange(n_bins)
-            ).ravel(),
-        }
-    )
-    flat = counts.reshape(n_pres * n_bins, n_units)  # (P, T, U) -> (P*T, U)
-    data = pd.DataFrame(flat, columns=[str(u) for u in unit_ids], copy=False)
-    return pd.concat([meta, data], axis=1)
+    start = presentations["start_time"].to_numpy()
+    meta = {
+        "presentation_id": np.repeat(presentations["presentation_id"].to_numpy(), n_bins),
+        "frame": np.repeat(presentations["frame"].to_numpy(), n_bins),
+        "bin": np.tile(np.arange(n_bins, dtype=np.int16), n_pres),
+        "start_time": (start[:, None] + width[:, None] * np.arange(n_bins)).ravel(),
+    }
+    flat = counts.reshape(n_pres * n_bins, n_units)  # (P, T, U) -> (P*T, U), a view
+    # one 2-D block over `counts` (no copy); metadata columns are inserted beside it, not
+    # concatenated, so the table costs no second copy of the counts
+    table = pd.DataFrame(flat, columns=[str(u) for u in unit_ids], copy=False)
+    for i, (name, values) in enumerate(meta.items()):
+        table.insert(i, name, values)
+    return table
 
 
 def unit_columns(table: pd.DataFrame) -> list[str]:

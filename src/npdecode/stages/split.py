@@ -21,6 +21,7 @@ from npdecode.errors import DataError
 from npdecode.io import atomic_path, write_json
 from npdecode.params import GraphParams, Params, SplitParams
 from npdecode.paths import Layout
+from npdecode.runinfo import measure
 from npdecode.tables import to_tensor, unit_columns
 
 PARAMS = ("data", "split", "bin.timesteps_per_frame")
@@ -36,16 +37,18 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
     """Split session `session_id` into data/split/<id>/."""
     layout = Layout(root)
     n_bins = params.bin.timesteps_per_frame
-    table = pd.read_parquet(layout.clean(session_id))
-    counts, pres = to_tensor(table, n_bins, session_id, str(layout.clean(session_id)))
-    units = pd.read_parquet(layout.binned_units(session_id))
-    unit_ids = np.array([int(c) for c in unit_columns(table)], dtype=np.int64)
-    units = units.set_index("unit_id").loc[unit_ids].reset_index()
-    shown = pd.read_parquet(layout.binned_presentations(session_id))
-    width = float(np.median(shown["stop_time"] - shown["start_time"])) / n_bins
-    write_split(
-        layout.split_dir(session_id), session_id, counts, pres, units, params, bin_width_s=width
-    )
+    with measure() as cost:
+        table = pd.read_parquet(layout.clean(session_id))
+        counts, pres = to_tensor(table, n_bins, session_id, str(layout.clean(session_id)))
+        units = pd.read_parquet(layout.binned_units(session_id))
+        unit_ids = np.array([int(c) for c in unit_columns(table)], dtype=np.int64)
+        units = units.set_index("unit_id").loc[unit_ids].reset_index()
+        shown = pd.read_parquet(layout.binned_presentations(session_id))
+        width = float(np.median(shown["stop_time"] - shown["start_time"])) / n_bins
+        summary = write_split(
+            layout.split_dir(session_id), session_id, counts, pres, units, params, bin_width_s=width
+        )
+    write_json(layout.split_report(session_id), {**summary, **cost})
 
 
 def labels(frames: np.ndarray, include_blank: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,13 +73,17 @@ def assign_splits(y: np.ndarray, start_time: np.ndarray, params: SplitParams) ->
             idx = idx[np.argsort(start_time[idx], kind="stable")]
         else:
             idx = rng.permutation(idx)
-        n_test = round(len(idx) * params.test_fraction)
-        n_val = round(len(idx) * params.val_fraction)
+        n_test = _round_half_up(len(idx) * params.test_fraction)
+        n_val = _round_half_up(len(idx) * params.val_fraction)
         if len(idx) - n_test - n_val < 1:
             raise DataError(f"class {c} has only {len(idx)} presentations: too few to split")
         code[idx[len(idx) - n_test :]] = 2
         code[idx[len(idx) - n_test - n_val : len(idx) - n_test]] = 1
     return code
+
+
+def _round_half_up(x: float) -> int:
+    return int(np.floor(x + 0.5))
 
 
 def train_statistics(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,8 +134,8 @@ def write_split(
     units: pd.DataFrame,
     params: Params,
     bin_width_s: float,
-) -> None:
-    """Split, fit train-only statistics and write everything under `out_dir`."""
+) -> dict:
+    """Split, fit train-only statistics and write everything under `out_dir`; return a summary."""
     frames = pres["frame"].to_numpy().astype(np.int64)
     keep, y, classes = labels(frames, params.data.include_blank)
     counts, pres = counts[keep], pres.loc[keep].reset_index(drop=True)
@@ -152,30 +159,32 @@ def write_split(
         )
         np.savez(tmp / "graph.npz", edge_index=edge_index, edge_weight=edge_weight)
         units.to_parquet(tmp / "units.parquet", index=False)
-        write_json(
-            tmp / "meta.json",
-            {
-                "session_id": session_id,
-                "n_bins": int(counts.shape[1]),
-                "bin_width_s": bin_width_s,
-                "frames": classes,
-                "n_units": int(varying.sum()),
-                "n": {name: int((code == k).sum()) for k, name in enumerate(SPLITS)},
-                "zero_variance_units_dropped": constant_ids,
-                "method": params.split.method,
-                "graph": {
-                    "method": params.split.graph.method,
-                    "k": params.split.graph.k,
-                    "n_edges": int(edge_index.shape[1]),
-                },
+        meta = {
+            "session_id": session_id,
+            "n_bins": int(counts.shape[1]),
+            "bin_width_s": bin_width_s,
+            "frames": classes,
+            "n_units": int(varying.sum()),
+            "n": {name: int((code == k).sum()) for k, name in enumerate(SPLITS)},
+            "zero_variance_units_dropped": constant_ids,
+            "method": params.split.method,
+            "graph": {
+                "method": params.split.graph.method,
+                "k": params.split.graph.k,
+                "n_edges": int(edge_index.shape[1]),
             },
-        )
+        }
+        write_json(tmp / "meta.json", meta)
     log.info(
         "session %d: train/val/test = %s, %d units",
         session_id,
-        [int((code == k).sum()) for k in range(3)],
-        int(varying.sum()),
+        list(meta["n"].values()),
+        meta["n_units"],
     )
+    return {k: meta[k] for k in ("session_id", "n_units", "n", "method")} | {
+        "n_zero_variance_units_dropped": len(constant_ids),
+        "n_classes": len(classes),
+    }
 
 
 if __name__ == "__main__":

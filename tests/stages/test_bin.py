@@ -1,0 +1,97 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from npdecode import nwb
+from npdecode.binning import bin_spikes
+from npdecode.params import BinParams, params_from_dict
+from npdecode.paths import Layout
+from npdecode.stages import bin as bin_stage
+from npdecode.tables import META_COLUMNS, to_tensor, unit_columns
+
+INVALID = pd.DataFrame(
+    {
+        "start_time": [1.0, 5.0, 9.0],
+        "stop_time": [2.0, 6.0, 10.0],
+        "tags": [
+            ["EcephysProbe", "101", "probeB"],
+            ["EcephysSession", "7", "all_probes"],
+            ["EcephysProbe", "999", "probeZ"],
+        ],
+    }
+)
+
+
+def test_invalid_intervals_scoped_by_probe_name_id_or_all():
+    np.testing.assert_array_equal(
+        bin_stage.invalid_intervals_for(INVALID, "probeB", 101), [[1.0, 2.0], [5.0, 6.0]]
+    )
+    np.testing.assert_array_equal(
+        bin_stage.invalid_intervals_for(INVALID, "probeA", 100), [[5.0, 6.0]]
+    )
+    # matched by id alone too
+    np.testing.assert_array_equal(
+        bin_stage.invalid_intervals_for(INVALID, "other", 999), [[5.0, 6.0], [9.0, 10.0]]
+    )
+
+
+def test_remove_invalid_counts_per_probe():
+    units = pd.DataFrame({"probe": ["probeA", "probeB"], "probe_id": [100, 101]})
+    spikes = [np.array([1.5, 5.5, 7.0]), np.array([1.0, 1.5, 2.0, 3.0, 6.0])]
+    kept, removed = bin_stage.remove_invalid(spikes, units, INVALID)
+    np.testing.assert_array_equal(kept[0], [1.5, 7.0])  # probe A keeps its spike in B's interval
+    np.testing.assert_array_equal(kept[1], [3.0])  # closed intervals: 1.0, 2.0 and 6.0 go
+    assert removed == {"probeA": 1, "probeB": 4}
+
+
+def test_bin_session_on_synthetic(small_nwb, small_session):
+    _, spikes = nwb.read_spike_times(small_nwb, 7)
+    units = nwb.read_units(small_nwb, 7)
+    pres = nwb.read_presentations(small_nwb, 7, "natural_scenes")
+    invalid = nwb.read_invalid_times(small_nwb, 7)
+    table, pres_out, report = bin_stage.bin_session(
+        spikes, units, pres, invalid, BinParams(timesteps_per_frame=5)
+    )
+    assert list(table.columns[:4]) == list(META_COLUMNS)
+    assert unit_columns(table) == [str(u) for u in small_session.units["id"]]
+    assert len(table) == len(pres) * 5
+    counts, per_pres = to_tensor(table, 5, 7, "test")
+    assert counts.shape == (len(pres), 5, len(units))
+    assert report["n_spikes_binned"] == counts.sum()
+    # the noisy probe interval's spikes were removed, and they were many (noise bursts)
+    probe = small_session.invalid_times["tags"][1][2]
+    assert report["invalid_spikes_removed"][probe] > 0
+    assert report["invalid_spikes_removed"]["total"] == sum(
+        v for k, v in report["invalid_spikes_removed"].items() if k != "total"
+    )
+    flagged = pres_out.loc[pres_out["overlaps_invalid"], "start_time"].to_numpy()
+    assert len(flagged) == report["presentations_overlapping_invalid"] > 0
+    # counts outside the flagged presentations equal plain binning of the raw spikes
+    ok = ~pres_out["overlaps_invalid"].to_numpy()
+    raw = bin_spikes(spikes, pres_out["start_time"].to_numpy(), pres_out["stop_time"].to_numpy(), 5)
+    np.testing.assert_array_equal(counts[ok], raw[ok])
+
+
+def test_stage_writes_tables(tmp_path, small_nwb):
+    layout = Layout(tmp_path)
+    layout.raw_dir(7).mkdir(parents=True)
+    layout.nwb(7).write_bytes(small_nwb.read_bytes())
+    params = params_from_dict({"sessions": [7], "bin": {"timesteps_per_frame": 4}})
+    bin_stage.main(params, 7, root=tmp_path)
+    table = pd.read_parquet(layout.binned(7))
+    units = pd.read_parquet(layout.binned_units(7))
+    pres = pd.read_parquet(layout.binned_presentations(7))
+    assert len(table) == 4 * len(pres)
+    assert unit_columns(table) == [str(u) for u in units["unit_id"]]
+    assert {"probe", "area", "probe_vertical_position", "quality"} <= set(units.columns)
+    assert table[unit_columns(table)].dtypes.map(lambda d: d.kind == "u").all()
+
+
+def test_wrong_stimulus_is_a_clear_error(tmp_path, small_nwb):
+    layout = Layout(tmp_path)
+    layout.raw_dir(7).mkdir(parents=True)
+    layout.nwb(7).write_bytes(small_nwb.read_bytes())
+    params = params_from_dict({"sessions": [7], "bin": {"stimulus": "gabors"}})
+    with pytest.raises(ValueError, match="session 7: .* has no gabors presentations"):
+        bin_stage.main(params, 7, root=tmp_path)
+    assert not layout.binned(7).exists()
