@@ -33,6 +33,8 @@ class Split:
 class SessionData:
     """Train/val/test splits plus everything fitted on train alone.
 
+    `specimen_id` is the mouse (one mouse can have several sessions), when the file says.
+
     Attributes:
         frames: (C,) the Allen `frame` of each class index (-1 = blank).
         unit_ids: (U,) unit id of each feature column.
@@ -55,6 +57,7 @@ class SessionData:
     units: pd.DataFrame
     n_bins: int
     bin_width_s: float
+    specimen_id: str | None = None
 
     @property
     def n_classes(self) -> int:
@@ -97,4 +100,5 @@ def load_session(split_dir: str | Path, session_id: int) -> SessionData:
         units=pd.read_parquet(split_dir / "units.parquet"),
         n_bins=int(meta["n_bins"]),
         bin_width_s=float(meta["bin_width_s"]),
+        specimen_id=meta.get("specimen_id"),
     )

@@ -133,8 +133,23 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class FewshotParams:
+    """k training presentations per image, drawn from the train split, `repeats` times."""
+
+    shots: tuple[int, ...] = (1, 3, 5, 10)
+    repeats: int = _p(5, lo=1)
+    seed: int = _p(0, lo=0)
+
+    def __post_init__(self) -> None:
+        if not self.shots or min(self.shots) < 1:
+            raise ParamsError(
+                f"fewshot.shots must be a non-empty list of ints >= 1, got {list(self.shots)}"
+            )
+
+
+@dataclass(frozen=True)
 class ReportParams:
-    confusion_top: int = _p(0, lo=0)
+    raster_presentations: int = _p(8, lo=1)
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,8 @@ class Params:
     data: DataParams = _section(DataParams)
     split: SplitParams = _section(SplitParams)
     train: TrainParams = _section(TrainParams)
+    fewshot: FewshotParams = _section(FewshotParams)
+    report: ReportParams = _section(ReportParams)
 
     def __post_init__(self) -> None:
         if not self.sessions:

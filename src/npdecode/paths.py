@@ -58,6 +58,9 @@ class Layout:
     def metrics(self, model: str, session_id: int) -> Path:
         return self.root / "metrics" / model / f"{session_id}.json"
 
+    def fewshot(self, model: str, session_id: int) -> Path:
+        return self.root / "metrics" / "fewshot" / model / f"{session_id}.json"
+
     def predictions(self, model: str, session_id: int) -> Path:
         return self.root / "predictions" / model / f"{session_id}.csv"
 

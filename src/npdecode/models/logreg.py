@@ -57,9 +57,16 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, cfg: LogRegConfig, C: float, max_it
     clf = LogisticRegression(C=C, max_iter=max_iter)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
+        # one-shot training has one sample per class, which sklearn flags as "maybe regression"
+        warnings.filterwarnings(
+            "ignore", message="The number of unique classes is greater than 50%"
+        )
         clf.fit((feats - shift) / scale, y)
     for w in caught:
-        log.warning("logreg: %s (raise train.logreg.max_iter)", w.message)
+        hint = (
+            " (raise train.logreg.max_iter)" if issubclass(w.category, ConvergenceWarning) else ""
+        )
+        log.warning("logreg: %s%s", w.message, hint)
     coef = np.zeros((cfg.n_classes, feats.shape[1]))
     intercept = np.zeros(cfg.n_classes)
     if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: logits [0, z]

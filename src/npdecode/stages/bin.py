@@ -36,6 +36,7 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
         units = nwb.read_units(path, session_id)
         presentations = nwb.read_presentations(path, session_id, params.bin.stimulus)
         invalid = nwb.read_invalid_times(path, session_id)
+        info = nwb.read_session_info(path, session_id)
         if not np.array_equal(units["unit_id"].to_numpy(), unit_ids):
             raise DataError(f"session {session_id}: {path}: units table and spike times disagree")
         binned, presentations, report = bin_session(
@@ -44,7 +45,12 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
         write_parquet(binned, layout.binned(session_id))
         write_parquet(units, layout.binned_units(session_id))
         write_parquet(presentations, layout.binned_presentations(session_id))
-    report.update(session_id=session_id, **cost)
+    report.update(
+        session_id=session_id,
+        specimen_id=info["specimen_id"] or None,
+        session_type=info["session_type"] or None,
+        **cost,
+    )
     write_json(layout.bin_report(session_id), report)
     log.info(
         "session %d: %d presentations x %d bins x %d units",

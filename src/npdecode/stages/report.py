@@ -8,30 +8,51 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # headless machines fall back to the Agg backend
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from npdecode import nwb
+from npdecode.cli import run_stage
+from npdecode.io import atomic_path, read_json, write_csv, write_json
+from npdecode.params import Params
+from npdecode.paths import Layout
+from npdecode.runinfo import measure
 
-from npdecode.cli import run_stage  # noqa: E402
-from npdecode.io import atomic_path, read_json, write_csv  # noqa: E402
-from npdecode.params import Params  # noqa: E402
-from npdecode.paths import Layout  # noqa: E402
-
-PARAMS = ("sessions",)
+PARAMS = ("sessions", "report", "bin.stimulus")
 MODEL_ORDER = ("logreg", "lstm", "transformer", "stgat", "multisession")
 NOT_MODELS = ("reference", "fewshot")
 log = logging.getLogger(__name__)
 
 
 def main(params: Params, root: Path = Path(".")) -> None:
-    """Write results/summary.csv and plots/accuracy.png for every session and model."""
+    """Write results/ tables and plots/ for every session and model."""
     layout = Layout(root)
-    summary = summary_table(layout, params.sessions)
-    write_csv(summary, layout.results_dir / "summary.csv")
-    plot_accuracy(summary, layout.plots_dir / "accuracy.png")
+    with measure() as cost:
+        summary = summary_table(layout, params.sessions)
+        write_csv(summary, layout.results_dir / "summary.csv")
+        plot_accuracy(summary, layout.plots_dir / "accuracy.png")
+        fewshot = fewshot_table(layout, params.sessions)
+        for model, part in fewshot.groupby("model", sort=False):
+            write_csv(part.drop(columns="model"), layout.results_dir / f"fewshot_{model}.csv")
+        if len(fewshot):
+            plot_fewshot(fewshot, layout.plots_dir / "fewshot.png")
+        for sid, model in best_models(summary).items():
+            plot_confusion(
+                layout.predictions(model, sid),
+                sid,
+                model,
+                layout.plots_dir / f"confusion_{sid}.png",
+            )
+        first = params.sessions[0]
+        plot_raster(
+            layout.nwb(first),
+            first,
+            params.bin.stimulus,
+            params.report.raster_presentations,
+            layout.plots_dir / "raster.png",
+        )
+    write_json(layout.results_dir / "report.json", {"n_sessions": len(params.sessions), **cost})
     log.info(
         "report: %d sessions x %d models",
         summary["session_id"].nunique(),
@@ -132,9 +153,163 @@ def plot_accuracy(summary: pd.DataFrame, path: Path) -> None:
     ax.set_title("Natural-scene decoding accuracy per session")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def best_models(summary: pd.DataFrame) -> dict[int, str]:
+    """The model with the highest test accuracy, per session."""
+    if summary.empty:
+        return {}
+    best = summary.loc[summary.groupby("session_id")["accuracy"].idxmax()]
+    return dict(zip(best["session_id"], best["model"], strict=True))
+
+
+def fewshot_table(layout: Layout, sessions: tuple[int, ...]) -> pd.DataFrame:
+    """One row per session × model × k: mean and sd of test accuracy over the draws."""
+    rows = []
+    root = layout.root / "metrics" / "fewshot"
+    models = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    order = {m: i for i, m in enumerate(MODEL_ORDER)}
+    for model in sorted(models, key=lambda m: (order.get(m, len(order)), m)):
+        for sid in sessions:
+            path = layout.fewshot(model, sid)
+            if not path.exists():
+                continue
+            m = read_json(path)
+            for k, r in m["shots"].items():
+                rows.append(
+                    {
+                        "session_id": sid,
+                        "specimen_id": m.get("specimen_id"),
+                        "model": model,
+                        "k": int(k),
+                        "accuracy_mean": r["mean"],
+                        "accuracy_sd": r["sd"],
+                        "top5_mean": r["top5_mean"],
+                        "balanced_accuracy_mean": r["balanced_accuracy_mean"],
+                        "n_repeats": len(r["repeats"]),
+                        "chance": m["chance"],
+                    }
+                )
+    columns = [
+        "session_id",
+        "specimen_id",
+        "model",
+        "k",
+        "accuracy_mean",
+        "accuracy_sd",
+        "top5_mean",
+        "balanced_accuracy_mean",
+        "n_repeats",
+        "chance",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
+    """Test accuracy vs k (presentations per image), one panel per session, sd bands."""
+    sessions = sorted(table["session_id"].unique())
+    ncols = min(4, len(sessions))
+    nrows = -(-len(sessions) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4 * ncols, 3.3 * nrows), squeeze=False, sharey=True
+    )
+    for ax, sid in zip(axes.ravel(), sessions, strict=False):
+        part = table[table["session_id"] == sid]
+        for model, rows in part.groupby("model", sort=False):
+            rows = rows.sort_values("k")
+            ax.plot(rows["k"], rows["accuracy_mean"], marker="o", label=model)
+            ax.fill_between(
+                rows["k"],
+                rows["accuracy_mean"] - rows["accuracy_sd"],
+                rows["accuracy_mean"] + rows["accuracy_sd"],
+                alpha=0.2,
+            )
+        ax.axhline(part["chance"].iloc[0], color="k", linestyle=":", label="chance")
+        ax.set_title(f"session {sid}")
+        ax.set_xlabel("training presentations per image (k)")
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(part["k"].unique()), [str(k) for k in sorted(part["k"].unique())])
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (fraction)")
+    for ax in axes.ravel()[len(sessions) :]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=8)
+    axes.ravel()[0].set_ylim(0, 1)
+    fig.suptitle("Few-shot decoding per session (mean ± sd over draws)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion(predictions: Path, session_id: int, model: str, path: Path) -> None:
+    """Row-normalised confusion matrix of one model's test predictions."""
+    pred = pd.read_csv(predictions)
+    frames = np.union1d(pred["actual"], pred["predicted"])
+    pos = {f: i for i, f in enumerate(frames)}
+    cm = np.zeros((len(frames), len(frames)))
+    np.add.at(cm, (pred["actual"].map(pos).to_numpy(), pred["predicted"].map(pos).to_numpy()), 1)
+    cm /= np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    im = ax.imshow(cm, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=ax, label="fraction of presentations")
+    ax.set_xlabel("predicted image (frame; -1 = blank)")
+    ax.set_ylabel("presented image (frame)")
+    ticks = np.linspace(0, len(frames) - 1, min(len(frames), 8)).round().astype(int)
+    ax.set_xticks(ticks, frames[ticks].astype(int))
+    ax.set_yticks(ticks, frames[ticks].astype(int))
+    acc = float((pred["actual"] == pred["predicted"]).mean())
+    ax.set_title(f"session {session_id}: {model}, test accuracy {acc:.3f}")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_raster(
+    path_nwb: Path, session_id: int, stimulus: str, n_presentations: int, path: Path
+) -> None:
+    """Spikes of every unit around the first presentations: units by probe and depth, coloured by area."""
+    unit_ids, spikes = nwb.read_spike_times(path_nwb, session_id)
+    units = nwb.read_units(path_nwb, session_id)
+    pres = (
+        nwb.read_presentations(path_nwb, session_id, stimulus)
+        .sort_values("start_time")
+        .head(n_presentations)
+    )
+    t0, t1 = pres["start_time"].iloc[0] - 0.1, pres["stop_time"].iloc[-1] + 0.1
+    order = np.lexsort(
+        (-units["probe_vertical_position"].to_numpy(dtype=float), units["probe"].astype(str))
+    )
+    areas = list(dict.fromkeys(units["area"].astype(str).iloc[order]))
+    cmap = plt.get_cmap("tab20")
+    colour = {a: cmap(i % 20) for i, a in enumerate(areas)}
+    fig, ax = plt.subplots(figsize=(10, 6))
+    for row, u in enumerate(order):
+        s = spikes[u]
+        s = s[(s >= t0) & (s < t1)]
+        ax.plot(
+            s, np.full(len(s), row), "|", color=colour[str(units["area"].iloc[u])], markersize=2
+        )
+    for start, frame in zip(pres["start_time"], pres["frame"], strict=True):
+        ax.axvline(start, color="k", linewidth=0.6, alpha=0.6)
+        ax.text(
+            start + 0.005, len(order) + 1, "blank" if frame == -1 else f"{int(frame)}", fontsize=7
+        )
+    handles = [
+        plt.Line2D([], [], color=colour[a], marker="|", linestyle="", label=a) for a in areas
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="area")
+    ax.set_xlim(t0, t1)
+    ax.set_ylim(-1, len(order) + 4)
+    ax.set_xlabel("time in session (s); lines: image onsets, labelled by frame")
+    ax.set_ylabel("unit (by probe, surface to tip)")
+    ax.set_title(f"session {session_id}: spikes around {len(pres)} {stimulus} presentations")
+    fig.tight_layout()
+    _save(fig, path)
 
 
 if __name__ == "__main__":

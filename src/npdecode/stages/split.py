@@ -18,7 +18,7 @@ import pandas as pd
 from npdecode.cli import run_stage
 from npdecode.data import SPLITS
 from npdecode.errors import DataError
-from npdecode.io import atomic_path, write_json
+from npdecode.io import atomic_path, read_json, write_json
 from npdecode.params import GraphParams, Params, SplitParams
 from npdecode.paths import Layout
 from npdecode.runinfo import measure
@@ -44,9 +44,17 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
         unit_ids = np.array([int(c) for c in unit_columns(table)], dtype=np.int64)
         units = units.set_index("unit_id").loc[unit_ids].reset_index()
         shown = pd.read_parquet(layout.binned_presentations(session_id))
+        specimen = read_json(layout.bin_report(session_id)).get("specimen_id")
         width = float(np.median(shown["stop_time"] - shown["start_time"])) / n_bins
         summary = write_split(
-            layout.split_dir(session_id), session_id, counts, pres, units, params, bin_width_s=width
+            layout.split_dir(session_id),
+            session_id,
+            counts,
+            pres,
+            units,
+            params,
+            bin_width_s=width,
+            specimen_id=specimen,
         )
     write_json(layout.split_report(session_id), {**summary, **cost})
 
@@ -134,6 +142,7 @@ def write_split(
     units: pd.DataFrame,
     params: Params,
     bin_width_s: float,
+    specimen_id: str | None = None,
 ) -> dict:
     """Split, fit train-only statistics and write everything under `out_dir`; return a summary."""
     frames = pres["frame"].to_numpy().astype(np.int64)
@@ -161,6 +170,7 @@ def write_split(
         units.to_parquet(tmp / "units.parquet", index=False)
         meta = {
             "session_id": session_id,
+            "specimen_id": specimen_id,
             "n_bins": int(counts.shape[1]),
             "bin_width_s": bin_width_s,
             "frames": classes,
@@ -181,7 +191,7 @@ def write_split(
         list(meta["n"].values()),
         meta["n_units"],
     )
-    return {k: meta[k] for k in ("session_id", "n_units", "n", "method")} | {
+    return {k: meta[k] for k in ("session_id", "specimen_id", "n_units", "n", "method")} | {
         "n_zero_variance_units_dropped": len(constant_ids),
         "n_classes": len(classes),
     }

@@ -32,14 +32,17 @@ PARAMS = {"logreg": ("train.logreg",)}
 log = logging.getLogger(__name__)
 
 
-def train_logreg(data: SessionData, params: Params, live_dir: Path) -> tuple[nn.Module, dict]:
+def train_logreg(
+    data: SessionData, params: Params, live_dir: Path | None
+) -> tuple[nn.Module, dict]:
     p = params.train.logreg
     cfg = LogRegConfig(data.n_units, data.n_bins, data.n_classes, features=p.features)
     model = fit_logreg(data.normalise(data.train.X), data.train.y, cfg, C=p.C, max_iter=p.max_iter)
     return model, {}
 
 
-TRAINERS: dict[str, Callable[[SessionData, Params, Path], tuple[nn.Module, dict]]] = {
+# (data, params, DVCLive dir or None) -> (fitted model, extra metrics)
+TRAINERS: dict[str, Callable[[SessionData, Params, Path | None], tuple[nn.Module, dict]]] = {
     "logreg": train_logreg,
 }
 
@@ -83,7 +86,7 @@ def model_metrics(
     model: str, data: SessionData, scores: dict[str, np.ndarray], reference: dict, info: dict
 ) -> dict:
     """The metrics JSON of one model on one session (all accuracies are fractions)."""
-    out = {"session_id": data.session_id, "model": model}
+    out = {"session_id": data.session_id, "specimen_id": data.specimen_id, "model": model}
     for name, s in scores.items():
         out[name] = classification_metrics(s, getattr(data, name).y, data.n_classes)
     out["chance"] = 1.0 / data.n_classes
