@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import h5py
 import numpy as np
@@ -130,13 +132,33 @@ UNIT_COLUMNS = (
 
 
 def write_session_nwb(path: str | Path, record: SessionRecord) -> None:
-    """Write `record` as an Allen-format NWB file at `path` (atomically)."""
+    """Write `record` as an Allen-format NWB file at `path` (atomically).
+
+    The same record always gives the same bytes: hdmf's random object UUIDs are drawn
+    from a generator seeded by the session id, so DVC sees an unchanged file (and reruns
+    nothing downstream) when fetch regenerates a session.
+    """
+    rng = np.random.default_rng([record.session_id, 99])
+    seeded = lambda: uuid.UUID(bytes=rng.bytes(16), version=4)  # noqa: E731
+    with mock.patch("hdmf.container.uuid4", seeded):
+        nwb = _build_nwbfile(record)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # EcephysSpecimen declares a `strain` attribute that core Subject (NWB >= 2.6) also
+        # has as a dataset; pynwb writes the dataset and warns about the attribute.
+        warnings.filterwarnings("ignore", category=MissingRequiredBuildWarning)
+        with pynwb.NWBHDF5IO(str(tmp), "w") as io:
+            io.write(nwb)
+        _patch_file(tmp)
+
+
+def _build_nwbfile(record: SessionRecord) -> pynwb.NWBFile:
     probe_cls, group_cls, specimen_cls = ecephys_types()
     nwb = pynwb.NWBFile(
         session_description="Data and metadata for an Ecephys session",
         identifier=str(record.session_id),
         session_id=str(record.session_id),
         session_start_time=record.start_time,
+        file_create_date=record.start_time,  # fixed, so the same session gives the same bytes
         institution="Allen Institute for Brain Science",
         stimulus_notes=SESSION_TYPE,
     )
@@ -161,13 +183,7 @@ def write_session_nwb(path: str | Path, record: SessionRecord) -> None:
             start_time=row.start_time, stop_time=row.stop_time, tags=list(row.tags)
         )
     nwb.invalid_times = invalid
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        # EcephysSpecimen declares a `strain` attribute that core Subject (NWB >= 2.6) also
-        # has as a dataset; pynwb writes the dataset and warns about the attribute.
-        warnings.filterwarnings("ignore", category=MissingRequiredBuildWarning)
-        with pynwb.NWBHDF5IO(str(tmp), "w") as io:
-            io.write(nwb)
-        _patch_for_allensdk(tmp)
+    return nwb
 
 
 def _add_probes(nwb: pynwb.NWBFile, probes: pd.DataFrame, probe_cls: type, group_cls: type) -> dict:
@@ -267,11 +283,12 @@ def _intervals(name: str, table: pd.DataFrame) -> pynwb.epoch.TimeIntervals:
     )
 
 
-def _patch_for_allensdk(path: Path) -> None:
-    """Make a pynwb-4 file readable by AllenSDK's pynwb 2.8 (see allen-nwb-schema.md).
+def _patch_file(path: Path) -> None:
+    """Make a pynwb-4 file readable by AllenSDK's pynwb 2.8.
 
     pynwb 4 types the electrodes table `ElectrodesTable` (NWB core 2.11), unknown to
-    core 2.7; declaring it a plain hdmf-common DynamicTable reads the same in both.
+    AllenSDK's core 2.7; declaring it a plain hdmf-common DynamicTable reads the same in
+    both (see allen-nwb-schema.md).
     """
     with h5py.File(path, "r+") as f:
         f[ELECTRODES].attrs["neurodata_type"] = "DynamicTable"

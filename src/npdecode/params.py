@@ -50,6 +50,7 @@ class SyntheticParams:
     tuning_strength: float = _p(1.6, lo=0.0)
     timing_strength: float = _p(1.0, lo=0.0)
     gain_sd: float = _p(0.2, lo=0.0, hi=2.0)
+    sessions_per_mouse: int = _p(1, lo=1)
     seed: int = _p(0, lo=0)
 
 

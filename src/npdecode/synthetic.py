@@ -90,18 +90,51 @@ class SyntheticSession:
     start_time: datetime
 
 
+def specimen_of(params: SyntheticParams, session_id: int) -> int:
+    """The synthetic mouse of a session: `sessions_per_mouse` consecutive ids share one."""
+    return 700000001 + (session_id - 1) // params.sessions_per_mouse
+
+
+@dataclass(frozen=True)
+class ImageCode:
+    """How a mouse's visual system sees the images.
+
+    Attributes:
+        features: (C, N_LATENT) hidden features of each class (row 0, the blank, is zero);
+            a property of the images, shared by every session of every mouse.
+        latency_axis, transient_axis: (N_LATENT,) feature directions that shift response
+            latency and transient mix in most of this mouse's units.
+    """
+
+    features: np.ndarray
+    latency_axis: np.ndarray
+    transient_axis: np.ndarray
+
+
+def image_code(params: SyntheticParams, specimen_id: int) -> ImageCode:
+    """The image features (seeded by `seed` alone) and one mouse's timing axes."""
+    features = np.random.default_rng([params.seed, 0]).normal(
+        0.0, 1.0, (params.n_images + 1, N_LATENT)
+    )
+    features[0] = 0.0  # the blank: no evoked response
+    mouse = np.random.default_rng([params.seed, 1, specimen_id])
+    axes = mouse.normal(0.0, 1.0, (2, N_LATENT)) / np.sqrt(N_LATENT)
+    return ImageCode(features, axes[0], axes[1])
+
+
 def session_rng(params: SyntheticParams, session_id: int) -> np.random.Generator:
     """One seeded stream per (seed, session): sessions differ, reruns repeat."""
-    return np.random.default_rng([params.seed, session_id])
+    return np.random.default_rng([params.seed, 2, session_id])
 
 
 def make_session(params: SyntheticParams, session_id: int) -> SyntheticSession:
     """Generate a whole session: probes, channels, units, stimulus table and spikes."""
     rng = session_rng(params, session_id)
+    specimen = specimen_of(params, session_id)
     probes = make_probes(session_id)
     channels = make_channels(probes, rng)
     units, regions = make_units(params.n_units, channels, session_id, rng)
-    truth = make_truth(params, units, regions, rng)
+    truth = make_truth(params, units, regions, image_code(params, specimen), rng)
     presentations, spontaneous = make_schedule(params, truth.frames, rng)
     gains = np.exp(rng.normal(-(params.gain_sd**2) / 2, params.gain_sd, len(presentations)))
     invalid = make_invalid_times(session_id, probes, presentations)
@@ -111,7 +144,7 @@ def make_session(params: SyntheticParams, session_id: int) -> SyntheticSession:
     units = _add_quality_metrics(units, spikes, end, rng)
     return SyntheticSession(
         session_id=session_id,
-        specimen_id=700000000 + session_id,
+        specimen_id=specimen,
         probes=probes,
         channels=channels,
         units=units,
@@ -217,10 +250,14 @@ def make_units(
 
 
 def make_truth(
-    params: SyntheticParams, units: pd.DataFrame, regions: np.ndarray, rng: np.random.Generator
+    params: SyntheticParams,
+    units: pd.DataFrame,
+    regions: np.ndarray,
+    code: ImageCode,
+    rng: np.random.Generator,
 ) -> SyntheticTruth:
     """Draw baseline rates, tuning and time courses; return the (C, S, U) rate table."""
-    n_units, n_classes = len(units), params.n_images + 1
+    n_units = len(units)
     tuned_p = dict((r[0], r[3]) for r in REGIONS)
     tuned = rng.random(n_units) < np.array([tuned_p[r] for r in regions])
     dead = rng.random(n_units) < DEAD_FRACTION
@@ -228,10 +265,8 @@ def make_truth(
     baseline[dead] = DEAD_RATE_HZ
     tuned &= ~dead
 
-    phi = rng.normal(0.0, 1.0, (n_classes, N_LATENT))  # hidden image features
-    phi[0] = 0.0  # the blank: no evoked response
-    evoked = _evoked_amplitude(params, baseline, tuned, phi, rng)  # (U, C)
-    latency, transient = _time_course(params, phi, n_units, rng)  # (U, C) each
+    evoked = _evoked_amplitude(params, baseline, tuned, code.features, rng)  # (U, C)
+    latency, transient = _time_course(params, code, n_units, rng)  # (U, C) each
     tau = rng.uniform(0.010, 0.030, n_units)[:, None, None]  # transient decay (s)
 
     n_steps = round(PRESENTATION_S / STEP_S)
@@ -271,24 +306,25 @@ def _evoked_amplitude(
 
 
 def _time_course(
-    params: SyntheticParams, phi: np.ndarray, n_units: int, rng: np.random.Generator
+    params: SyntheticParams, code: ImageCode, n_units: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Latency (s) and transient fraction per unit and image.
 
-    Both depend on the image features through a direction shared by most units (80 %)
-    plus a unit-specific one, so a decoder that pools timing across units gains.
+    Both depend on the image features through the mouse's axis, shared by most units
+    (80 %), plus a unit-specific direction, so a decoder that pools timing across units
+    (or across sessions of one mouse) gains.
     """
 
-    def projection() -> np.ndarray:
-        shared = rng.normal(0.0, 1.0, N_LATENT) / np.sqrt(N_LATENT)
+    def projection(axis: np.ndarray) -> np.ndarray:
         own = rng.normal(0.0, 1.0, (n_units, N_LATENT)) / np.sqrt(N_LATENT)
         loading = rng.uniform(0.5, 1.5, (n_units, 1))
-        return (0.8 * shared * loading + 0.2 * own) @ phi.T  # (U, C)
+        return (0.8 * axis * loading + 0.2 * own) @ code.features.T  # (U, C)
 
     strength = params.timing_strength
-    latency = rng.uniform(0.030, 0.070, n_units)[:, None] + 0.030 * strength * projection()
-    latency = np.clip(latency, 0.020, 0.150)
-    logit = rng.normal(0.0, 0.5, n_units)[:, None] + 2.5 * strength * projection()
+    latency = rng.uniform(0.030, 0.070, n_units)[:, None]
+    latency = np.clip(latency + 0.030 * strength * projection(code.latency_axis), 0.020, 0.150)
+    logit = rng.normal(0.0, 0.5, n_units)[:, None]
+    logit = logit + 2.5 * strength * projection(code.transient_axis)
     return latency, 1.0 / (1.0 + np.exp(-logit))
 
 
