@@ -73,6 +73,16 @@ def test_server_without_range_support_restarts(tmp_path: Path, nwb_bytes: bytes)
     assert part.read_bytes() == nwb_bytes
 
 
+def test_unknown_size_relies_on_hdf5_verification(tmp_path: Path, nwb_bytes: bytes) -> None:
+    """Without Content-Length a dropped connection looks complete: HDF5 checks catch it."""
+    fake = FakeAllen(files={SID: nwb_bytes}, actions=["drop:2500000"], lengths=False)
+    part = tmp_path / "s.nwb.part"
+    with FakeAllenServer(fake):
+        size = download.download(_url(fake), part, FAST, verify=_verify)
+    assert size == len(nwb_bytes) and part.read_bytes() == nwb_bytes
+    assert fake.file_requests() == [None, None]  # the truncated bytes were discarded
+
+
 def test_stalled_connection_times_out_and_retries(tmp_path: Path, nwb_bytes: bytes) -> None:
     fake = FakeAllen(files={SID: nwb_bytes}, actions=["stall:3"])
     part = tmp_path / "s.nwb.part"

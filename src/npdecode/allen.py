@@ -182,9 +182,13 @@ def session_table(cache: epc.EcephysProjectCache) -> pd.DataFrame:
     return cache.get_session_table(suppress=[])
 
 
-def session_tables(cache: epc.EcephysProjectCache, session_id: int) -> dict[str, pd.DataFrame]:
-    """This session's rows of the sessions/probes/channels/units tables (all units kept)."""
-    sessions = session_table(cache)
+def session_tables(
+    cache: epc.EcephysProjectCache, sessions: pd.DataFrame, session_id: int
+) -> dict[str, pd.DataFrame]:
+    """This session's rows of the sessions/probes/channels/units tables (all units kept).
+
+    `sessions` is `session_table(cache)` (computing it reads every table once more).
+    """
     probes = cache.get_probes()
     channels = cache.get_channels()
     units = cache.get_units(**UNIT_FILTERS_OFF)
@@ -258,8 +262,9 @@ def fetch_session(
                 f"{layout.allen_manifest} maps session {session_id} to {cache_path}, not "
                 f"{layout.nwb(session_id)}: remove that manifest.json (AllenSDK rewrites it)"
             )
-        session_type = check_listed(session_table(cache), session_id, stimulus)
-        tables = session_tables(cache, session_id)
+        sessions = session_table(cache)
+        session_type = check_listed(sessions, session_id, stimulus)
+        tables = session_tables(cache, sessions, session_id)
     old_record = _read_record(layout, session_id)
     summary = _reusable(layout, session_id, stimulus)
     part = layout.partial_dir / f"session_{session_id}.nwb.part"
@@ -310,7 +315,7 @@ def _download(
             msg = f"session {session_id}: {msg}"
         final = layout.nwb(session_id)
         if final.exists():
-            msg += f". The earlier {final}, which fails verification, is left in place"
+            msg += f". The unusable file already at {final} is left in place"
         raise DataError(msg) from err
     return url, part
 

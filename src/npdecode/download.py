@@ -131,7 +131,8 @@ def download(
         else ""
     )
     raise DataError(
-        f"{what}: downloading {url} failed {policy.max_tries} times; last error: {last}.{tail}"
+        f"{what}: downloading {url} failed {policy.max_tries} times; "
+        f"last error: {last.rstrip('.')}.{tail}"
     )
 
 
@@ -144,8 +145,7 @@ def _try_once(sess: requests.Session, url: str, part: Path, timeout_s: float, wh
     try:
         with sess.get(url, stream=True, timeout=(timeout_s, timeout_s), headers=headers) as r:
             start, total = _plan(r, have, known_total, url, what)
-            if total is not None:
-                sidecar(part).write_text(json.dumps({"url": url, "size": total}))
+            sidecar(part).write_text(json.dumps({"url": url, "size": total}))
             if start == total:
                 return start
             _write_body(r, part, start, total, what)
@@ -153,7 +153,8 @@ def _try_once(sess: requests.Session, url: str, part: Path, timeout_s: float, wh
         discard(part)
         raise
     except requests.RequestException as err:
-        raise TransferError(f"{type(err).__name__}: {err}") from err
+        got = part.stat().st_size if part.exists() else 0
+        raise TransferError(f"{type(err).__name__} with {got} bytes on disk: {err}"[:400]) from err
     got = part.stat().st_size
     if total is not None and got != total:
         raise TransferError(f"the connection ended after {got} of {total} bytes")

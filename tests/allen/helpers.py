@@ -104,12 +104,15 @@ class FakeAllen:
     `files` maps session id -> NWB bytes. `actions` is consumed one per file request:
     "ok", "503", "drop:N" (announce the full size, send N bytes, close) or "stall:S"
     (announce the full size, send nothing for S seconds). With no action left: "ok".
-    `ranges` (default True) says whether Range requests are honoured.
+    `ranges` (default True) says whether Range requests are honoured, `lengths` whether
+    file responses announce their Content-Length (else the body ends when the connection
+    closes, so a dropped connection looks like a complete file).
     """
 
     files: dict[int, bytes] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
     ranges: bool = True
+    lengths: bool = True
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""
 
@@ -121,84 +124,92 @@ class FakeAllen:
 _WKF = re.compile(r"attachable_id\$eq(\d+)")
 
 
-def _handler(fake: FakeAllen) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # keep test output quiet
-            pass
+class _Handler(BaseHTTPRequestHandler):
+    """Serves `self.fake` (set per server by `_handler`)."""
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            fake.requests.append((self.path, self.headers.get("Range")))
-            if self.path.startswith("/api/v2/data/query.json") and "WellKnownFile" in self.path:
-                self._well_known_file()
-            elif self.path.startswith("/api/v2/well_known_file_download/"):
-                self._file(int(self.path.rsplit("/", 1)[1]))
-            else:
-                self.send_error(404)
+    fake: FakeAllen
 
-        def _well_known_file(self) -> None:
-            match = _WKF.search(self.path)
-            sid = int(match.group(1)) if match else -1
-            rows = (
-                [
-                    {
-                        "id": sid + 1,
-                        "attachable_id": sid,
-                        "download_link": f"/api/v2/well_known_file_download/{sid}",
-                        "path": f"/allen/ecephys/session_{sid}.nwb",
-                    }
-                ]
-                if sid in fake.files
-                else []
-            )
-            body = json.dumps(
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.fake.requests.append((self.path, self.headers.get("Range")))
+        if self.path.startswith("/api/v2/data/query.json") and "WellKnownFile" in self.path:
+            self._well_known_file()
+        elif self.path.startswith("/api/v2/well_known_file_download/"):
+            self._file(int(self.path.rsplit("/", 1)[1]))
+        else:
+            self.send_error(404)
+
+    def _well_known_file(self) -> None:
+        match = _WKF.search(self.path)
+        sid = int(match.group(1)) if match else -1
+        rows = (
+            [
                 {
-                    "success": True,
-                    "id": 0,
-                    "start_row": 0,
-                    "num_rows": len(rows),
-                    "total_rows": len(rows),
-                    "msg": rows,
+                    "id": sid + 1,
+                    "attachable_id": sid,
+                    "download_link": f"/api/v2/well_known_file_download/{sid}",
+                    "path": f"/allen/ecephys/session_{sid}.nwb",
                 }
-            ).encode()
+            ]
+            if sid in self.fake.files
+            else []
+        )
+        body = json.dumps(
+            {
+                "success": True,
+                "id": 0,
+                "start_row": 0,
+                "num_rows": len(rows),
+                "total_rows": len(rows),
+                "msg": rows,
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _file(self, sid: int) -> None:
+        if sid not in self.fake.files:
+            self.send_error(404)
+            return
+        data = self.fake.files[sid]
+        action = self.fake.actions.pop(0) if self.fake.actions else "ok"
+        if action == "503":
+            self.send_error(503)
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        if self.fake.ranges and rng:
+            start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+        body = data[start:]
+        if self.fake.lengths:
             self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+        self.end_headers()
+        self._body(action, body)
 
-        def _file(self, sid: int) -> None:
-            if sid not in fake.files:
-                self.send_error(404)
-                return
-            data = fake.files[sid]
-            action = fake.actions.pop(0) if fake.actions else "ok"
-            if action == "503":
-                self.send_error(503)
-                return
-            start = 0
-            rng = self.headers.get("Range")
-            if fake.ranges and rng:
-                start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            else:
-                self.send_response(200)
-            body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if action.startswith("drop:"):
-                self.wfile.write(body[: int(action.split(":")[1])])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            if action.startswith("stall:"):
-                self.wfile.flush()
-                time.sleep(float(action.split(":")[1]))
-                self.close_connection = True
-                return
+    def _body(self, action: str, body: bytes) -> None:
+        if action.startswith("drop:"):
+            self.wfile.write(body[: int(action.split(":")[1])])
+        elif action.startswith("stall:"):
+            self.wfile.flush()
+            time.sleep(float(action.split(":")[1]))
+        else:
             self.wfile.write(body)
+            return
+        self.wfile.flush()
+        self.close_connection = True
 
-    return Handler
+
+def _handler(fake: FakeAllen) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"fake": fake})
 
 
 class FakeAllenServer:
