@@ -94,6 +94,13 @@ def read_identifier(path: str | Path, session_id: int) -> str:
         return _text(f["identifier"][()]) if "identifier" in f else ""
 
 
+def read_session_type(path: str | Path, session_id: int) -> str:
+    """The session type Allen stores as `stimulus_notes` (e.g. brain_observatory_1.1), or ''."""
+    with open_nwb(path, session_id) as f:
+        notes = f.get("general/stimulus")
+        return _text(notes[()]) if isinstance(notes, h5py.Dataset) else ""
+
+
 def verify_session_nwb(
     path: str | Path,
     session_id: int,

@@ -80,9 +80,7 @@ def local_sessions(params: Params, root: Path) -> list[dict[str, Any]]:
         if identifier != str(f.session_id):
             log.warning("skipping %s: its NWB identifier is %r", f.path, identifier)
             continue
-        with nwbmeta.open_nwb(f.path, f.session_id) as h5:
-            notes = h5.get("general/stimulus")
-            kind = notes[()].decode() if notes is not None else ""
+        kind = nwbmeta.read_session_type(f.path, f.session_id)
         rows.append({"id": f.session_id, "session_type": kind, "path": str(f.path)})
     return rows
 
