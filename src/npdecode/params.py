@@ -55,10 +55,27 @@ class SyntheticParams:
 
 
 @dataclass(frozen=True)
+class AllenParams:
+    """How `fetch.source: allen` reaches the Allen Brain Observatory (not *what* it fetches).
+
+    These knobs change how a download is attempted, never the bytes that land, so the
+    fetch stage does not list them as DVC params (see `stages.fetch.UNTRACKED_PARAMS`).
+    """
+
+    # python of the separate AllenSDK env (scripts/setup_allen_env.sh); relative to the root
+    python: str = ".venv-allen/bin/python"
+    api_url: str = "http://api.brain-map.org"
+    timeout_s: float = _p(120.0, lo=0.0, lo_open=True)  # a request stalled this long fails
+    max_tries: int = _p(5, lo=1)  # total tries per request or download, not retries
+    backoff_s: float = _p(10.0, lo=0.0)  # wait before try k+1: backoff_s * 2**(k-1), <= 10 min
+
+
+@dataclass(frozen=True)
 class FetchParams:
     source: Literal["synthetic", "allen", "local"] = "synthetic"
     path: str | None = None
     synthetic: SyntheticParams = _section(SyntheticParams)
+    allen: AllenParams = _section(AllenParams)
 
     def __post_init__(self) -> None:
         if self.source == "local" and not self.path:
@@ -189,9 +206,18 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return params_from_dict(raw or {}, source=str(path))
 
 
+SESSIONS_COMMAND = "python -m npdecode.sessions --write"
+
+
 def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> Params:
     """Build Params from a plain mapping (e.g. parsed YAML)."""
     try:
+        if isinstance(raw, Mapping) and isinstance(raw.get("sessions"), str):
+            raise ParamsError(
+                f"sessions is the string {raw['sessions']!r}, but dvc.yaml's foreach needs an "
+                f"explicit list of session ids: expand it with `{SESSIONS_COMMAND}` (it lists "
+                "the matching sessions and writes them into params.yaml)"
+            )
         return _build(Params, raw, "")
     except ParamsError as err:
         raise ParamsError(f"{source}: {err}") from None

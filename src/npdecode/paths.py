@@ -21,6 +21,20 @@ class Layout:
     def nwb(self, session_id: int) -> Path:
         return self.raw_dir(session_id) / f"session_{session_id}.nwb"
 
+    def fetch_record(self, session_id: int) -> Path:
+        """Where a real session's NWB came from and what it holds (allen/local sources)."""
+        return self.raw_dir(session_id) / "fetch.json"
+
+    @property
+    def allen_manifest(self) -> Path:
+        """AllenSDK's cache manifest: its cache folder is data/raw/, its NWB our raw NWB."""
+        return self.root / "data" / "raw" / "manifest.json"
+
+    @property
+    def partial_dir(self) -> Path:
+        """Unfinished downloads (`<name>.part` + sidecar), kept so a new run resumes them."""
+        return self.root / "data" / "raw" / ".partial"
+
     def truth(self, session_id: int) -> Path:
         """Ground truth of a synthetic session (absent for real sessions)."""
         return self.raw_dir(session_id) / "truth.npz"

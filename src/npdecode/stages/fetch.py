@@ -2,7 +2,12 @@
 
 `fetch.source` picks where it comes from:
 - `synthetic` (default): generate an Allen-format session with known ground truth.
-- `allen`, `local`: real sessions (see README, "Real Allen sessions").
+- `allen`: download it from the Allen Brain Observatory with AllenSDK's project cache,
+  run in the separate AllenSDK environment (`fetch.allen.python`, see `npdecode.allen`).
+- `local`: an NWB file already on disk below `fetch.path` (a DANDI download, a
+  colleague's AllenSDK cache), hardlinked or copied in.
+Real sessions get `sessions/probes/channels/units.csv` (Allen's columns) and `fetch.json`
+(origin and content summary) beside the NWB; see docs/allen.md.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from npdecode import synthetic
+from npdecode import allenenv, nwbmeta, synthetic
 from npdecode.cli import run_stage
-from npdecode.errors import NpdecodeError
 from npdecode.io import atomic_path
+from npdecode.local import fetch_local
 from npdecode.nwb import SESSION_TYPE, write_session_nwb
 from npdecode.params import Params, SyntheticParams
 from npdecode.paths import Layout
 
-PARAMS = ("fetch",)
+PARAMS = ("fetch.source", "fetch.path", "fetch.synthetic", "bin.stimulus")
+# Read, but deliberately not DVC params of the stage: they change how a download is
+# tried (timeouts, retries, which python runs AllenSDK), never the bytes that land.
+UNTRACKED_PARAMS = ("fetch.allen",)
 log = logging.getLogger(__name__)
 
 
@@ -31,8 +39,32 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
     source = params.fetch.source
     if source == "synthetic":
         fetch_synthetic(params.fetch.synthetic, session_id, layout.raw_dir(session_id))
+        return
+    stimulus = params.bin.stimulus
+    if source == "allen":
+        fetch_allen(params, session_id, layout)
     else:
-        raise NpdecodeError(f"fetch.source {source!r} is not available yet in this version")
+        folder = Path(params.fetch.path or "")
+        fetch_local(folder if folder.is_absolute() else root / folder, session_id, stimulus, layout)
+    # Checked again here, in the main environment, with the readers later stages rely on.
+    s = nwbmeta.verify_session_nwb(layout.nwb(session_id), session_id, stimulus)
+    log.info(
+        "session %d: %s verified: %d units, %d spikes, %d channels, %d %s presentations",
+        session_id,
+        s.path,
+        s.n_units,
+        s.n_spikes,
+        s.n_channels,
+        s.n_presentations,
+        stimulus,
+    )
+
+
+def fetch_allen(params: Params, session_id: int, layout: Layout) -> None:
+    """Run `npdecode.allen fetch` for one session in the AllenSDK environment."""
+    args = ["fetch", str(session_id), "--root", str(layout.root.resolve())]
+    args += ["--stimulus", params.bin.stimulus, *allenenv.policy_args(params.fetch.allen)]
+    allenenv.run_allen(params.fetch.allen, layout.root, args)
 
 
 def fetch_synthetic(params: SyntheticParams, session_id: int, out_dir: Path) -> None:
