@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from allen.helpers import drop_stimulus, truncate, write_nwb
+from tests.allen.helpers import drop_stimulus, truncate, write_nwb
 
 from npdecode import local, nwbmeta
 from npdecode.errors import DataError, ParamsError

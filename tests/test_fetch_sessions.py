@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-from allen.helpers import write_nwb
+from tests.allen.helpers import write_nwb
 
 from npdecode import sessions
 from npdecode.cli import run_stage

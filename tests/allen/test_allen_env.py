@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from allen.helpers import (
+from tests.allen.helpers import (
     BO,
     FC,
     FakeAllen,
