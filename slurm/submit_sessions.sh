@@ -52,10 +52,11 @@ done
 root=$(git rev-parse --show-toplevel) || die "run me inside the npdecode repo"
 cd "$root"
 if ((${#sessions[@]} == 0)); then
-    read -r -a sessions < <(python -c \
-        'import yaml; print(*yaml.safe_load(open("params.yaml"))["sessions"])') ||
+    listed=$(python -c 'import yaml; print(*yaml.safe_load(open("params.yaml"))["sessions"])') ||
         die "cannot read 'sessions' from $root/params.yaml"
+    read -r -a sessions <<<"$listed"
 fi
+((${#sessions[@]})) || die "no sessions: give some, or list them in params.yaml"
 for sid in "${sessions[@]}"; do
     [[ $sid =~ ^[0-9]+$ ]] || die "session id '$sid' is not an integer"
 done
