@@ -1,0 +1,153 @@
+"""Temporary copies of this DVC project for tests that run real `git` and `dvc` commands.
+
+A copy holds the project's src/, dvc.yaml, params.yaml (shrunk to a small synthetic session
+plus any overrides), pyproject.toml, ignore files, slurm/ and the *committed* .dvc/config
+(remote `proj` on /proj, shared cache settings), in a fresh git repository.
+
+Commands run through `sh`, with the venv's bin/ first on PATH and PYTHONPATH pointing at
+this repository's src/: like a user who has npdecode installed, so a stage that imported the
+installed package instead of the copy's own src/ would be caught (see `add_import_trace`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+# Small enough that `dvc repro` takes seconds; still separable (chance 1/7).
+SMALL_PARAMS: dict[str, Any] = {
+    "sessions": [1],
+    "fetch": {"synthetic": {"n_units": 20, "n_images": 6, "n_repeats": 10}},
+}
+TRACE_ENV = "NPDECODE_TEST_IMPORT_TRACE"
+_TRACE_CODE = f"""
+
+# test instrumentation (tests/helpers.py): record which copy of npdecode was imported
+import os as _os
+
+if _os.environ.get("{TRACE_ENV}"):
+    with open(_os.environ["{TRACE_ENV}"], "a") as _trace:
+        _trace.write(__file__ + "\\n")
+"""
+_COPY = ("src", "slurm", "dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "logs")
+
+
+def deep_update(base: dict, overrides: Mapping) -> dict:
+    """Merge `overrides` into `base` in place (nested dicts merged key by key)."""
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def make_project(dest: Path, overrides: Mapping | None = None) -> Path:
+    """Copy the project into `dest`, a new git repo with one commit, and return `dest`.
+
+    Args:
+        dest: folder to create (must not exist).
+        overrides: params.yaml values merged over `SMALL_PARAMS`, e.g. {"train": {"seed": 1}}.
+    """
+    dest.mkdir(parents=True)
+    for name in _COPY:
+        src = PROJECT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=_IGNORE)
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    (dest / ".dvc").mkdir()
+    for name in ("config", ".gitignore"):
+        shutil.copy2(PROJECT / ".dvc" / name, dest / ".dvc" / name)
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    deep_update(params, SMALL_PARAMS)
+    deep_update(params, overrides or {})
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q", "-b", "main"], dest)
+    commit_all(dest, "project")
+    return dest
+
+
+def add_import_trace(project: Path) -> None:
+    """Make the copy's npdecode append its own path to $NPDECODE_TEST_IMPORT_TRACE on import."""
+    init = project / "src" / "npdecode" / "__init__.py"
+    init.write_text(init.read_text() + _TRACE_CODE)
+
+
+def traced_imports(trace: Path) -> list[Path]:
+    """The npdecode `__init__.py` files imported while the trace was on, one per import."""
+    return [Path(line) for line in trace.read_text().splitlines()] if trace.exists() else []
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A full copy (git history, DVC cache, outputs) of a project, minus DVC's tmp folder."""
+    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("tmp"))
+    return dest
+
+
+def sh(
+    cmd: list[str], cwd: Path, check: bool = True, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `cmd` in `cwd` and return it (stdout, stderr as text); raise if it fails and `check`."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=command_env(env), capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"`{' '.join(cmd)}` failed ({proc.returncode}) in {cwd}:\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for project commands: venv tools on PATH, an 'installed' npdecode, a git id."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(PROJECT / "src"),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "npdecode tests",
+        "GIT_AUTHOR_EMAIL": "tests@example.com",
+        "GIT_COMMITTER_NAME": "npdecode tests",
+        "GIT_COMMITTER_EMAIL": "tests@example.com",
+    }
+    env.pop(TRACE_ENV, None)
+    return {**env, **(extra or {})}
+
+
+def commit_all(project: Path, message: str) -> None:
+    sh(["git", "add", "-A"], project)
+    sh(["git", "commit", "-qm", message], project)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+_REPRODUCED: dict[int, Path] = {}
+
+
+def reproduced_project(factory: pytest.TempPathFactory) -> Path:
+    """One small project per test session, traced, `dvc repro`-ed and committed.
+
+    Read-only: tests that run commands in it work on `copy_project(...)`.
+    """
+    key = id(factory)
+    if key not in _REPRODUCED:
+        project = make_project(factory.mktemp("reproduced") / "project")
+        add_import_trace(project)
+        sh(["dvc", "repro"], project)
+        commit_all(project, "baseline results")
+        _REPRODUCED[key] = project
+    return _REPRODUCED[key]
