@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.allen.helpers import FakeAllen, FakeAllenServer, write_nwb
 
 from npdecode import download, nwbmeta
 from npdecode.errors import DataError
+from tests.allen.helpers import FakeAllen, FakeAllenServer, write_nwb
 
 SID = 715093703
 FAST = download.RetryPolicy(timeout_s=5.0, max_tries=4, backoff_s=0.0)

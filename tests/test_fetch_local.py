@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from tests.allen.helpers import drop_stimulus, truncate, write_nwb
 
 from npdecode import local, nwbmeta
 from npdecode.errors import DataError, ParamsError
@@ -21,6 +20,7 @@ from npdecode.params import Params, params_from_dict
 from npdecode.paths import Layout
 from npdecode.stages import bin as bin_stage
 from npdecode.stages import fetch
+from tests.allen.helpers import drop_stimulus, truncate, write_nwb
 
 REPO = Path(__file__).resolve().parents[1]
 SID = 715093703

@@ -8,13 +8,13 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-from tests.allen.helpers import write_nwb
 
 from npdecode import sessions
 from npdecode.cli import run_stage
 from npdecode.errors import ParamsError
 from npdecode.params import load_params, params_from_dict
 from npdecode.stages import fetch
+from tests.allen.helpers import write_nwb
 
 REPO = Path(__file__).resolve().parents[1]
 BO_ID, FC_ID = 715093703, 766640955

@@ -19,6 +19,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from npdecode import sessions as sessions_cli
+from npdecode.errors import DataError
+from npdecode.io import read_json
+from npdecode.params import Params, load_params, params_from_dict
+from npdecode.paths import Layout
+from npdecode.stages import bin as bin_stage
+from npdecode.stages import fetch
 from tests.allen.helpers import (
     BO,
     FC,
@@ -29,13 +36,6 @@ from tests.allen.helpers import (
     write_allen_cache,
     write_nwb,
 )
-from npdecode import sessions as sessions_cli
-from npdecode.errors import DataError
-from npdecode.io import read_json
-from npdecode.params import Params, load_params, params_from_dict
-from npdecode.paths import Layout
-from npdecode.stages import bin as bin_stage
-from npdecode.stages import fetch
 
 pytestmark = pytest.mark.allen
 

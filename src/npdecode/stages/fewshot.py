@@ -22,8 +22,11 @@ from npdecode.metrics import classification_metrics
 from npdecode.params import Params
 from npdecode.paths import Layout
 from npdecode.runinfo import measure
+from npdecode.stages.train import PARAMS as TRAIN_PARAMS
 from npdecode.stages.train import TRAINERS, logits
 
+# a model's few-shot run reads its training params as well
+PARAMS = {model: ("fewshot", *keys) for model, keys in TRAIN_PARAMS.items()}
 log = logging.getLogger(__name__)
 
 

@@ -1,0 +1,107 @@
+"""dvc.yaml declares exactly what each stage reads and writes (STYLE rule 2)."""
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from npdecode.paths import Layout
+
+PROJECT = Path(__file__).resolve().parents[1]
+CMD = re.compile(r"python -m npdecode\.stages\.(\w+)(?: (\w+))?(?: \$\{item\})?$")
+
+
+def _stages() -> dict[str, dict]:
+    return yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+
+
+def _body(stage: dict) -> dict:
+    return stage.get("do", stage)
+
+
+def _paths(entries: list) -> list[str]:
+    return [next(iter(e)) if isinstance(e, dict) else e for e in entries or []]
+
+
+def _render(text: str, item: int = 1) -> str:
+    return text.replace("${item}", str(item)).replace("${sessions[0]}", str(item))
+
+
+STAGES = sorted(_stages())
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_params_equal_what_the_module_reads(name):
+    body = _body(_stages()[name])
+    module, model = CMD.search(body["cmd"]).groups()
+    mod = importlib.import_module(f"npdecode.stages.{module}")
+    declared = mod.PARAMS[model] if isinstance(mod.PARAMS, dict) else mod.PARAMS
+    assert sorted(body.get("params", [])) == sorted(declared)
+    assert f"src/npdecode/stages/{module}.py" in body["deps"]
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_per_session_stages_run_foreach_session(name):
+    stage = _stages()[name]
+    per_session = "${item}" in _body(stage)["cmd"]
+    assert per_session == (stage.get("foreach") == "${sessions}")
+
+
+def test_every_declared_params_key_exists_in_params_yaml():
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    for name, stage in _stages().items():
+        for key in _body(stage).get("params", []):
+            node = params
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"{name}: {key}"
+                node = node[part]
+
+
+def test_artifact_paths_match_the_layout():
+    written = set()
+    for stage in _stages().values():
+        body = _body(stage)
+        for section in ("outs", "metrics", "plots"):
+            written.update(_render(p) for p in _paths(body.get(section)))
+    layout = Layout(Path("."))
+    expected = [
+        layout.raw_dir(1),
+        layout.binned(1),
+        layout.binned_units(1),
+        layout.binned_presentations(1),
+        layout.bin_report(1),
+        layout.clean(1),
+        layout.clean_report(1),
+        layout.split_dir(1),
+        layout.split_report(1),
+        layout.reference(1),
+        layout.model("logreg", 1),
+        layout.metrics("logreg", 1),
+        layout.predictions("logreg", 1),
+        layout.fewshot("logreg", 1),
+        layout.results_dir,
+        layout.plots_dir,
+    ]
+    missing = [str(p) for p in expected if str(p) not in written]
+    assert not missing, missing
+
+
+def test_stage_inputs_are_produced_by_a_stage_or_are_code():
+    stages = _stages()
+    produced = set()
+    for stage in stages.values():
+        body = _body(stage)
+        for section in ("outs", "metrics", "plots"):
+            produced.update(_render(p) for p in _paths(body.get(section)))
+    for name, stage in stages.items():
+        for dep in _body(stage).get("deps", []):
+            dep = _render(dep)
+            if dep.startswith("src/"):
+                assert (PROJECT / dep).exists(), f"{name}: {dep}"
+                continue
+            covered = any(
+                dep == p or dep.startswith(p + "/") or p.startswith(dep + "/") for p in produced
+            )
+            assert covered, f"{name}: {dep} is produced by no stage"
