@@ -20,8 +20,8 @@ import numpy as np
 DEFAULT_DTYPE = np.dtype(np.uint16)
 ALLOWED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32))
 
-# Units counted together: one output row of a block spans >= 64 bytes (one cache line).
-_UNITS_PER_BLOCK = 32
+# Units whose spikes are gathered and counted in one vectorised pass (a few MB of temporaries).
+_UNITS_PER_BLOCK = 16
 # Spikes looked up per vectorised step, so temporaries stay in L2 cache.
 _LOOKUP_CHUNK = 1 << 16
 # The lookup table has at most this many cells per bin edge (memory cap).
@@ -101,19 +101,20 @@ def bin_spikes(
     _check_edges(edges)
 
     n_pres, n_units = starts.size, len(trains)
-    if n_pres == 0 or n_units == 0:
-        return np.zeros((n_pres, n_bins, n_units), dtype=out_dtype)
-    # Not zeroed: the loop below writes every (row, unit) of it.
-    out = np.empty((n_pres, n_bins, n_units), dtype=out_dtype)
+    n_rows = n_pres * n_bins
+    # Row-major (row, unit) counts plus one spare row that collects spikes in no bin.
+    flat = np.zeros((n_rows + 1) * n_units, dtype=out_dtype)
+    out = flat[: n_rows * n_units].reshape(n_pres, n_bins, n_units)  # a view, spare row cut
+    if n_rows == 0 or n_units == 0:
+        return out
     index = _EdgeIndex.build(edges)
-    windows = _windows(starts, stops)
-    counter = _BlockCounter(n_pres * n_bins, n_bins, out_dtype)
-    out_rows = out.reshape(n_pres * n_bins, n_units)  # (P, n_bins, U) -> (P * n_bins, U), a view
-    for u0 in range(0, n_units, _UNITS_PER_BLOCK):
-        block = trains[u0 : u0 + _UNITS_PER_BLOCK]
-        times, per_unit = _cut_windows(block, windows)
-        flat_bins = index.lookup(times)  # (m,) in [0, P * n_bins]; P * n_bins = no bin
-        out_rows[:, u0 : u0 + len(block)] = counter.count(flat_bins, per_unit, u0)
+    spans = _window_spans(trains, _windows(starts, stops))  # (U, W, 2) index ranges
+    n_inside = (spans[:, :, 1] - spans[:, :, 0]).sum(axis=1)  # (U,) bounds every count of u
+    safe = n_inside <= np.iinfo(out_dtype).max
+    _scatter_counts(flat, n_units, trains, spans, np.flatnonzero(safe), index)
+    out_rows = out.reshape(n_rows, n_units)  # (P, n_bins, U) -> (P * n_bins, U), a view
+    for u in np.flatnonzero(~safe):
+        out_rows[:, u] = _checked_counts(trains, spans, int(u), index, n_bins, out_dtype)
     return out
 
 
@@ -316,18 +317,28 @@ def _windows(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.stack([window_starts, window_stops], axis=1)
 
 
-def _cut_windows(block: list[np.ndarray], windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate each unit's spikes inside the windows: (m,) times, (len(block),) counts."""
+def _window_spans(trains: list[np.ndarray], windows: np.ndarray) -> np.ndarray:
+    """(U, W, 2) index ranges ``[lo, hi)`` of each unit's spikes inside each window."""
     bounds = windows.ravel()  # (W, 2) -> (2W,): start, stop, start, stop, ...
-    pieces = []
-    per_unit = np.empty(len(block), dtype=np.intp)
-    for i, spikes in enumerate(block):
+    spans = np.empty((len(trains), windows.shape[0], 2), dtype=np.intp)
+    for u, spikes in enumerate(trains):
         # Half-open windows: "left" on both ends keeps start <= t < stop.
-        lo, hi = np.searchsorted(spikes, bounds, side="left").reshape(-1, 2).T
-        pieces.extend(spikes[a:b] for a, b in zip(lo, hi, strict=True))
-        per_unit[i] = (hi - lo).sum()
+        spans[u] = np.searchsorted(spikes, bounds, side="left").reshape(-1, 2)
+    return spans
+
+
+def _gather(
+    trains: list[np.ndarray], spans: np.ndarray, units: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The given units' spikes inside the windows, concatenated: (m,) times, (m,) unit index."""
+    pieces = [
+        trains[u][lo:hi]
+        for u, unit_spans in zip(units, spans[units].tolist(), strict=True)
+        for lo, hi in unit_spans
+    ]
+    per_unit = (spans[units, :, 1] - spans[units, :, 0]).sum(axis=1)  # (len(units),)
     times = np.concatenate(pieces) if pieces else np.empty(0)
-    return times, per_unit
+    return times, np.repeat(units, per_unit)
 
 
 @dataclass(frozen=True)
@@ -345,8 +356,9 @@ class _EdgeIndex:
     ``np.searchsorted``.
     """
 
+    n_rows: int  # P * n_bins, also the flat index meaning "in no bin"
     edges: np.ndarray  # (L + 1,) distinct edges, ascending, then +inf
-    slot_bin: np.ndarray  # (L + 1,) flat bin of slot j, or P * n_bins
+    slot_bin: np.ndarray  # (L + 1,) flat bin of slot j, or n_rows
     origin: float
     inv_width: float
     first: np.ndarray  # (n_cells,) number of edges in earlier cells
@@ -371,7 +383,7 @@ class _EdgeIndex:
             max_cells = _CELLS_PER_EDGE * uniq.size + 1024
         min_width = float(np.diff(edges, axis=1).min())  # narrowest bin
         origin, inv_width, first, steps = _cell_table(uniq, min_width, max_cells)
-        return cls(np.r_[uniq, np.inf], slot_bin, origin, inv_width, first, steps)
+        return cls(n_pres * n_bins, np.r_[uniq, np.inf], slot_bin, origin, inv_width, first, steps)
 
     def lookup(self, times: np.ndarray) -> np.ndarray:
         """Flat bin index of each time; times must lie in [first edge, last edge)."""
@@ -406,55 +418,48 @@ def _cell_table(
     return origin, inv_width, first, (steps if steps <= _MAX_LOOKUP_STEPS else None)
 
 
-class _BlockCounter:
-    """Counts (bin, unit) pairs of one block of units into reused buffers.
+def _scatter_counts(
+    flat: np.ndarray,
+    n_units: int,
+    trains: list[np.ndarray],
+    spans: np.ndarray,
+    units: np.ndarray,
+    index: _EdgeIndex,
+) -> None:
+    """Add the units' spikes into ``flat``, the row-major (P * n_bins + 1, U) counts.
 
-    Counts go straight into the output dtype when no unit of the block has more spikes in
-    the windows than the dtype holds (then no bin can overflow); otherwise into the
-    narrowest wider dtype that holds every unit's total, checked before the cast.
+    Only for units whose counts cannot overflow ``flat.dtype``.
     """
+    one = flat.dtype.type(1)  # same dtype as flat: np.add.at's fast path
+    for i in range(0, units.size, _UNITS_PER_BLOCK):
+        times, unit_of_spike = _gather(trains, spans, units[i : i + _UNITS_PER_BLOCK])
+        key = index.lookup(times) * n_units  # (m,) flat bin -> flat (row, unit) index
+        key += unit_of_spike
+        np.add.at(flat, key, one)
 
-    def __init__(self, n_rows: int, n_bins: int, dtype: np.dtype) -> None:
-        self.n_rows = n_rows  # P * n_bins; row n_rows collects spikes in no bin
-        self.n_bins = n_bins
-        self.dtype = dtype
-        self._buffers: dict[np.dtype, np.ndarray] = {}
 
-    def count(self, flat_bins: np.ndarray, per_unit: np.ndarray, first_unit: int) -> np.ndarray:
-        """(n_rows, len(per_unit)) counts; ``flat_bins`` holds the units' spikes in order."""
-        width = per_unit.size
-        acc_dtype = self._accumulator_dtype(int(per_unit.max()) if width else 0)
-        flat = self._buffer(acc_dtype)[: (self.n_rows + 1) * width]
-        flat.fill(0)
-        # (row, unit) -> row * width + unit, row-major like the output block.
-        key = flat_bins * width
-        key += np.repeat(np.arange(width), per_unit)
-        np.add.at(flat, key, acc_dtype.type(1))
-        counts = flat.reshape(self.n_rows + 1, width)[: self.n_rows]  # drop the "no bin" row
-        if acc_dtype != self.dtype:
-            self._check_fits(counts, first_unit)
-        return counts
+def _checked_counts(
+    trains: list[np.ndarray],
+    spans: np.ndarray,
+    unit: int,
+    index: _EdgeIndex,
+    n_bins: int,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """(P * n_bins,) counts of one unit, counted in int64 and checked to fit ``dtype``."""
+    times, _ = _gather(trains, spans, np.array([unit]))
+    counts = np.bincount(index.lookup(times), minlength=index.n_rows + 1)[:-1]
+    _check_fits(counts, unit, n_bins, dtype)
+    return counts
 
-    def _accumulator_dtype(self, most_spikes: int) -> np.dtype:
-        for dtype in (self.dtype, np.dtype(np.uint32), np.dtype(np.uint64)):
-            if most_spikes <= np.iinfo(dtype).max:
-                return dtype
-        raise AssertionError("unreachable: a unit cannot hold more than 2**64 spikes")
 
-    def _buffer(self, dtype: np.dtype) -> np.ndarray:
-        if dtype not in self._buffers:
-            self._buffers[dtype] = np.empty((self.n_rows + 1) * _UNITS_PER_BLOCK, dtype=dtype)
-        return self._buffers[dtype]
-
-    def _check_fits(self, counts: np.ndarray, first_unit: int) -> None:
-        limit = np.iinfo(self.dtype).max
-        too_big = counts > limit
-        if not too_big.any():
-            return
-        row, col = np.unravel_index(int(np.argmax(too_big)), counts.shape)
-        p, k = divmod(int(row), self.n_bins)
-        raise ValueError(
-            f"unit {first_unit + int(col)} has {int(counts[row, col])} spikes in presentation "
-            f"{p}, bin {k}: more than {self.dtype.name} holds (max {limit}); "
-            f"pass a wider dtype, e.g. dtype=np.uint32"
-        )
+def _check_fits(counts: np.ndarray, unit: int, n_bins: int, dtype: np.dtype) -> None:
+    """Raise if a (P * n_bins,) count of ``unit`` does not fit ``dtype``."""
+    limit = np.iinfo(dtype).max
+    if counts.size == 0 or counts.max() <= limit:
+        return
+    p, k = divmod(int(np.argmax(counts > limit)), n_bins)
+    raise ValueError(
+        f"unit {unit} has {int(counts[p * n_bins + k])} spikes in presentation {p}, bin {k}: "
+        f"more than {dtype.name} holds (max {limit}); pass a wider dtype, e.g. dtype=np.uint32"
+    )
