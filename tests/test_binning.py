@@ -189,6 +189,18 @@ def test_lookup_table_equals_binary_search_for_any_table_size(table, max_cells, 
     np.testing.assert_array_equal(got[:-1], expected)
 
 
+@pytest.mark.parametrize(("max_cells", "steps"), [(None, 1), (60, 2), (40, 3), (20, None)])
+def test_lookup_table_size_sets_steps_or_falls_back(max_cells, steps):
+    starts = np.arange(10.0)
+    edges = bin_edges(starts, starts + 1.0, 8)  # touching: 81 distinct edges, 1/8 s apart
+    index = _EdgeIndex.build(edges, max_cells=max_cells)
+    assert index.steps == steps
+    times = np.sort(np.r_[np.linspace(0.0, 10.0, 997, endpoint=False), edges.ravel()[:-1]])
+    # Touching equal bins: the flat bin is the number of distinct edges <= t, minus one.
+    flat_bin = np.searchsorted(np.unique(edges), times, side="right") - 1
+    np.testing.assert_array_equal(index.lookup(times), flat_bin)
+
+
 # --- np.histogram oracle over a grid ---------------------------------------------------------
 
 
