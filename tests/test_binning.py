@@ -366,6 +366,8 @@ def test_bad_intervals_raise():
         remove_invalid_spikes(_a(0.0), np.array([[0.0, 1.0], [3.0, 2.0]]))
     with pytest.raises(ValueError, match=r"shape \(K, 2\)"):
         presentations_overlapping(_a(0.0), _a(1.0), np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="intervals contain NaN"):
+        presentations_overlapping(_a(0.0), _a(1.0), np.array([[np.nan, 2.0]]))
 
 
 interval_lists = st.lists(

@@ -93,6 +93,7 @@ def bin_spikes(
             infinite presentation times, ``n_bins < 1``, bins narrower than float64 can
             resolve, an unsorted spike train or one with NaN, an unsupported dtype, or a count
             that does not fit ``dtype`` (counts never wrap).
+        TypeError: If ``n_bins`` is not an int.
     """
     out_dtype = _check_dtype(dtype)
     starts, stops = _check_presentations(starts, stops, n_bins)
@@ -174,10 +175,10 @@ def presentations_overlapping(
             f"starts and stops must be 1-D of equal length, got {starts.shape} and {stops.shape}"
         )
     lo, hi = _merge_closed_intervals(intervals)
-    # Merged intervals are disjoint and sorted, so the first one with b >= s is the only
-    # candidate: every later one starts even later.
     if lo.size == 0:
         return np.zeros(starts.shape, dtype=bool)
+    # Merged intervals are disjoint and sorted, so the first one with b >= s is the only
+    # candidate: every later one starts even later.
     j = np.searchsorted(hi, starts, side="left")
     return (j < lo.size) & (lo[np.minimum(j, lo.size - 1)] < stops)
 
