@@ -203,7 +203,9 @@ def main() -> None:
     )
     scale = args.units / args.old_units
     print_header(s, int(out.sum()), pn["version"], args.seed)
-    print(f"1-min load average at the end: {load:.2f} (this run counts 1; the rest are other jobs)\n")
+    print(
+        f"1-min load average at the end: {load:.2f} (this run counts 1; the rest are other jobs)\n"
+    )
     exact = "exact: equal to binary search on 100 units" if ours["exact"] else "MISMATCH"
     print_table(
         [

@@ -160,7 +160,7 @@ def binning_inputs(draw):
     return [np.sort(_a(*t)) for t in trains], starts, stops, n_bins
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(binning_inputs(), st.sampled_from([np.uint8, np.uint16, np.uint32]))
 def test_equals_naive_per_spike_reference(inputs, dtype):
     trains, starts, stops, n_bins = inputs
@@ -170,7 +170,7 @@ def test_equals_naive_per_spike_reference(inputs, dtype):
     np.testing.assert_array_equal(counts, expected)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(presentation_tables(), st.sampled_from([2, 3, 4, 7, 64, None]), st.data())
 def test_lookup_table_equals_binary_search_for_any_table_size(table, max_cells, data):
     # Small tables put many edges in one cell: more correction steps, or the fallback.
@@ -376,7 +376,7 @@ interval_lists = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.one_of(st.floats(-1, 14), st.sampled_from([0.0, 1.0, 2.5])), max_size=30),
     interval_lists,
@@ -404,7 +404,7 @@ def test_presentations_overlapping_boundaries():
     assert not presentations_overlapping(starts, stops, np.empty((0, 2))).any()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 10), st.floats(0.01, 2)), max_size=6), interval_lists)
 def test_presentations_overlapping_equals_naive(presentations, intervals):
     starts = _a(*(s for s, _ in presentations))
