@@ -92,10 +92,9 @@ def compare(theirs: np.ndarray, ours: np.ndarray) -> str:
 
 
 def run_ours(s: Session, repeats: int) -> dict:
-    calls = [timed(lambda: bin_spikes(s.spike_times, s.starts, s.stops, s.n_bins))]
-    calls += [
+    calls = [
         timed(lambda: bin_spikes(s.spike_times, s.starts, s.stops, s.n_bins))
-        for _ in range(repeats - 1)
+        for _ in range(repeats)
     ]
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     tracemalloc.start()
@@ -178,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls of our kernel")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls of our kernel")
     parser.add_argument("--old-units", type=int, default=20, help="units timed for (c)")
     args = parser.parse_args()
 
@@ -191,8 +190,8 @@ def main() -> None:
     pn = run_pynapple(s)
     old_t, old_counts = run_old(s, args.old_units)
 
-    warm = sorted(ours["timings"][1:] or ours["timings"], key=lambda t: t.wall)
-    median = warm[len(warm) // 2]
+    by_wall = sorted(ours["timings"], key=lambda t: t.wall)
+    median = by_wall[len(by_wall) // 2]
     t_ours = median.wall
     load = os.getloadavg()[0]
     pn_values = pn["values"]
@@ -209,7 +208,7 @@ def main() -> None:
     exact = "exact: equal to binary search on 100 units" if ours["exact"] else "MISMATCH"
     print_table(
         [
-            ("npdecode bin_spikes (median of warm calls)", median, 1.0, exact),
+            (f"npdecode bin_spikes (median of {args.repeats} calls)", median, 1.0, exact),
             (
                 "(a) AllenSDK presentationwise_spike_counts algo",
                 allen_t,
@@ -228,7 +227,7 @@ def main() -> None:
     )
     n_spikes = sum(t.size for t in s.spike_times)
     calls = ", ".join(f"{t.wall:.3f}" for t in ours["timings"])
-    print(f"ours: calls {calls} s (the first pays fresh-page faults for the output)")
+    print(f"ours: calls {calls} s")
     print(
         f"ours: {n_spikes / t_ours / 1e6:.0f} M session spikes/s, "
         f"{out.sum() / t_ours / 1e6:.0f} M binned spikes/s; "
