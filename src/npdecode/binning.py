@@ -108,11 +108,11 @@ def bin_spikes(
     out = flat[: n_rows * n_units].reshape(n_pres, n_bins, n_units)  # a view, spare row cut
     if n_rows == 0 or n_units == 0:
         return out
-    index = _EdgeIndex.build(edges)
+    index = _EdgeIndex.build(edges, stride=n_units)  # lookup -> row offsets in `flat`
     spans = _window_spans(trains, _windows(starts, stops))  # (U, W, 2) index ranges
     n_inside = (spans[:, :, 1] - spans[:, :, 0]).sum(axis=1)  # (U,) bounds every count of u
     safe = n_inside <= np.iinfo(out_dtype).max
-    _scatter_counts(flat, n_units, trains, spans, np.flatnonzero(safe), index)
+    _scatter_counts(flat, trains, spans, np.flatnonzero(safe), index)
     out_rows = out.reshape(n_rows, n_units)  # (P, n_bins, U) -> (P * n_bins, U), a view
     for u in np.flatnonzero(~safe):
         out_rows[:, u] = _checked_counts(trains, spans, int(u), index, n_bins, out_dtype)
@@ -331,7 +331,7 @@ def _window_spans(trains: list[np.ndarray], windows: np.ndarray) -> np.ndarray:
 def _gather(
     trains: list[np.ndarray], spans: np.ndarray, units: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The given units' spikes inside the windows, concatenated: (m,) times, (m,) unit index."""
+    """The given units' spikes inside the windows, concatenated: (m,) times, spikes per unit."""
     pieces = [
         trains[u][lo:hi]
         for u, unit_spans in zip(units, spans[units].tolist(), strict=True)
@@ -339,12 +339,14 @@ def _gather(
     ]
     per_unit = (spans[units, :, 1] - spans[units, :, 0]).sum(axis=1)  # (len(units),)
     times = np.concatenate(pieces) if pieces else np.empty(0)
-    return times, np.repeat(units, per_unit)
+    return times, per_unit
 
 
 @dataclass(frozen=True)
 class _EdgeIndex:
-    """Maps spike times to flat bin indices ``p * n_bins + k`` (``P * n_bins`` = no bin).
+    """Maps spike times to ``stride`` times their flat bin ``p * n_bins + k`` (``P * n_bins`` =
+    no bin). With ``stride = U`` that is where the bin's row starts in row-major (row, unit)
+    counts.
 
     ``j(t) = #{edges <= t}`` over the sorted distinct edges gives the slot ``[edge[j-1],
     edge[j])`` holding ``t``; ``slot_bin[j]`` says which bin that slot is, if any. ``j`` is the
@@ -357,16 +359,17 @@ class _EdgeIndex:
     ``np.searchsorted``.
     """
 
-    n_rows: int  # P * n_bins, also the flat index meaning "in no bin"
+    n_rows: int  # P * n_bins, also the flat bin meaning "in no bin"
+    stride: int
     edges: np.ndarray  # (L + 1,) distinct edges, ascending, then +inf
-    slot_bin: np.ndarray  # (L + 1,) flat bin of slot j, or n_rows
+    slot_bin: np.ndarray  # (L + 1,) flat bin of slot j (or n_rows), times stride
     origin: float
     inv_width: float
     first: np.ndarray  # (n_cells,) number of edges in earlier cells
     steps: int | None  # None: use np.searchsorted
 
     @classmethod
-    def build(cls, edges: np.ndarray, max_cells: int | None = None) -> _EdgeIndex:
+    def build(cls, edges: np.ndarray, stride: int = 1, max_cells: int | None = None) -> _EdgeIndex:
         """Index the (P, n_bins + 1) edges of sorted, non-overlapping presentations.
 
         ``max_cells`` (>= 2) caps the table; default ``_CELLS_PER_EDGE`` per distinct edge.
@@ -377,17 +380,19 @@ class _EdgeIndex:
         distinct = np.r_[True, flat[1:] > flat[:-1]]  # touching presentations share an edge
         uniq = flat[distinct]
         edge_id = np.cumsum(distinct) - 1  # position of each flat edge in `uniq`
-        slot_bin = np.full(uniq.size + 1, n_pres * n_bins, dtype=np.intp)
+        slot_bin = np.full(uniq.size + 1, n_pres * n_bins * stride, dtype=np.intp)
         left_edges = edge_id.reshape(n_pres, n_edges)[:, :n_bins].ravel()  # (P * n_bins,)
-        slot_bin[left_edges + 1] = np.arange(n_pres * n_bins)
+        slot_bin[left_edges + 1] = np.arange(n_pres * n_bins) * stride
         if max_cells is None:
             max_cells = _CELLS_PER_EDGE * uniq.size + 1024
         min_width = float(np.diff(edges, axis=1).min())  # narrowest bin
         origin, inv_width, first, steps = _cell_table(uniq, min_width, max_cells)
-        return cls(n_pres * n_bins, np.r_[uniq, np.inf], slot_bin, origin, inv_width, first, steps)
+        return cls(
+            n_pres * n_bins, stride, np.r_[uniq, np.inf], slot_bin, origin, inv_width, first, steps
+        )
 
     def lookup(self, times: np.ndarray) -> np.ndarray:
-        """Flat bin index of each time; times must lie in [first edge, last edge)."""
+        """``stride`` * flat bin of each time; times must lie in [first edge, last edge)."""
         if self.steps is None:
             return self.slot_bin[np.searchsorted(self.edges[:-1], times, side="right")]
         out = np.empty(times.size, dtype=np.intp)
@@ -421,7 +426,6 @@ def _cell_table(
 
 def _scatter_counts(
     flat: np.ndarray,
-    n_units: int,
     trains: list[np.ndarray],
     spans: np.ndarray,
     units: np.ndarray,
@@ -429,14 +433,18 @@ def _scatter_counts(
 ) -> None:
     """Add the units' spikes into ``flat``, the row-major (P * n_bins + 1, U) counts.
 
-    Only for units whose counts cannot overflow ``flat.dtype``.
+    Only for units whose counts cannot overflow ``flat.dtype``; ``index.stride`` must be U.
     """
     one = flat.dtype.type(1)  # same dtype as flat: np.add.at's fast path
     for i in range(0, units.size, _UNITS_PER_BLOCK):
-        times, unit_of_spike = _gather(trains, spans, units[i : i + _UNITS_PER_BLOCK])
-        key = index.lookup(times) * n_units  # (m,) flat bin -> flat (row, unit) index
-        key += unit_of_spike
-        np.add.at(flat, key, one)
+        block = units[i : i + _UNITS_PER_BLOCK]
+        times, per_unit = _gather(trains, spans, block)
+        row_offsets = index.lookup(times)  # (m,) where each spike's row starts in `flat`
+        ends = np.cumsum(per_unit)
+        for u, lo, hi in zip(
+            block.tolist(), (ends - per_unit).tolist(), ends.tolist(), strict=True
+        ):
+            np.add.at(flat[u:], row_offsets[lo:hi], one)  # flat[u:]: element 0 is (row 0, u)
 
 
 def _checked_counts(
@@ -449,7 +457,8 @@ def _checked_counts(
 ) -> np.ndarray:
     """(P * n_bins,) counts of one unit, counted in int64 and checked to fit ``dtype``."""
     times, _ = _gather(trains, spans, np.array([unit]))
-    counts = np.bincount(index.lookup(times), minlength=index.n_rows + 1)[:-1]
+    flat_bins = index.lookup(times) // index.stride
+    counts = np.bincount(flat_bins, minlength=index.n_rows + 1)[:-1]
     _check_fits(counts, unit, n_bins, dtype)
     return counts
 
