@@ -76,6 +76,11 @@ def bin_spikes(
     also places the same relative edges after every start (stop times are ignored) and does
     not remove spikes in ``invalid_times``; use `remove_invalid_spikes` before binning.
 
+    How: each unit's spikes inside a few windows around the presentations are found by binary
+    search (long gaps, e.g. other stimuli, are never read); blocks of units are concatenated,
+    mapped to their bin by an exact table lookup (`_EdgeIndex`) and added into the output with
+    ``np.add.at``. One pass over each train checks it is sorted.
+
     Args:
         spike_times: U spike trains; ``spike_times[u]`` holds unit u's spike times (s),
             sorted ascending, no NaN. Units are independent, in any order.
@@ -86,7 +91,7 @@ def bin_spikes(
         dtype: Output dtype, one of uint8, uint16 (default), uint32.
 
     Returns:
-        (P, n_bins, U) array of counts in ``dtype``.
+        (P, n_bins, U) C-contiguous counts in ``dtype`` (a view that leaves out one spare row).
 
     Raises:
         ValueError: For unsorted or overlapping presentations, ``stop <= start``, NaN or
