@@ -91,7 +91,9 @@ def bin_spikes(
         dtype: Output dtype, one of uint8, uint16 (default), uint32.
 
     Returns:
-        (P, n_bins, U) C-contiguous counts in ``dtype`` (a view that leaves out one spare row).
+        (P, n_bins, U) counts in ``dtype``, laid out unit-major in memory: ``out[:, :, u]``
+        is one contiguous block, so writing one column per unit (parquet) copies nothing.
+        Reshaping to (P * n_bins, U) is a view.
 
     Raises:
         ValueError: For unsorted or overlapping presentations, ``stop <= start``, NaN or
@@ -108,19 +110,21 @@ def bin_spikes(
 
     n_pres, n_units = starts.size, len(trains)
     n_rows = n_pres * n_bins
-    # Row-major (row, unit) counts plus one spare row that collects spikes in no bin.
-    flat = np.zeros((n_rows + 1) * n_units, dtype=out_dtype)
-    out = flat[: n_rows * n_units].reshape(n_pres, n_bins, n_units)  # a view, spare row cut
+    # Unit-major counts: row u holds unit u's (P * n_bins) counts plus one spare slot that
+    # collects its spikes in no bin. Each unit's scatter stays in one contiguous block, and
+    # column-wise consumers (a parquet column per unit) read each unit without a copy.
+    flat = np.zeros((n_units, n_rows + 1), dtype=out_dtype)
+    by_unit = flat[:, :n_rows]  # (U, P * n_bins), spare slot cut
+    out = by_unit.T.reshape(n_pres, n_bins, n_units)  # a view: (P * n_bins, U) -> (P, n_bins, U)
     if n_rows == 0 or n_units == 0:
         return out
-    index = _EdgeIndex.build(edges, stride=n_units)  # lookup -> row offsets in `flat`
+    index = _EdgeIndex.build(edges)  # lookup -> row (presentation * n_bins + bin)
     spans = _window_spans(trains, _windows(starts, stops))  # (U, W, 2) index ranges
     n_inside = (spans[:, :, 1] - spans[:, :, 0]).sum(axis=1)  # (U,) bounds every count of u
     safe = n_inside <= np.iinfo(out_dtype).max
     _scatter_counts(flat, trains, spans, np.flatnonzero(safe), index)
-    out_rows = out.reshape(n_rows, n_units)  # (P, n_bins, U) -> (P * n_bins, U), a view
     for u in np.flatnonzero(~safe):
-        out_rows[:, u] = _checked_counts(trains, spans, int(u), index, n_bins, out_dtype)
+        by_unit[u] = _checked_counts(trains, spans, int(u), index, n_bins, out_dtype)
     return out
 
 
@@ -151,6 +155,27 @@ def remove_invalid_spikes(spike_times: np.ndarray, intervals: np.ndarray) -> tup
     inside = (j >= 0) & (spikes <= hi[np.maximum(j, 0)])
     n_removed = int(np.count_nonzero(inside))
     return spikes[~inside], n_removed
+
+
+def spikes_inside(spike_times: np.ndarray, intervals: np.ndarray) -> np.ndarray:
+    """The spikes of one sorted train that fall inside any invalid interval (closed at both ends).
+
+    The complement of `remove_invalid_spikes` for a sorted train, in O(K log S): only the
+    interval bounds are searched, so a long train with a few short invalid intervals costs
+    microseconds and is never copied.
+
+    Args:
+        spike_times: (S,) sorted spike times of one unit, s.
+        intervals: (K, 2) ``[start, stop]`` rows, s; K may be 0.
+
+    Returns:
+        (n,) the spikes inside, sorted (slices of `spike_times` joined).
+    """
+    lo, hi = _merge_closed_intervals(intervals)
+    first = np.searchsorted(spike_times, lo, side="left")
+    last = np.searchsorted(spike_times, hi, side="right")
+    pieces = [spike_times[a:b] for a, b in zip(first, last, strict=True) if b > a]
+    return np.concatenate(pieces) if pieces else spike_times[:0]
 
 
 def presentations_overlapping(
@@ -349,9 +374,7 @@ def _gather(
 
 @dataclass(frozen=True)
 class _EdgeIndex:
-    """Maps spike times to ``stride`` times their flat bin ``p * n_bins + k`` (``P * n_bins`` =
-    no bin). With ``stride = U`` that is where the bin's row starts in row-major (row, unit)
-    counts.
+    """Maps spike times to their flat bin ``p * n_bins + k`` (``P * n_bins`` = no bin).
 
     ``j(t) = #{edges <= t}`` over the sorted distinct edges gives the slot ``[edge[j-1],
     edge[j])`` holding ``t``; ``slot_bin[j]`` says which bin that slot is, if any. ``j`` is the
@@ -365,16 +388,15 @@ class _EdgeIndex:
     """
 
     n_rows: int  # P * n_bins, also the flat bin meaning "in no bin"
-    stride: int
     edges: np.ndarray  # (L + 1,) distinct edges, ascending, then +inf
-    slot_bin: np.ndarray  # (L + 1,) flat bin of slot j (or n_rows), times stride
+    slot_bin: np.ndarray  # (L + 1,) flat bin of slot j (or n_rows)
     origin: float
     inv_width: float
     first: np.ndarray  # (n_cells,) number of edges in earlier cells
     steps: int | None  # None: use np.searchsorted
 
     @classmethod
-    def build(cls, edges: np.ndarray, stride: int = 1, max_cells: int | None = None) -> _EdgeIndex:
+    def build(cls, edges: np.ndarray, max_cells: int | None = None) -> _EdgeIndex:
         """Index the (P, n_bins + 1) edges of sorted, non-overlapping presentations.
 
         ``max_cells`` (>= 2) caps the table; default ``_CELLS_PER_EDGE`` per distinct edge.
@@ -385,19 +407,17 @@ class _EdgeIndex:
         distinct = np.r_[True, flat[1:] > flat[:-1]]  # touching presentations share an edge
         uniq = flat[distinct]
         edge_id = np.cumsum(distinct) - 1  # position of each flat edge in `uniq`
-        slot_bin = np.full(uniq.size + 1, n_pres * n_bins * stride, dtype=np.intp)
+        slot_bin = np.full(uniq.size + 1, n_pres * n_bins, dtype=np.intp)
         left_edges = edge_id.reshape(n_pres, n_edges)[:, :n_bins].ravel()  # (P * n_bins,)
-        slot_bin[left_edges + 1] = np.arange(n_pres * n_bins) * stride
+        slot_bin[left_edges + 1] = np.arange(n_pres * n_bins)
         if max_cells is None:
             max_cells = _CELLS_PER_EDGE * uniq.size + 1024
         min_width = float(np.diff(edges, axis=1).min())  # narrowest bin
         origin, inv_width, first, steps = _cell_table(uniq, min_width, max_cells)
-        return cls(
-            n_pres * n_bins, stride, np.r_[uniq, np.inf], slot_bin, origin, inv_width, first, steps
-        )
+        return cls(n_pres * n_bins, np.r_[uniq, np.inf], slot_bin, origin, inv_width, first, steps)
 
     def lookup(self, times: np.ndarray) -> np.ndarray:
-        """``stride`` * flat bin of each time; times must lie in [first edge, last edge)."""
+        """Flat bin of each time; times must lie in [first edge, last edge)."""
         if self.steps is None:
             return self.slot_bin[np.searchsorted(self.edges[:-1], times, side="right")]
         out = np.empty(times.size, dtype=np.intp)
@@ -436,20 +456,20 @@ def _scatter_counts(
     units: np.ndarray,
     index: _EdgeIndex,
 ) -> None:
-    """Add the units' spikes into ``flat``, the row-major (P * n_bins + 1, U) counts.
+    """Add the units' spikes into ``flat``, the unit-major (U, P * n_bins + 1) counts.
 
-    Only for units whose counts cannot overflow ``flat.dtype``; ``index.stride`` must be U.
+    Only for units whose counts cannot overflow ``flat.dtype``.
     """
     one = flat.dtype.type(1)  # same dtype as flat: np.add.at's fast path
     for i in range(0, units.size, _UNITS_PER_BLOCK):
         block = units[i : i + _UNITS_PER_BLOCK]
         times, per_unit = _gather(trains, spans, block)
-        row_offsets = index.lookup(times)  # (m,) where each spike's row starts in `flat`
+        rows = index.lookup(times)  # (m,) each spike's row (presentation * n_bins + bin)
         ends = np.cumsum(per_unit)
         for u, lo, hi in zip(
             block.tolist(), (ends - per_unit).tolist(), ends.tolist(), strict=True
         ):
-            np.add.at(flat[u:], row_offsets[lo:hi], one)  # flat[u:]: element 0 is (row 0, u)
+            np.add.at(flat[u], rows[lo:hi], one)
 
 
 def _checked_counts(
@@ -462,7 +482,7 @@ def _checked_counts(
 ) -> np.ndarray:
     """(P * n_bins,) counts of one unit, counted in int64 and checked to fit ``dtype``."""
     times, _ = _gather(trains, spans, np.array([unit]))
-    flat_bins = index.lookup(times) // index.stride
+    flat_bins = index.lookup(times)
     counts = np.bincount(flat_bins, minlength=index.n_rows + 1)[:-1]
     _check_fits(counts, unit, n_bins, dtype)
     return counts

@@ -75,10 +75,17 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a DataFrame to parquet (pyarrow, zstd) atomically."""
+# For the wide count tables (thousands of uint16 unit columns): per-column dictionary
+# encoding, statistics and zstd cost more time than the space they save; lz4 writes twice
+# and reads 2.5x as fast (files ~4x larger, still far smaller than the session's NWB).
+WIDE = {"compression": "lz4", "use_dictionary": False, "write_statistics": False}
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path, wide: bool = False) -> None:
+    """Write a DataFrame to parquet (pyarrow; zstd, or the `WIDE` settings) atomically."""
+    options = WIDE if wide else {"compression": "zstd"}
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, engine="pyarrow", compression="zstd", index=False)
+        df.to_parquet(tmp, engine="pyarrow", index=False, **options)
 
 
 def write_csv(df: pd.DataFrame, path: str | Path, index: bool = False) -> None:

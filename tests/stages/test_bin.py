@@ -35,13 +35,35 @@ def test_invalid_intervals_scoped_by_probe_name_id_or_all():
     )
 
 
-def test_remove_invalid_counts_per_probe():
+def test_invalid_spikes_are_scoped_and_counted_per_probe():
     units = pd.DataFrame({"probe": ["probeA", "probeB"], "probe_id": [100, 101]})
     spikes = [np.array([1.5, 5.5, 7.0]), np.array([1.0, 1.5, 2.0, 3.0, 6.0])]
-    kept, removed = bin_stage.remove_invalid(spikes, units, INVALID)
-    np.testing.assert_array_equal(kept[0], [1.5, 7.0])  # probe A keeps its spike in B's interval
-    np.testing.assert_array_equal(kept[1], [3.0])  # closed intervals: 1.0, 2.0 and 6.0 go
+    inside, removed = bin_stage.invalid_spikes(spikes, units, INVALID)
+    np.testing.assert_array_equal(inside[0], [5.5])  # probe A keeps its spike in B's interval
+    np.testing.assert_array_equal(inside[1], [1.0, 1.5, 2.0, 6.0])  # closed intervals
     assert removed == {"probeA": 1, "probeB": 4}
+
+
+def test_invalid_spikes_are_subtracted_from_their_bins():
+    units = pd.DataFrame({"probe": ["probeB"], "probe_id": [101], "unit_id": [9]})
+    spikes = [np.array([0.5, 1.2, 1.7, 2.2, 3.5])]
+    pres = pd.DataFrame(
+        {
+            "presentation_id": [0, 1, 2],
+            "start_time": [0.0, 1.0, 3.0],
+            "stop_time": [1.0, 2.5, 4.0],
+            "frame": [1.0, 2.0, 3.0],
+        }
+    )
+    table, pres_out, report = bin_stage.bin_session(
+        spikes, units, pres, INVALID, BinParams(timesteps_per_frame=3)
+    )
+    counts, _ = to_tensor(table, 3, 1, "t")
+    # presentation 1 = [1.0, 2.5) in bins of 0.5 s: 1.2 and 1.7 are invalid (probe B, [1, 2]); 2.2 stays
+    np.testing.assert_array_equal(counts[:, :, 0], [[0, 1, 0], [0, 0, 1], [0, 1, 0]])
+    assert pres_out["overlaps_invalid"].tolist() == [False, True, False]
+    assert report["invalid_spikes_removed"] == {"probeB": 2, "total": 2}
+    assert report["n_spikes"] == 3 and report["n_spikes_binned"] == 3
 
 
 def test_bin_session_on_synthetic(small_nwb, small_session):

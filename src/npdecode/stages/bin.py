@@ -1,7 +1,7 @@
 """Stage `bin`: spike counts per presentation × time bin × unit, from the NWB file.
 
 Spikes inside the session's `invalid_times` (for the unit's probe, or for all probes)
-are removed first and counted; presentations overlapping any invalid interval are
+are removed (their counts subtracted) and counted; presentations overlapping any invalid interval are
 flagged for the clean stage to drop.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from npdecode import nwb
-from npdecode.binning import bin_spikes, presentations_overlapping, remove_invalid_spikes
+from npdecode.binning import bin_spikes, presentations_overlapping, spikes_inside
 from npdecode.cli import run_stage
 from npdecode.errors import DataError
 from npdecode.io import write_json, write_parquet
@@ -42,7 +42,7 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
         binned, presentations, report = bin_session(
             spikes, units, presentations, invalid, params.bin
         )
-        write_parquet(binned, layout.binned(session_id))
+        write_parquet(binned, layout.binned(session_id), wide=True)
         write_parquet(units, layout.binned_units(session_id))
         write_parquet(presentations, layout.binned_presentations(session_id))
     report.update(
@@ -71,21 +71,18 @@ def invalid_intervals_for(invalid: pd.DataFrame, probe: str, probe_id: int) -> n
     return invalid.loc[mask, ["start_time", "stop_time"]].to_numpy(dtype=np.float64).reshape(-1, 2)
 
 
-def remove_invalid(
+def invalid_spikes(
     spikes: list[np.ndarray], units: pd.DataFrame, invalid: pd.DataFrame
 ) -> tuple[list[np.ndarray], dict[str, int]]:
-    """Remove each unit's spikes inside the invalid intervals of its probe; count per probe."""
-    kept = list(spikes)
+    """Each unit's spikes inside the invalid intervals of its probe; their count per probe."""
+    inside = [s[:0] for s in spikes]
     removed: dict[str, int] = {}
     for (probe, probe_id), rows in units.groupby(["probe", "probe_id"], sort=True).indices.items():
         intervals = invalid_intervals_for(invalid, probe, probe_id)
-        removed[probe] = 0
-        if len(intervals) == 0:
-            continue
         for u in rows:
-            kept[u], n = remove_invalid_spikes(spikes[u], intervals)
-            removed[probe] += n
-    return kept, removed
+            inside[u] = spikes_inside(spikes[u], intervals)
+        removed[probe] = int(sum(len(inside[u]) for u in rows))
+    return inside, removed
 
 
 def bin_session(
@@ -97,18 +94,26 @@ def bin_session(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Pure core of the stage: (binned table, presentations table, report)."""
     presentations = presentations.sort_values("start_time", kind="stable").reset_index(drop=True)
-    spikes, removed = remove_invalid(spikes, units, invalid)
     starts = presentations["start_time"].to_numpy()
     stops = presentations["stop_time"].to_numpy()
     counts = bin_spikes(spikes, starts, stops, params.timesteps_per_frame)  # (P, T, U)
+    # Remove invalid spikes by subtracting their counts: only presentations overlapping an
+    # invalid interval can hold one, and the spike trains themselves are never copied.
     all_invalid = invalid[["start_time", "stop_time"]].to_numpy(dtype=np.float64).reshape(-1, 2)
-    presentations["overlaps_invalid"] = presentations_overlapping(starts, stops, all_invalid)
+    overlap = presentations_overlapping(starts, stops, all_invalid)
+    presentations["overlaps_invalid"] = overlap
+    inside, removed = invalid_spikes(spikes, units, invalid)
+    if overlap.any():
+        bad = bin_spikes(
+            inside, starts[overlap], stops[overlap], params.timesteps_per_frame, counts.dtype
+        )
+        counts[overlap] -= bad
     binned = to_table(counts, presentations, units["unit_id"].to_numpy())
     report = {
         "n_units": len(units),
         "n_presentations": len(presentations),
         "n_bins": params.timesteps_per_frame,
-        "n_spikes": int(sum(len(s) for s in spikes)),
+        "n_spikes": int(sum(len(s) for s in spikes)) - int(sum(removed.values())),
         "n_spikes_binned": int(counts.sum(dtype=np.int64)),
         "invalid_spikes_removed": {**removed, "total": int(sum(removed.values()))},
         "presentations_overlapping_invalid": int(presentations["overlaps_invalid"].sum()),

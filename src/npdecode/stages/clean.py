@@ -39,7 +39,7 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
         units = pd.read_parquet(layout.binned_units(session_id))
         presentations = pd.read_parquet(layout.binned_presentations(session_id))
         clean, report = clean_session(binned, units, presentations, params.clean, session_id)
-        write_parquet(clean, layout.clean(session_id))
+        write_parquet(clean, layout.clean(session_id), wide=True)
     report.update(session_id=session_id, **cost)
     write_json(layout.clean_report(session_id), report)
     log.info(
