@@ -130,7 +130,30 @@ def test_dvclive_learning_curves(tmp_path) -> None:
     assert (live_dir / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_lr_schedule(tmp_path, schedule: str) -> None:
+    opts = FitOptions(**{**OPTS.__dict__, "max_epochs": 5, "patience": 5, "schedule": schedule})
+    fit(tiny(), problem(0), problem(1), opts, tmp_path)
+    lr = pd.read_csv(tmp_path / "plots" / "metrics" / "train" / "lr.tsv", sep="\t")["lr"]
+    assert len(lr) == 5
+    if schedule == "constant":
+        assert (lr == OPTS.lr).all()
+    else:  # cosine: decreasing every epoch, to zero after the last step
+        assert (lr.diff().dropna() < 0).all()
+        assert lr.iloc[-1] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_empty_split_is_an_error() -> None:
     x, y = problem(0)
     with pytest.raises(ValueError, match="non-empty"):
         fit(tiny(), (x, y), (x[:0], y[:0]), OPTS)
+
+
+def test_diverged_training_is_an_error() -> None:
+    class Diverged(Tiny):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * float("nan")
+
+    torch.manual_seed(0)
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        fit(Diverged(), problem(0), problem(1), OPTS)

@@ -134,6 +134,7 @@ class FitParams:
     weight_decay: float = _p(1e-2, lo=0.0)
     max_epochs: int = _p(200, lo=1)
     patience: int = _p(12, lo=1)
+    schedule: Literal["constant", "cosine"] = "constant"
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class LSTMParams(FitParams):
 
     hidden: int = _p(128, lo=1)
     layers: int = _p(1, lo=1)
-    input_dropout: float = _p(0.2, lo=0.0, hi=0.95)
+    input_dropout: float = _p(0.4, lo=0.0, hi=0.95)
     dropout: float = _p(0.3, lo=0.0, hi=0.95)
 
 
@@ -152,11 +153,11 @@ class TransformerParams(FitParams):
 
     d_model: int = _p(128, lo=1)
     heads: int = _p(4, lo=1)
-    layers: int = _p(2, lo=1)
+    layers: int = _p(1, lo=1)
     ff: int = _p(256, lo=1)
     lstm_hidden: int = _p(128, lo=1)
     positions: Literal["learned", "sinusoidal"] = "learned"
-    input_dropout: float = _p(0.2, lo=0.0, hi=0.95)
+    input_dropout: float = _p(0.4, lo=0.0, hi=0.95)
     dropout: float = _p(0.2, lo=0.0, hi=0.95)
 
     def __post_init__(self) -> None:
@@ -169,9 +170,17 @@ class TransformerParams(FitParams):
 
 @dataclass(frozen=True)
 class STGATParams(FitParams):
-    """GATv2 over the unit graph per time bin, then an LSTM over bins (models/stgat.py)."""
+    """GATv2 over the unit graph per time bin, then an LSTM over bins (models/stgat.py).
 
-    hidden: int = _p(8, lo=1)
+    Its optimiser defaults differ: each epoch costs far more, so a short cosine schedule.
+    """
+
+    lr: float = _p(3e-3, lo=0.0, lo_open=True)
+    max_epochs: int = _p(12, lo=1)
+    patience: int = _p(6, lo=1)
+    schedule: Literal["constant", "cosine"] = "cosine"
+
+    hidden: int = _p(4, lo=1)
     heads: int = _p(1, lo=1)
     gat_layers: int = _p(1, lo=1)
     readout: int = _p(128, lo=1)

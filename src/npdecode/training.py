@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class FitOptions:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # used on CUDA only
+    schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr -> 0 at max_epochs
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -127,6 +129,12 @@ def fit(
     if len(y_tr) == 0 or len(y_val) == 0:
         raise ValueError("fit needs a non-empty train and val split")
     opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    steps = opts.max_epochs * -(-len(y_tr) // opts.batch_size)
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        if opts.schedule == "cosine"
+        else None
+    )
     scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
     live = _live(live_dir)
     best = {"accuracy": -1.0, "loss": float("inf"), "epoch": 0}
@@ -134,14 +142,22 @@ def fit(
     bar = tqdm(range(1, opts.max_epochs + 1), desc="epochs", disable=None, leave=False)
     epoch = 0
     for epoch in bar:
-        loss, acc = _train_epoch(model, opt, scaler, x_tr, y_tr, opts.batch_size, order_gen, amp)
+        loss, acc = _train_epoch(
+            model, opt, sched, scaler, x_tr, y_tr, opts.batch_size, order_gen, amp
+        )
         logits = predict_logits(model, val[0], opts.batch_size, amp)
         val_loss = F.cross_entropy(logits, y_val).item()
-        val_acc = (logits.argmax(1) == y_val).float().mean().item()
+        val_acc = (logits.argmax(1) == y_val).sum().item() / len(y_val)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss} at epoch {epoch}: lower the learning rate, or set "
+                "train.amp to off if this happens only on CUDA"
+            )
         if live is not None:
             for name, value in (
                 ("train/loss", loss),
                 ("train/accuracy", acc),
+                ("train/lr", opt.param_groups[0]["lr"]),  # at the end of the epoch
                 ("val/loss", val_loss),
                 ("val/accuracy", val_acc),
             ):
@@ -173,7 +189,7 @@ def fit(
         "n_parameters": sum(p.numel() for p in model.parameters()),
     }
     if live is not None:
-        live.summary.update({f"best/{k}": v for k, v in info.items() if k != "device"})
+        live.summary.update({k: v for k, v in info.items() if k not in ("device", "amp")})
         live.end()
     log.info(
         "stopped after %d epochs; best val accuracy %.3f at epoch %d",
@@ -187,6 +203,7 @@ def fit(
 def _train_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler | None,
     scaler: torch.amp.GradScaler | None,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -212,6 +229,8 @@ def _train_epoch(
         else:
             loss.backward()
             opt.step()
+        if sched is not None:
+            sched.step()
         total_loss += loss.detach() * len(idx)
         correct += (logits.argmax(1) == y[idx]).sum()
     return total_loss.item() / len(y), correct.item() / len(y)

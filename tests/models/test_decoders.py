@@ -6,12 +6,13 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 import torch
 from conftest import DEEP, make_model, ring_graph, separable, tiny_session
 
 from npdecode.checkpoint import load_checkpoint, predict, save_checkpoint
 from npdecode.models import CONFIGS, build_model
-from npdecode.training import FitOptions, fit
+from npdecode.training import FitOptions, fit, predict_logits
 
 
 def test_every_deep_model_is_registered() -> None:
@@ -98,3 +99,16 @@ def test_checkpoint_predict_matches_model(name: str, tmp_path) -> None:
     perm = rng.permutation(7)
     shuffled = predict(path, counts[:, :, perm], unit_ids=data.unit_ids[perm])
     np.testing.assert_allclose(shuffled, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cuda_training_under_amp(name: str, amp: str) -> None:
+    x, y = separable(n_classes=4, per_class=6)
+    model = make_model(name, n_classes=4)
+    opts = FitOptions(max_epochs=3, patience=3, batch_size=8, device="cuda", amp=amp)
+    model, info = fit(model, (x, y), (x, y), opts)
+    assert next(model.parameters()).device.type == "cuda"
+    assert info["amp"] == {"bf16": "bfloat16", "fp16": "float16"}[amp]
+    assert torch.isfinite(predict_logits(model, x)).all()

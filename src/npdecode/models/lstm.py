@@ -19,7 +19,7 @@ class LSTMConfig:
     n_classes: int
     hidden: int = 128  # input projection and LSTM width
     layers: int = 1  # stacked LSTM layers
-    input_dropout: float = 0.2  # dropout on the normalised counts (B, T, U)
+    input_dropout: float = 0.4  # dropout on the normalised counts (B, T, U)
     dropout: float = 0.3  # dropout before the classifier (and between LSTM layers)
 
 

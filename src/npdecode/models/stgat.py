@@ -7,8 +7,11 @@ all B*T copies at once as one disconnected graph) mix each unit with its neighbo
 residual connection; a linear readout of all U node vectors summarises each bin, an LSTM
 reads the T bin summaries, and its last hidden state feeds the classifier.
 
-Memory scales with B*T*(E+U)*heads*hidden (E = edges of the unit graph): about 2 GB per
-GAT layer for 2,000 units, k = 8, 10 bins, batch 64, heads*hidden = 32 in float32.
+Cost and memory scale with B*T*(E+U)*heads*hidden (E = edges of the unit graph), so the
+default node width is small (4, one head): one training step for 2,000 units, k = 8,
+10 bins and batch 64 holds ~11.5 M edges, about 2 GB of activations per GAT layer in
+float32 (estimate; `bench/gpu_check.py` measures it). On a GPU, wider settings fit; on a
+CPU, width 8 is already ~2.5x slower per step than 4.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class STGATConfig:
     n_bins: int
     n_classes: int
     n_edges: int  # edges of the unit graph (saved as buffers, restored from the checkpoint)
-    hidden: int = 8  # node width
+    hidden: int = 4  # node width
     heads: int = 1  # attention heads per GAT layer (averaged)
     gat_layers: int = 1  # stacked GATv2 layers
     readout: int = 128  # per-bin summary width (linear map from all U node vectors)

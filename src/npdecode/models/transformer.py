@@ -23,11 +23,11 @@ class TransformerConfig:
     n_classes: int
     d_model: int = 128  # token width
     heads: int = 4  # attention heads (must divide d_model)
-    layers: int = 2  # encoder layers
+    layers: int = 1  # encoder layers
     ff: int = 256  # feed-forward width of each encoder layer
     lstm_hidden: int = 128  # LSTM head width
     positions: str = "learned"  # learned | sinusoidal
-    input_dropout: float = 0.2  # dropout on the normalised counts (B, T, U)
+    input_dropout: float = 0.4  # dropout on the normalised counts (B, T, U)
     dropout: float = 0.2  # inside the encoder and before the classifier
 
     def __post_init__(self) -> None:
