@@ -92,13 +92,14 @@ def test_train_writes_checkpoint_metrics_predictions(session: Path, model: str) 
     assert (data.frames[probs.argmax(1)] == preds["predicted"]).all()
 
 
-def test_deep_stage_is_deterministic_on_cpu(session: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", MODELS[1:])
+def test_deep_stage_is_deterministic_on_cpu(session: Path, tmp_path: Path, model: str) -> None:
     params = params_from_dict(SMALL)
     twin = tmp_path / "twin"
     shutil.copytree(session, twin)
     for root in (session, twin):
-        train.main(params, "stgat", 1, root)
-    a, b = (read_json(Layout(r).metrics("stgat", 1)) for r in (session, twin))
+        train.main(params, model, 1, root)
+    a, b = (read_json(Layout(r).metrics(model, 1)) for r in (session, twin))
     for key in ("train", "val", "test", "epochs", "best_epoch"):
         assert a[key] == b[key]
 
@@ -119,6 +120,7 @@ def test_dvc_yaml_declares_stage_params_and_outputs() -> None:
         stage = stages[f"train_{model}"]["do"]
         assert sorted(stage["params"]) == sorted(train.PARAMS[model])
         assert stage["cmd"] == f"python -m npdecode.stages.train {model} ${{item}}"
+        assert "src/npdecode/training.py" in stage["deps"]  # scoring goes through it
         outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
         assert f"models/{model}/${{item}}.pt" in outs
         assert [next(iter(m)) for m in stage["metrics"]] == [f"metrics/{model}/${{item}}.json"]

@@ -148,6 +148,8 @@ def model_metrics(
     out["n_classes"] = data.n_classes
     out["n_units"] = data.n_units
     out["poisson_plugin_accuracy"] = reference["poisson_plugin"]["accuracy"]
+    if out["poisson_plugin_accuracy"] > 0:
+        out["ratio_to_poisson_plugin"] = out["test"]["accuracy"] / out["poisson_plugin_accuracy"]
     if reference.get("ideal"):
         out["ideal_accuracy"] = reference["ideal"]["accuracy"]
         out["ratio_to_ideal"] = out["test"]["accuracy"] / reference["ideal"]["accuracy"]
