@@ -105,3 +105,14 @@ def test_stage_inputs_are_produced_by_a_stage_or_are_code():
                 dep == p or dep.startswith(p + "/") or p.startswith(dep + "/") for p in produced
             )
             assert covered, f"{name}: {dep} is produced by no stage"
+
+
+@pytest.mark.parametrize("model", ["logreg", "lstm", "transformer", "stgat"])
+def test_train_stage_writes_model_metrics_and_curves(model):
+    body = _body(_stages()[f"train_{model}"])
+    assert "src/npdecode/training.py" in body["deps"]  # scoring goes through it
+    assert f"src/npdecode/models/{model}.py" in body["deps"]
+    assert f"models/{model}/${{item}}.pt" in _paths(body["outs"])
+    assert _paths(body["metrics"]) == [f"metrics/{model}/${{item}}.json"]
+    if model != "logreg":  # DVCLive learning curves, drawn by `dvc plots show`
+        assert f"dvclive/{model}/${{item}}/plots/metrics" in _paths(body["plots"])

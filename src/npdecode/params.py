@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -144,10 +145,85 @@ class LogregParams:
 
 
 @dataclass(frozen=True)
+class FitParams:
+    """Optimiser and stopping rule of one deep model (npdecode.training)."""
+
+    lr: float = _p(1e-3, lo=0.0, lo_open=True)
+    weight_decay: float = _p(1e-2, lo=0.0)
+    max_epochs: int = _p(200, lo=1)
+    patience: int = _p(12, lo=1)
+    schedule: Literal["constant", "cosine"] = "constant"
+
+
+@dataclass(frozen=True)
+class LSTMParams(FitParams):
+    """LSTM over time bins, units as features (models/lstm.py)."""
+
+    hidden: int = _p(128, lo=1)
+    layers: int = _p(1, lo=1)
+    input_dropout: float = _p(0.4, lo=0.0, hi=0.95)
+    dropout: float = _p(0.3, lo=0.0, hi=0.95)
+
+
+@dataclass(frozen=True)
+class TransformerParams(FitParams):
+    """Transformer encoder over time bins feeding an LSTM head (models/transformer.py)."""
+
+    d_model: int = _p(128, lo=1)
+    heads: int = _p(4, lo=1)
+    layers: int = _p(1, lo=1)
+    ff: int = _p(256, lo=1)
+    lstm_hidden: int = _p(128, lo=1)
+    positions: Literal["learned", "sinusoidal"] = "learned"
+    input_dropout: float = _p(0.4, lo=0.0, hi=0.95)
+    dropout: float = _p(0.2, lo=0.0, hi=0.95)
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.heads:
+            raise ParamsError(
+                f"train.transformer.d_model ({self.d_model}) must be divisible by "
+                f"train.transformer.heads ({self.heads})"
+            )
+
+
+@dataclass(frozen=True)
+class STGATParams(FitParams):
+    """GATv2 over the unit graph per time bin, then an LSTM over bins (models/stgat.py).
+
+    Its optimiser defaults differ: each epoch costs far more, so a short cosine schedule.
+    """
+
+    lr: float = _p(3e-3, lo=0.0, lo_open=True)
+    max_epochs: int = _p(12, lo=1)
+    patience: int = _p(6, lo=1)
+    schedule: Literal["constant", "cosine"] = "cosine"
+
+    hidden: int = _p(4, lo=1)
+    heads: int = _p(1, lo=1)
+    gat_layers: int = _p(1, lo=1)
+    readout: int = _p(128, lo=1)
+    lstm_hidden: int = _p(128, lo=1)
+    input_dropout: float = _p(0.2, lo=0.0, hi=0.95)
+    dropout: float = _p(0.3, lo=0.0, hi=0.95)
+    edge_weight: bool = False
+
+
+@dataclass(frozen=True)
 class TrainParams:
     device: str = "auto"
     seed: int = _p(0, lo=0)
+    batch_size: int = _p(64, lo=1)
+    amp: Literal["bf16", "fp16", "off"] = "bf16"
     logreg: LogregParams = _section(LogregParams)
+    lstm: LSTMParams = _section(LSTMParams)
+    transformer: TransformerParams = _section(TransformerParams)
+    stgat: STGATParams = _section(STGATParams)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ParamsError(
+                f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,15 @@ from typing import Any
 from torch import nn
 
 from npdecode.models.logreg import LogReg, LogRegConfig
+from npdecode.models.lstm import LSTMConfig, LSTMDecoder
+from npdecode.models.stgat import STGAT, STGATConfig
+from npdecode.models.transformer import TransformerConfig, TransformerLSTM
 
 CONFIGS: dict[str, tuple[type, type]] = {
     "logreg": (LogRegConfig, LogReg),
+    "lstm": (LSTMConfig, LSTMDecoder),
+    "transformer": (TransformerConfig, TransformerLSTM),
+    "stgat": (STGATConfig, STGAT),
 }
 
 

@@ -3,15 +3,19 @@
 Model selection uses the validation split; the test split is scored once, at the end,
 with the selected model. Writes the checkpoint, a metrics JSON (accuracy as a fraction,
 top-5, balanced accuracy, n per split, chance, ideal-observer ratio) and per-presentation
-test predictions for DVC's confusion-matrix plot.
+test predictions for DVC's confusion-matrix plot. The deep models (lstm, transformer,
+stgat) are trained by `npdecode.training.fit`, which also writes DVCLive learning curves.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,12 +27,20 @@ from npdecode.cli import run_stage
 from npdecode.data import SessionData, load_session
 from npdecode.io import read_json, write_csv, write_json
 from npdecode.metrics import classification_metrics
+from npdecode.models import CONFIGS
 from npdecode.models.logreg import LogRegConfig, fit_logreg
-from npdecode.params import Params
+from npdecode.params import FitParams, Params, as_dict
 from npdecode.paths import Layout
 from npdecode.runinfo import measure
+from npdecode.training import FitOptions, fit, predict_logits, seed_everything
 
-PARAMS = {"logreg": ("train.logreg",)}
+SHARED = ("train.device", "train.seed", "train.batch_size", "train.amp")
+PARAMS = {
+    "logreg": ("train.logreg",),
+    "lstm": (*SHARED, "train.lstm"),
+    "transformer": (*SHARED, "train.transformer"),
+    "stgat": (*SHARED, "train.stgat"),
+}
 log = logging.getLogger(__name__)
 
 
@@ -41,9 +53,58 @@ def train_logreg(
     return model, {}
 
 
+def train_deep(
+    name: str, data: SessionData, params: Params, live_dir: Path | None
+) -> tuple[nn.Module, dict]:
+    """Build deep model `name` from params `train.<name>` and fit it (early stopping on val)."""
+    p: FitParams = getattr(params.train, name)
+    model = build_deep(name, data, p, params.train.seed)
+    fit_fields = {f.name for f in dataclasses.fields(FitParams)}
+    opts = FitOptions(
+        **{k: getattr(p, k) for k in fit_fields},
+        batch_size=params.train.batch_size,
+        seed=params.train.seed,
+        device=params.train.device,
+        amp=params.train.amp,
+    )
+    train = (data.normalise(data.train.X), data.train.y)
+    val = (data.normalise(data.val.X), data.val.y)
+    return fit(model, train, val, opts, live_dir)
+
+
+def build_deep(name: str, data: SessionData, p: FitParams, seed: int) -> nn.Module:
+    """Seed, then build model `name` for `data` with the architecture fields of params `p`.
+
+    Every field of `p` is either a FitParams field or a field of the model's config: a
+    params field the model would ignore is an error, not a silent no-op.
+    """
+    cfg_cls, model_cls = CONFIGS[name]
+    cfg_fields = {f.name for f in dataclasses.fields(cfg_cls)}
+    fit_fields = {f.name for f in dataclasses.fields(FitParams)}
+    arch = {k: v for k, v in as_dict(p).items() if k not in fit_fields}
+    unused = set(arch) - cfg_fields
+    if unused:
+        raise TypeError(f"train.{name} has fields {sorted(unused)} that {cfg_cls.__name__} lacks")
+    dims: dict[str, Any] = {
+        "n_units": data.n_units,
+        "n_bins": data.n_bins,
+        "n_classes": data.n_classes,
+    }
+    if "n_edges" in cfg_fields:
+        dims["n_edges"] = data.edge_index.shape[1]
+    seed_everything(seed)
+    model = model_cls(cfg_cls(**dims, **arch))
+    if hasattr(model, "set_graph"):  # the unit graph, fitted on the train split by `split`
+        model.set_graph(torch.from_numpy(data.edge_index), torch.from_numpy(data.edge_weight))
+    return model
+
+
 # (data, params, DVCLive dir or None) -> (fitted model, extra metrics)
 TRAINERS: dict[str, Callable[[SessionData, Params, Path | None], tuple[nn.Module, dict]]] = {
     "logreg": train_logreg,
+    "lstm": functools.partial(train_deep, "lstm"),
+    "transformer": functools.partial(train_deep, "transformer"),
+    "stgat": functools.partial(train_deep, "stgat"),
 }
 
 
@@ -51,9 +112,10 @@ def main(params: Params, model: str, session_id: int, root: Path = Path(".")) ->
     """Train `model` on session `session_id`."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)
+    batch = 1024 if model == "logreg" else params.train.batch_size
     with measure() as cost:
         net, info = TRAINERS[model](data, params, layout.live_dir(model, session_id))
-        scores = {name: logits(net, data, name) for name in ("train", "val", "test")}
+        scores = {name: logits(net, data, name, batch) for name in ("train", "val", "test")}
     reference = read_json(layout.reference(session_id))
     metrics = model_metrics(model, data, scores, reference, info)
     metrics.update(cost)
@@ -71,15 +133,11 @@ def main(params: Params, model: str, session_id: int, root: Path = Path(".")) ->
 
 
 def logits(model: nn.Module, data: SessionData, split: str, batch_size: int = 1024) -> np.ndarray:
-    """(P, C) logits of `model` on one split, in eval mode on the CPU."""
+    """(P, C) float32 logits of `model` on one split, in eval mode on the model's device."""
     x = data.normalise(getattr(data, split).X)
-    model = model.eval().cpu()
-    with torch.no_grad():
-        out = [
-            model(torch.from_numpy(x[i : i + batch_size])).float()
-            for i in range(0, len(x), batch_size)
-        ]
-    return torch.cat(out).numpy() if out else np.zeros((0, data.n_classes), np.float32)
+    if len(x) == 0:
+        return np.zeros((0, data.n_classes), np.float32)
+    return predict_logits(model, x, batch_size).cpu().numpy()
 
 
 def model_metrics(
@@ -93,6 +151,8 @@ def model_metrics(
     out["n_classes"] = data.n_classes
     out["n_units"] = data.n_units
     out["poisson_plugin_accuracy"] = reference["poisson_plugin"]["accuracy"]
+    if out["poisson_plugin_accuracy"] > 0:
+        out["ratio_to_poisson_plugin"] = out["test"]["accuracy"] / out["poisson_plugin_accuracy"]
     if reference.get("ideal"):
         out["ideal_accuracy"] = reference["ideal"]["accuracy"]
         out["ratio_to_ideal"] = out["test"]["accuracy"] / reference["ideal"]["accuracy"]

@@ -1,0 +1,115 @@
+"""ST-GAT decoder: graph attention across units within each time bin, then an LSTM over bins.
+
+Every (presentation, bin) is one copy of the unit graph (kNN on train-split correlation or
+on probe geometry, from the split stage). A node starts as a per-unit affine embedding of
+its normalised count, so units keep their identity; GATv2 layers (torch_geometric, run on
+all B*T copies at once as one disconnected graph) mix each unit with its neighbours, with a
+residual connection; a linear readout of all U node vectors summarises each bin, an LSTM
+reads the T bin summaries, and its last hidden state feeds the classifier.
+
+Cost and memory scale with B*T*(E+U)*heads*hidden (E = edges of the unit graph), so the
+default node width is small (4, one head): one training step for 2,000 units, k = 8,
+10 bins and batch 64 holds ~11.5 M edges: on a CPU that step takes ~2.4 s and 2.4 GB peak
+RSS in float32 (`bench/gpu_check.py` measures the GPU). On a GPU, wider settings fit; on a
+CPU, width 8 is already ~2.5x slower per step than 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from npdecode.models.lstm import lstm_fp32
+
+
+@dataclass(frozen=True)
+class STGATConfig:
+    n_units: int
+    n_bins: int
+    n_classes: int
+    n_edges: int  # edges of the unit graph (saved as buffers, restored from the checkpoint)
+    hidden: int = 4  # node width
+    heads: int = 1  # attention heads per GAT layer (averaged)
+    gat_layers: int = 1  # stacked GATv2 layers
+    readout: int = 128  # per-bin summary width (linear map from all U node vectors)
+    lstm_hidden: int = 128  # temporal LSTM width
+    input_dropout: float = 0.2  # dropout on the normalised counts (B, T, U)
+    dropout: float = 0.3  # on the GAT output, the readout input and before the classifier
+    edge_weight: bool = False  # feed the graph's edge weights to the attention as an edge feature
+
+
+class STGAT(nn.Module):
+    """x (B, T, U) normalised counts -> logits (B, C), on a fixed unit graph."""
+
+    def __init__(self, cfg: STGATConfig) -> None:
+        # imported here: torch_geometric takes seconds to import, and only ST-GAT needs it
+        from torch_geometric.nn import GATv2Conv
+
+        super().__init__()
+        self.cfg = cfg
+        u, h = cfg.n_units, cfg.hidden
+        self.register_buffer("edge_index", torch.zeros(2, cfg.n_edges, dtype=torch.long))
+        self.register_buffer("edge_weight", torch.zeros(cfg.n_edges))
+        self.input_dropout = nn.Dropout(cfg.input_dropout)
+        self.scale = nn.Parameter(torch.randn(u, h) / h**0.5)  # per-unit count -> node vector
+        self.embed = nn.Parameter(0.1 * torch.randn(u, h))  # unit identity
+        self.gats = nn.ModuleList(
+            GATv2Conv(
+                h,
+                h,
+                heads=cfg.heads,
+                concat=False,
+                add_self_loops=False,  # loops are added once, in `graph`
+                edge_dim=1 if cfg.edge_weight else None,
+            )
+            for _ in range(cfg.gat_layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(cfg.gat_layers))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.readout = nn.Linear(u * h, cfg.readout)
+        self.lstm = nn.LSTM(cfg.readout, cfg.lstm_hidden, batch_first=True)
+        self.head = nn.Linear(cfg.lstm_hidden, cfg.n_classes)
+
+    def set_graph(self, edge_index: torch.Tensor, edge_weight: torch.Tensor) -> None:
+        """Install the unit graph: edge_index (2, E) as (source, target), edge_weight (E,)."""
+        if edge_index.shape != self.edge_index.shape or edge_weight.shape != self.edge_weight.shape:
+            raise ValueError(
+                f"graph has {tuple(edge_index.shape)} edges / {tuple(edge_weight.shape)} weights, "
+                f"the model was built for {tuple(self.edge_index.shape)}"
+            )
+        if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= self.cfg.n_units):
+            raise ValueError(f"edge_index refers to nodes outside 0..{self.cfg.n_units - 1}")
+        self.edge_index.copy_(edge_index)
+        self.edge_weight.copy_(edge_weight)
+
+    def graph(self, copies: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The unit graph plus self-loops, repeated `copies` times with node offsets.
+
+        Returns edge_index (2, copies*(E+U)) and, if used, edge features (copies*(E+U), 1).
+        """
+        u, dev = self.cfg.n_units, self.edge_index.device
+        loops = torch.arange(u, device=dev)
+        ei = torch.cat([self.edge_index, torch.stack([loops, loops])], dim=1)  # (2, E+U)
+        offsets = torch.arange(copies, device=dev) * u  # (G,)
+        big = (ei[:, None, :] + offsets[None, :, None]).reshape(
+            2, -1
+        )  # (2, G, E+U) -> (2, G*(E+U))
+        if not self.cfg.edge_weight:
+            return big, None
+        w = torch.cat([self.edge_weight, torch.ones(u, device=dev)])  # (E+U,)
+        return big, w.repeat(copies)[:, None]  # (G*(E+U), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, u = x.shape
+        h = self.input_dropout(x)[..., None] * self.scale + self.embed  # (B, T, U) -> (B, T, U, H)
+        nodes = h.reshape(b * t * u, -1)  # (B, T, U, H) -> (B*T*U, H)
+        edge_index, edge_attr = self.graph(b * t)
+        for gat, norm in zip(self.gats, self.norms, strict=True):
+            # pre-norm residual: the count itself reaches the readout unsquashed
+            msg = gat(norm(nodes), edge_index, edge_attr=edge_attr)  # (B*T*U, H)
+            nodes = nodes + self.dropout(nn.functional.elu(msg))
+        per_bin = nodes.reshape(b, t, -1)  # (B*T*U, H) -> (B, T, U*H)
+        z = self.readout(self.dropout(per_bin))  # (B, T, R)
+        return self.head(self.dropout(lstm_fp32(self.lstm, z)))  # (B, H) -> (B, C)

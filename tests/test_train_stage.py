@@ -1,0 +1,161 @@
+"""Stage `train` for every model on a tiny synthetic session built by the real stages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from npdecode.checkpoint import predict
+from npdecode.data import load_session
+from npdecode.io import read_json
+from npdecode.params import params_from_dict
+from npdecode.paths import Layout
+from npdecode.stages import bin as bin_stage
+from npdecode.stages import clean, fetch, reference, split, train
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ("logreg", "lstm", "transformer", "stgat")
+SMALL = {
+    "sessions": [1],
+    "fetch": {"synthetic": {"n_units": 24, "n_images": 6, "n_repeats": 12}},
+    "train": {
+        "device": "cpu",
+        "batch_size": 16,
+        "lstm": {"hidden": 16, "max_epochs": 4, "patience": 2},
+        "transformer": {
+            "d_model": 16,
+            "heads": 2,
+            "layers": 1,
+            "ff": 32,
+            "lstm_hidden": 16,
+            "max_epochs": 4,
+            "patience": 2,
+        },
+        "stgat": {"readout": 16, "lstm_hidden": 16, "max_epochs": 3, "patience": 2},
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project root with a tiny synthetic session split and its reference metrics."""
+    root = tmp_path_factory.mktemp("project")
+    params = params_from_dict(SMALL)
+    for stage in (fetch, bin_stage, clean, split, reference):
+        stage.main(params, 1, root)
+    return root
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_train_writes_checkpoint_metrics_predictions(session: Path, model: str) -> None:
+    params = params_from_dict(SMALL)
+    train.main(params, model, 1, session)
+    layout = Layout(session)
+    metrics = read_json(layout.metrics(model, 1))
+    for split_name in ("train", "val", "test"):
+        assert set(metrics[split_name]) == {"accuracy", "top5", "balanced_accuracy", "n"}
+        assert 0.0 <= metrics[split_name]["accuracy"] <= 1.0
+    for key in ("chance", "n_classes", "poisson_plugin_accuracy", "ideal_accuracy", "wall_time_s"):
+        assert key in metrics
+    assert metrics["model"] == model
+    if model != "logreg":
+        assert 1 <= metrics["best_epoch"] <= metrics["epochs"]
+        assert metrics["val"]["accuracy"] == metrics["best_val_accuracy"]
+        curve = layout.live_dir(model, 1) / "plots" / "metrics" / "val" / "accuracy.tsv"
+        assert len(pd.read_csv(curve, sep="\t")) == metrics["epochs"]
+
+    preds = pd.read_csv(layout.predictions(model, 1))
+    data = load_session(layout.split_dir(1), 1)
+    assert len(preds) == len(data.test)
+    assert (preds["actual"] == data.frames[data.test.y]).all()
+    assert (preds["actual"] == preds["predicted"]).mean() == pytest.approx(
+        metrics["test"]["accuracy"]
+    )
+    # the checkpoint alone reproduces the test predictions
+    probs = predict(layout.model(model, 1), data.test.X, data.unit_ids)
+    assert (data.frames[probs.argmax(1)] == preds["predicted"]).all()
+
+
+@pytest.mark.parametrize("model", MODELS[1:])
+def test_deep_stage_is_deterministic_on_cpu(session: Path, tmp_path: Path, model: str) -> None:
+    params = params_from_dict(SMALL)
+    twin = tmp_path / "twin"
+    shutil.copytree(session, twin)
+    for root in (session, twin):
+        train.main(params, model, 1, root)
+    a, b = (read_json(Layout(r).metrics(model, 1)) for r in (session, twin))
+    for key in ("train", "val", "test", "epochs", "best_epoch"):
+        assert a[key] == b[key]
+
+
+@pytest.mark.parametrize(
+    "sessions",
+    [pytest.param([1], id="one-session"), pytest.param([1, 2], id="two", marks=pytest.mark.slow)],
+)
+def test_dvc_repro_trains_all_models(tmp_path: Path, sessions: list[int]) -> None:
+    """`dvc repro` in a fresh git repo: every model's metrics per session."""
+    for name in ("src", "dvc.yaml", "pyproject.toml"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    _merge(params, {**SMALL, "sessions": sessions})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {"PYTHONPATH": str(tmp_path / "src"), "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1"}
+    dvc = [sys.executable, "-m", "dvc"]
+
+    def run(*cmd: str) -> str:
+        res = subprocess.run(
+            cmd, cwd=tmp_path, env=_env(env), capture_output=True, text=True, check=False
+        )
+        assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
+        return res.stdout
+
+    run("git", "init", "-q")
+    run(*dvc, "init", "-q")
+    run("git", "add", "-A")  # DVCLive needs a commit to name its experiment
+    run("git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "init")
+    run(*dvc, "repro")
+    shown = json.loads(run(*dvc, "metrics", "show", "--json"))
+    files = next(iter(shown.values()))["data"]
+    for model in MODELS:
+        for sid in sessions:
+            metrics = files[f"metrics/{model}/{sid}.json"]["data"]
+            assert metrics["model"] == model
+            assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    # learning curves are there for `dvc plots show`
+    plots = json.loads(run(*dvc, "plots", "show", "--json"))["data"]
+    for model in MODELS[1:]:
+        curve = f"dvclive/{model}/{sessions[-1]}/plots/metrics/val/accuracy.tsv"
+        assert curve in plots, f"dvc plots show lacks {curve}"
+    status = json.loads(run(*dvc, "status", "--json"))
+    assert status == {}, f"pipeline not up to date after repro: {status}"
+
+
+def _merge(base: dict, over: dict) -> None:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    import os
+
+    return {**os.environ, **extra}
