@@ -19,6 +19,7 @@ from npdecode.data import SessionData
 from npdecode.errors import DataError
 from npdecode.io import atomic_path
 from npdecode.models import build_model
+from npdecode.models.multisession import pack
 
 
 def save_checkpoint(
@@ -53,22 +54,29 @@ def load_checkpoint(
 
 
 def predict(
-    path: str | Path, counts: np.ndarray, unit_ids: np.ndarray | None = None, batch_size: int = 512
+    path: str | Path,
+    counts: np.ndarray,
+    unit_ids: np.ndarray | None = None,
+    batch_size: int = 512,
+    session_id: int | None = None,
 ) -> np.ndarray:
     """Class probabilities (P, C) for raw spike counts (P, T, U) of the checkpoint's units.
 
     Args:
-        path: a `models/<model>/<session>.pt` checkpoint.
+        path: a `models/<model>/<session>.pt` checkpoint (or a shared
+            `models/multisession/<group>.pt`, with `session_id`).
         counts: (P, T, U) spike counts, binned as in training.
         unit_ids: the unit id of each column of `counts`; if given, columns are reordered
             to the checkpoint's units (every one of them must be present).
         batch_size: presentations per forward pass.
+        session_id: for a shared multi-session checkpoint, which session's read-in to use.
 
     Returns:
         (P, C) probabilities; column c is the image `ckpt["frames"][c]` (-1 = blank).
     """
     model, ckpt = load_checkpoint(path)
-    want = ckpt["unit_ids"].numpy()
+    units = _session_units(ckpt, session_id, path)
+    want = units["unit_ids"].numpy()
     if unit_ids is not None:
         pos = {int(u): i for i, u in enumerate(unit_ids)}
         missing = [int(u) for u in want if int(u) not in pos]
@@ -77,12 +85,28 @@ def predict(
         counts = counts[:, :, [pos[int(u)] for u in want]]
     if counts.shape[1:] != (ckpt["n_bins"], len(want)):
         raise DataError(
-            f"{path}: counts have shape {counts.shape[1:]}, the model expects {(ckpt['n_bins'], len(want))} (T, U)"
+            f"{path}: counts have shape {counts.shape[1:]}, the model expects "
+            f"{(ckpt['n_bins'], len(want))} (T, U)"
         )
-    x = (counts - ckpt["mean"].numpy()) / ckpt["std"].numpy()
+    x = ((counts - units["mean"].numpy()) / units["std"].numpy()).astype(np.float32)
+    if ckpt["model"] == "multisession":
+        index = [int(s) for s in ckpt["config"]["session_ids"]].index(int(session_id))
+        x = pack(x, index, max(ckpt["config"]["n_units"]))
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             logits = model(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32))
             out.append(torch.softmax(logits.float(), dim=1).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(ckpt["frames"])))
+
+
+def _session_units(ckpt: dict, session_id: int | None, path: str | Path) -> dict:
+    """unit_ids, mean and std of the units `predict` feeds the model."""
+    if ckpt["model"] != "multisession":
+        return ckpt
+    if session_id is None or str(session_id) not in ckpt["sessions"]:
+        raise DataError(
+            f"{path} is a shared model of sessions {sorted(ckpt['sessions'])}: "
+            f"pass session_id= one of them (got {session_id})"
+        )
+    return ckpt["sessions"][str(session_id)]

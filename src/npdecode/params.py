@@ -227,12 +227,28 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class MultisessionParams(FitParams):
+    """One decoder across sessions (models/multisession.py) and few-shot transfer with it.
+
+    The core's architecture is that of `train.<core>`; its optimiser settings are these.
+    """
+
+    group: Literal["mouse", "all"] = "mouse"
+    core: Literal["lstm", "transformer"] = "lstm"
+    latent: int = _p(128, lo=1)
+    input_dropout: float = _p(0.4, lo=0.0, hi=0.95)
+    transfer: bool = True
+
+
+@dataclass(frozen=True)
 class FewshotParams:
     """k training presentations per image, drawn from the train split, `repeats` times."""
 
     shots: tuple[int, ...] = (1, 3, 5, 10)
     repeats: int = _p(5, lo=1)
     seed: int = _p(0, lo=0)
+    max_epochs: int = _p(30, lo=1)  # caps each deep model's own max_epochs / patience
+    patience: int = _p(6, lo=1)
 
     def __post_init__(self) -> None:
         if not self.shots or min(self.shots) < 1:
@@ -256,6 +272,7 @@ class Params:
     split: SplitParams = _section(SplitParams)
     train: TrainParams = _section(TrainParams)
     fewshot: FewshotParams = _section(FewshotParams)
+    multisession: MultisessionParams = _section(MultisessionParams)
     report: ReportParams = _section(ReportParams)
 
     def __post_init__(self) -> None:

@@ -76,6 +76,7 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
     assert report.best_models(summary) == {1: "logreg", 2: "lstm"}
     few = pd.read_csv(layout.results_dir / "fewshot_logreg.csv")
     assert list(few.columns[:3]) == ["session_id", "specimen_id", "k"]
+    assert list(summary.columns[:3]) == ["session_id", "specimen_id", "model"]
     assert "mouse" not in " ".join(few.columns)
     for name in ("accuracy.png", "fewshot.png", "confusion_1.png", "confusion_2.png", "raster.png"):
         assert (layout.plots_dir / name).stat().st_size > 1000, name

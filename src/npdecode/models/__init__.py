@@ -11,6 +11,7 @@ from torch import nn
 
 from npdecode.models.logreg import LogReg, LogRegConfig
 from npdecode.models.lstm import LSTMConfig, LSTMDecoder
+from npdecode.models.multisession import MultiSessionConfig, MultiSessionDecoder
 from npdecode.models.stgat import STGAT, STGATConfig
 from npdecode.models.transformer import TransformerConfig, TransformerLSTM
 
@@ -19,6 +20,7 @@ CONFIGS: dict[str, tuple[type, type]] = {
     "lstm": (LSTMConfig, LSTMDecoder),
     "transformer": (TransformerConfig, TransformerLSTM),
     "stgat": (STGATConfig, STGAT),
+    "multisession": (MultiSessionConfig, MultiSessionDecoder),
 }
 
 

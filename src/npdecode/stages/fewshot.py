@@ -44,6 +44,33 @@ def draw_seed(base: int, k: int, repeat: int) -> int:
     return int(np.random.SeedSequence([base, k, repeat]).generate_state(1)[0])
 
 
+def draw_params(params: Params, model: str, seed: int) -> Params:
+    """The params of one draw: its own seed, and the few-shot epoch budget for deep models."""
+    sub = getattr(params.train, model)
+    if hasattr(sub, "max_epochs"):
+        fs = params.fewshot
+        sub = dataclasses.replace(
+            sub,
+            max_epochs=min(sub.max_epochs, fs.max_epochs),
+            patience=min(sub.patience, fs.patience),
+        )
+    return dataclasses.replace(
+        params, train=dataclasses.replace(params.train, seed=seed, **{model: sub})
+    )
+
+
+def summarise_draws(runs: list[dict]) -> dict:
+    """Mean and sd (over draws) of test accuracy, plus every draw, for one k."""
+    acc = np.array([x["accuracy"] for x in runs])
+    return {
+        "mean": float(acc.mean()),
+        "sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "top5_mean": float(np.mean([x["top5"] for x in runs])),
+        "balanced_accuracy_mean": float(np.mean([x["balanced_accuracy"] for x in runs])),
+        "repeats": runs,
+    }
+
+
 def run_fewshot(model: str, data: SessionData, params: Params) -> dict:
     """Train `model` on every draw and score it on the test split; return the results."""
     trainer = TRAINERS[model]
@@ -61,26 +88,17 @@ def run_fewshot(model: str, data: SessionData, params: Params) -> dict:
             seed = draw_seed(params.fewshot.seed, k, r)
             idx = sample_shots(data.train.y, data.n_classes, k, np.random.default_rng(seed))
             subset = dataclasses.replace(data, train=data.train.subset(idx))
-            run_params = dataclasses.replace(
-                params, train=dataclasses.replace(params.train, seed=seed % 2**31)
-            )
+            run_params = draw_params(params, model, seed % 2**31)
             net, _ = trainer(subset, run_params, None)  # no learning curves per draw
             m = classification_metrics(logits(net, data, "test"), data.test.y, data.n_classes)
             runs.append({"repeat": r, "seed": seed, "n_train": len(idx), **m})
-        acc = np.array([x["accuracy"] for x in runs])
-        out["shots"][str(k)] = {
-            "mean": float(acc.mean()),
-            "sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-            "top5_mean": float(np.mean([x["top5"] for x in runs])),
-            "balanced_accuracy_mean": float(np.mean([x["balanced_accuracy"] for x in runs])),
-            "repeats": runs,
-        }
+        out["shots"][str(k)] = summarise_draws(runs)
         log.info(
             "%s session %d, k=%d: %.3f ± %.3f",
             model,
             data.session_id,
             k,
-            acc.mean(),
+            out["shots"][str(k)]["mean"],
             out["shots"][str(k)]["sd"],
         )
     return out

@@ -19,7 +19,7 @@ from npdecode.params import Params
 from npdecode.paths import Layout
 from npdecode.runinfo import measure
 
-PARAMS = ("sessions", "report", "bin.stimulus")
+PARAMS = ("sessions", "report", "bin.stimulus", "multisession.core")
 MODEL_ORDER = ("logreg", "lstm", "transformer", "stgat", "multisession")
 NOT_MODELS = ("reference", "fewshot")
 log = logging.getLogger(__name__)
@@ -43,6 +43,12 @@ def main(params: Params, root: Path = Path(".")) -> None:
                 sid,
                 model,
                 layout.plots_dir / f"confusion_{sid}.png",
+            )
+        comparison = multisession_table(summary, fewshot, params.multisession.core)
+        if len(comparison):
+            write_csv(comparison, layout.results_dir / "multisession.csv")
+            plot_multisession(
+                comparison, params.multisession.core, layout.plots_dir / "multisession.png"
             )
         first = params.sessions[0]
         plot_raster(
@@ -83,6 +89,7 @@ def summary_table(layout: Layout, sessions: tuple[int, ...]) -> pd.DataFrame:
             rows.append(
                 {
                     "session_id": sid,
+                    "specimen_id": m.get("specimen_id"),
                     "model": model,
                     "accuracy": m["test"]["accuracy"],
                     "top5": m["test"]["top5"],
@@ -97,6 +104,7 @@ def summary_table(layout: Layout, sessions: tuple[int, ...]) -> pd.DataFrame:
             )
     columns = [
         "session_id",
+        "specimen_id",
         "model",
         "accuracy",
         "top5",
@@ -308,6 +316,64 @@ def plot_raster(
     ax.set_xlabel("time in session (s); lines: image onsets, labelled by frame")
     ax.set_ylabel("unit (by probe, surface to tip)")
     ax.set_title(f"session {session_id}: spikes around {len(pres)} {stimulus} presentations")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def multisession_table(summary: pd.DataFrame, fewshot: pd.DataFrame, core: str) -> pd.DataFrame:
+    """Per session: the single-session core model vs the shared one, and per k few-shot
+    transfer vs the core model trained from scratch on the same draws."""
+    if "multisession" not in set(summary["model"]):
+        return pd.DataFrame()
+    acc = summary.pivot(index="session_id", columns="model", values="accuracy")
+    out = pd.DataFrame(
+        {
+            "session_id": acc.index,
+            "single_session": acc[core] if core in acc else np.nan,
+            "shared": acc["multisession"],
+        }
+    )
+    for source, name in ((core, "scratch"), ("transfer", "transfer")):
+        part = fewshot[fewshot["model"] == source]
+        for k, rows in part.groupby("k"):
+            out[f"{name}_k{k}"] = out["session_id"].map(
+                rows.set_index("session_id")["accuracy_mean"]
+            )
+    return out.reset_index(drop=True)
+
+
+def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
+    """Left: single-session vs shared accuracy per session. Right: transfer vs scratch vs k."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.arange(len(table))
+    left.bar(x - 0.2, table["single_session"], 0.4, label=f"single session ({core})")
+    left.bar(x + 0.2, table["shared"], 0.4, label="shared across sessions")
+    left.set_xticks(x, [str(s) for s in table["session_id"]])
+    left.set_xlabel("session")
+    left.set_ylabel("test accuracy (fraction)")
+    left.set_ylim(0, 1)
+    left.legend(fontsize=8)
+    left.set_title("One decoder per session vs one per mouse")
+    for name, style in (("scratch", "--"), ("transfer", "-")):
+        cols = sorted(
+            (c for c in table if c.startswith(f"{name}_k")), key=lambda c: int(c.split("k")[-1])
+        )
+        if not cols:
+            continue
+        ks = [int(c.split("k")[-1]) for c in cols]
+        for i, row in table.iterrows():
+            label = (
+                f"{'transfer (frozen core)' if name == 'transfer' else core + ' from scratch'}"
+                if i == 0
+                else None
+            )
+            right.plot(ks, row[cols].astype(float), style, marker="o", color=f"C{i}", label=label)
+    right.set_xscale("log")
+    right.set_xlabel("training presentations per image (k), new session")
+    right.set_ylabel("test accuracy (fraction)")
+    right.set_ylim(0, 1)
+    right.set_title("Few-shot on a held-out session (colour = session)")
+    right.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 
