@@ -17,6 +17,17 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 SMALL = SyntheticParams(n_units=30, n_images=10, n_repeats=12, n_blocks=3, seed=0)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models train fastest on one thread, and a busy 2-core CI box stalls two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def small_session() -> SyntheticSession:
     """A small synthetic session (30 units, 10 images + blank, 12 repeats)."""

@@ -8,7 +8,7 @@ import pytest
 
 from npdecode import download, nwbmeta
 from npdecode.errors import DataError
-from tests.allen.helpers import FakeAllen, FakeAllenServer, write_nwb
+from tests.allen.helpers import FakeAllen, FakeAllenServer, drop_near_end, write_nwb
 
 SID = 715093703
 FAST = download.RetryPolicy(timeout_s=5.0, max_tries=4, backoff_s=0.0)
@@ -17,14 +17,6 @@ FAST = download.RetryPolicy(timeout_s=5.0, max_tries=4, backoff_s=0.0)
 @pytest.fixture(scope="module")
 def nwb_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return write_nwb(tmp_path_factory.mktemp("nwb") / "s.nwb", SID).read_bytes()
-
-
-def _cut(data: bytes) -> int:
-    """Where to drop the connection: past the first 1 MiB chunk, so whole chunks reach
-    the disk before the drop, and before the end."""
-    cut = len(data) - 200_000
-    assert cut > 1_100_000, "fixture too small to test a dropped download"
-    return cut
 
 
 def _url(fake: FakeAllen) -> str:
@@ -46,7 +38,7 @@ def test_fails_twice_then_succeeds(tmp_path: Path, nwb_bytes: bytes) -> None:
 
 
 def test_dropped_connection_resumes_with_range(tmp_path: Path, nwb_bytes: bytes) -> None:
-    cut = _cut(nwb_bytes)
+    cut = int(drop_near_end(nwb_bytes).removeprefix("drop:"))
     fake = FakeAllen(files={SID: nwb_bytes}, actions=[f"drop:{cut}"])
     part = tmp_path / "s.nwb.part"
     with FakeAllenServer(fake):
@@ -62,7 +54,7 @@ def test_dropped_connection_resumes_with_range(tmp_path: Path, nwb_bytes: bytes)
 def test_interrupted_run_is_resumed_by_the_next(tmp_path: Path, nwb_bytes: bytes) -> None:
     part = tmp_path / "s.nwb.part"
     once = download.RetryPolicy(timeout_s=5.0, max_tries=1, backoff_s=0.0)
-    fake = FakeAllen(files={SID: nwb_bytes}, actions=[f"drop:{_cut(nwb_bytes)}"])
+    fake = FakeAllen(files={SID: nwb_bytes}, actions=[drop_near_end(nwb_bytes)])
     with FakeAllenServer(fake):
         with pytest.raises(DataError, match=r"session 1: .*failed 1 times.*kept in .*resumes"):
             download.download(_url(fake), part, once, verify=_verify, what="session 1")
@@ -74,7 +66,7 @@ def test_interrupted_run_is_resumed_by_the_next(tmp_path: Path, nwb_bytes: bytes
 
 
 def test_server_without_range_support_restarts(tmp_path: Path, nwb_bytes: bytes) -> None:
-    fake = FakeAllen(files={SID: nwb_bytes}, actions=[f"drop:{_cut(nwb_bytes)}"], ranges=False)
+    fake = FakeAllen(files={SID: nwb_bytes}, actions=[drop_near_end(nwb_bytes)], ranges=False)
     part = tmp_path / "s.nwb.part"
     with FakeAllenServer(fake):
         download.download(_url(fake), part, FAST, verify=_verify)
@@ -83,7 +75,7 @@ def test_server_without_range_support_restarts(tmp_path: Path, nwb_bytes: bytes)
 
 def test_unknown_size_relies_on_hdf5_verification(tmp_path: Path, nwb_bytes: bytes) -> None:
     """Without Content-Length a dropped connection looks complete: HDF5 checks catch it."""
-    fake = FakeAllen(files={SID: nwb_bytes}, actions=[f"drop:{_cut(nwb_bytes)}"], lengths=False)
+    fake = FakeAllen(files={SID: nwb_bytes}, actions=[drop_near_end(nwb_bytes)], lengths=False)
     part = tmp_path / "s.nwb.part"
     with FakeAllenServer(fake):
         size = download.download(_url(fake), part, FAST, verify=_verify)

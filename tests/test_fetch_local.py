@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +19,7 @@ from npdecode.paths import Layout
 from npdecode.stages import bin as bin_stage
 from npdecode.stages import fetch
 from tests.allen.helpers import drop_stimulus, truncate, write_nwb
+from tests.helpers import make_project, sh
 
 REPO = Path(__file__).resolve().parents[1]
 SID = 715093703
@@ -200,33 +199,17 @@ def test_local_needs_a_path() -> None:
         params_from_dict({"fetch": {"source": "local"}})
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
 def test_dvc_repro_local(tmp_path: Path, nwb_file: Path) -> None:
     """`dvc repro bin@<id>` on a local folder; a download knob is not a DVC param of fetch."""
     place(nwb_file, tmp_path / "dandi" / "sub-1" / f"sub-1_ses-{SID}.nwb")
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", ".gitignore", "pyproject.toml"):
-        shutil.copy(REPO / name, repo / name)
-    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["sessions"] = [SID]
-    raw["fetch"].update(source="local", path=str(tmp_path / "dandi"))
-    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    dvc = [sys.executable, "-m", "dvc"]
-    _run(["git", "init", "-q"], repo)
-    _run([*dvc, "init", "-q"], repo)
-    _run([*dvc, "repro", f"bin@{SID}"], repo)
+    fetch_params = {"source": "local", "path": str(tmp_path / "dandi")}
+    repo = make_project(tmp_path / "repo", {"sessions": [SID], "fetch": fetch_params})
+    sh(["dvc", "repro", f"bin@{SID}"], repo)
     assert len(pd.read_parquet(Layout(repo).binned_units(SID))) == 30
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["fetch"]["allen"]["max_tries"] = 9
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    assert f"fetch@{SID}" not in _run([*dvc, "status", f"fetch@{SID}"], repo)
+    assert f"fetch@{SID}" not in sh(["dvc", "status", f"fetch@{SID}"], repo).stdout
 
 
 def test_dvc_yaml_fetch_stage_lists_what_the_stage_reads() -> None:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-import yaml
 
 from npdecode.checkpoint import predict
 from npdecode.data import load_session
@@ -20,6 +16,7 @@ from npdecode.params import params_from_dict
 from npdecode.paths import Layout
 from npdecode.stages import bin as bin_stage
 from npdecode.stages import clean, fetch, reference, split, train
+from tests.helpers import make_project, reproduced_project, sh
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("logreg", "lstm", "transformer", "stgat")
@@ -42,14 +39,6 @@ SMALL = {
         "stgat": {"readout": 16, "lstm_hidden": 16, "max_epochs": 3, "patience": 2},
     },
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -104,58 +93,30 @@ def test_deep_stage_is_deterministic_on_cpu(session: Path, tmp_path: Path, model
         assert a[key] == b[key]
 
 
-@pytest.mark.parametrize(
-    "sessions",
-    [pytest.param([1], id="one-session"), pytest.param([1, 2], id="two", marks=pytest.mark.slow)],
-)
-def test_dvc_repro_trains_all_models(tmp_path: Path, sessions: list[int]) -> None:
-    """`dvc repro` in a fresh git repo: every model's metrics per session."""
-    for name in ("src", "dvc.yaml", "pyproject.toml"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    _merge(params, {**SMALL, "sessions": sessions})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {"PYTHONPATH": str(tmp_path / "src"), "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1"}
-    dvc = [sys.executable, "-m", "dvc"]
-
-    def run(*cmd: str) -> str:
-        res = subprocess.run(
-            cmd, cwd=tmp_path, env=_env(env), capture_output=True, text=True, check=False
-        )
-        assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
-        return res.stdout
-
-    run("git", "init", "-q")
-    run(*dvc, "init", "-q")
-    run("git", "add", "-A")  # DVCLive needs a commit to name its experiment
-    run("git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "init")
-    run(*dvc, "repro")
-    shown = json.loads(run(*dvc, "metrics", "show", "--json"))
+def _check_repro(project: Path, sessions: list[int]) -> None:
+    """Every model's metrics per session, learning curves for `dvc plots show`, nothing stale."""
+    shown = json.loads(sh(["dvc", "metrics", "show", "--json"], project).stdout)
     files = next(iter(shown.values()))["data"]
     for model in MODELS:
         for sid in sessions:
             metrics = files[f"metrics/{model}/{sid}.json"]["data"]
             assert metrics["model"] == model
             assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
-    # learning curves are there for `dvc plots show`
-    plots = json.loads(run(*dvc, "plots", "show", "--json"))["data"]
+    plots = json.loads(sh(["dvc", "plots", "show", "--json"], project).stdout)["data"]
     for model in MODELS[1:]:
         curve = f"dvclive/{model}/{sessions[-1]}/plots/metrics/val/accuracy.tsv"
         assert curve in plots, f"dvc plots show lacks {curve}"
-    status = json.loads(run(*dvc, "status", "--json"))
+    status = json.loads(sh(["dvc", "status", "--json"], project).stdout)
     assert status == {}, f"pipeline not up to date after repro: {status}"
 
 
-def _merge(base: dict, over: dict) -> None:
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
+def test_dvc_repro_trains_all_models(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`dvc repro` in a fresh git repo (the shared reproduced project): all four models."""
+    _check_repro(reproduced_project(tmp_path_factory), [1])
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    import os
-
-    return {**os.environ, **extra}
+@pytest.mark.slow
+def test_dvc_repro_trains_all_models_on_two_sessions(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", {**SMALL, "sessions": [1, 2]})
+    sh(["dvc", "repro"], project)
+    _check_repro(project, [1, 2])

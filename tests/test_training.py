@@ -12,14 +12,6 @@ from npdecode.errors import ParamsError
 from npdecode.training import FitOptions, autocast_dtype, fit, predict_logits, resolve_device
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Tiny(nn.Module):
     """A small decoder with dropout, so seeding matters: (B, T, U) -> (B, C)."""
 

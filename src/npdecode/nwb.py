@@ -27,9 +27,10 @@ from pynwb.spec import NWBAttributeSpec, NWBGroupSpec, NWBNamespaceBuilder
 
 from npdecode.errors import DataError
 from npdecode.io import atomic_path
+from npdecode.nwbmeta import ELECTRODES, open_nwb, read_identifier, read_session_type, text
 
 NAMESPACE = "ndx-aibs-ecephys"
-ELECTRODES = "general/extracellular_ephys/electrodes"
+
 SESSION_TYPE = "brain_observatory_1.1"
 
 
@@ -299,26 +300,10 @@ def _patch_file(path: Path) -> None:
 # --- reading ------------------------------------------------------------------------
 
 
-def _open(path: Path, session_id: int | str) -> h5py.File:
-    if not path.exists():
-        raise DataError(
-            f"session {session_id}: NWB file {path} does not exist (run the fetch stage)"
-        )
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise DataError(
-            f"session {session_id}: {path} is not a readable HDF5/NWB file "
-            f"(truncated or corrupt download?): {err}"
-        ) from err
-
-
 def _column(group: h5py.Group, name: str) -> np.ndarray:
     data = group[name][()]
     if data.dtype.kind in "SO":
-        return np.array(
-            [v.decode() if isinstance(v, bytes) else str(v) for v in data], dtype=object
-        )
+        return np.array([text(v) for v in data], dtype=object)
     return data
 
 
@@ -333,7 +318,7 @@ def read_spike_times(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Unit ids (U,) and each unit's spike times (s), as views into one array."""
     path = Path(path)
-    with _open(path, session_id) as f:
+    with open_nwb(path, session_id) as f:
         units = _require(f, "units", path, session_id)
         ids = units["id"][()].astype(np.int64)
         times = units["spike_times"][()].astype(np.float64, copy=False)
@@ -346,7 +331,7 @@ def read_spike_times(
 def read_units(path: str | Path, session_id: int | str) -> pd.DataFrame:
     """Unit metadata joined with its peak channel: probe, area, depth, quality metrics."""
     path = Path(path)
-    with _open(path, session_id) as f:
+    with open_nwb(path, session_id) as f:
         units = _require(f, "units", path, session_id)
         cols = [
             "peak_channel_id",
@@ -404,7 +389,7 @@ def read_presentations(path: str | Path, session_id: int | str, stimulus: str) -
     """The `<stimulus>_presentations` table: presentation_id, start/stop time, frame, block."""
     path = Path(path)
     key = f"intervals/{stimulus}_presentations"
-    with _open(path, session_id) as f:
+    with open_nwb(path, session_id) as f:
         if key not in f:
             have = sorted(k.removesuffix("_presentations") for k in f.get("intervals", {}))
             raise DataError(
@@ -430,7 +415,7 @@ def read_presentations(path: str | Path, session_id: int | str, stimulus: str) -
 def read_invalid_times(path: str | Path, session_id: int | str) -> pd.DataFrame:
     """invalid_times as start_time, stop_time, tags (list of str); empty if the file has none."""
     path = Path(path)
-    with _open(path, session_id) as f:
+    with open_nwb(path, session_id) as f:
         if "intervals/invalid_times" not in f:
             return pd.DataFrame({"start_time": [], "stop_time": [], "tags": []})
         g = f["intervals/invalid_times"]
@@ -446,15 +431,15 @@ def read_invalid_times(path: str | Path, session_id: int | str) -> pd.DataFrame:
 
 def read_session_info(path: str | Path, session_id: int | str) -> dict:
     """Identifier, specimen (mouse) id and session type from the file's metadata."""
-    path = Path(path)
-    with _open(path, session_id) as f:
-        identifier = f["identifier"][()].decode() if "identifier" in f else ""
+    with open_nwb(path, session_id) as f:
         subject = f.get("general/subject")
         specimen = (
-            subject["subject_id"][()].decode()
+            text(subject["subject_id"][()])
             if subject is not None and "subject_id" in subject
             else ""
         )
-        notes = f.get("general/stimulus")
-        session_type = notes[()].decode() if notes is not None else ""
-    return {"identifier": identifier, "specimen_id": specimen, "session_type": session_type}
+    return {
+        "identifier": read_identifier(path, session_id),
+        "specimen_id": specimen,
+        "session_type": read_session_type(path, session_id),
+    }

@@ -66,11 +66,12 @@ class NwbSummary:
     session_type: str
 
 
-def _text(value: object) -> str:
+def text(value: object) -> str:
+    """An HDF5 string (bytes, str or a 0-d array of either) as str."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value[()])
+        return text(value[()])
     return str(value)
 
 
@@ -78,7 +79,9 @@ def open_nwb(path: str | Path, session_id: int) -> h5py.File:
     """Open `path` read-only; a missing, truncated or non-HDF5 file is a DataError."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"session {session_id}: NWB file {path} does not exist")
+        raise DataError(
+            f"session {session_id}: NWB file {path} does not exist (run the fetch stage)"
+        )
     try:
         return h5py.File(path, "r")
     except OSError as err:
@@ -91,14 +94,14 @@ def open_nwb(path: str | Path, session_id: int) -> h5py.File:
 def read_identifier(path: str | Path, session_id: int) -> str:
     """The NWB `identifier` (Allen: the session id as a string); '' if the file has none."""
     with open_nwb(path, session_id) as f:
-        return _text(f["identifier"][()]) if "identifier" in f else ""
+        return text(f["identifier"][()]) if "identifier" in f else ""
 
 
 def read_session_type(path: str | Path, session_id: int) -> str:
     """The session type Allen stores as `stimulus_notes` (e.g. brain_observatory_1.1), or ''."""
     with open_nwb(path, session_id) as f:
         notes = f.get("general/stimulus")
-        return _text(notes[()]) if isinstance(notes, h5py.Dataset) else ""
+        return text(notes[()]) if isinstance(notes, h5py.Dataset) else ""
 
 
 def verify_session_nwb(
@@ -132,7 +135,7 @@ def verify_session_nwb(
 
 
 def _check_open_file(f: h5py.File, where: str, session_id: int, stimulus: str) -> dict:
-    identifier = _text(f["identifier"][()]) if "identifier" in f else ""
+    identifier = text(f["identifier"][()]) if "identifier" in f else ""
     if identifier != str(session_id):
         raise DataError(
             f"{where} holds session {identifier!r}, not {session_id}: refusing a file whose "
@@ -150,7 +153,7 @@ def _check_open_file(f: h5py.File, where: str, session_id: int, stimulus: str) -
         "n_channels": int(electrodes["id"].shape[0]),
         "n_presentations": _check_presentations(f, where, stimulus),
         "probe_ids": tuple(sorted(_probe_groups(f))),
-        "session_type": _text(notes[()]) if isinstance(notes, h5py.Dataset) else "",
+        "session_type": text(notes[()]) if isinstance(notes, h5py.Dataset) else "",
     }
 
 
@@ -221,7 +224,7 @@ def _columns(group: h5py.Group) -> dict[str, np.ndarray]:
             continue  # object references (electrodes `group`)
         values = ds[()]
         if values.dtype.kind in "SO":
-            values = np.array([_text(v) for v in values], dtype=object)
+            values = np.array([text(v) for v in values], dtype=object)
         out[name] = values
     return out
 
@@ -231,10 +234,10 @@ def _value(group: h5py.Group | None, name: str) -> object:
     if group is None:
         return None
     if name in group and isinstance(group[name], h5py.Dataset):
-        return _text(group[name][()]) if group[name].dtype.kind in "SO" else group[name][()]
+        return text(group[name][()]) if group[name].dtype.kind in "SO" else group[name][()]
     if name in group.attrs:
         value = group.attrs[name]
-        return _text(value) if isinstance(value, bytes | str) else value
+        return text(value) if isinstance(value, bytes | str) else value
     return None
 
 
@@ -276,7 +279,7 @@ def metadata_tables(path: str | Path, session_id: int) -> dict[str, pd.DataFrame
             {
                 "id": [session_id],
                 "specimen_id": [_value(subject, "subject_id")],
-                "session_type": [_text(notes[()]) if isinstance(notes, h5py.Dataset) else ""],
+                "session_type": [text(notes[()]) if isinstance(notes, h5py.Dataset) else ""],
                 "age_in_days": [_value(subject, "age_in_days")],
                 "sex": [_value(subject, "sex")],
                 "full_genotype": [_value(subject, "genotype")],

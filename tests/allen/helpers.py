@@ -231,3 +231,11 @@ class FakeAllenServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def drop_near_end(data: bytes) -> str:
+    """A FakeAllen action dropping the connection past the first 1 MiB chunk (whole chunks
+    reach the disk before the drop) and before the end."""
+    cut = len(data) - 200_000
+    assert cut > 1_100_000, "fixture too small to test a dropped download"
+    return f"drop:{cut}"

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -32,10 +30,12 @@ from tests.allen.helpers import (
     FakeAllen,
     FakeAllenServer,
     copy_tree,
+    drop_near_end,
     truncate,
     write_allen_cache,
     write_nwb,
 )
+from tests.helpers import make_project, sh
 
 pytestmark = pytest.mark.allen
 
@@ -118,7 +118,7 @@ def test_download_that_fails_twice_then_succeeds(
 ) -> None:
     served = (cache_fixture / f"session_{SID}" / f"session_{SID}.nwb").read_bytes()
     shutil.rmtree(project.raw_dir(SID))
-    fake = FakeAllen(files={SID: served}, actions=["503", "drop:2500000"])
+    fake = FakeAllen(files={SID: served}, actions=["503", drop_near_end(served)])
     with FakeAllenServer(fake):
         fetch.main(allen_params(allen_python, fake.url, SID), SID, project.root)
     assert project.nwb(SID).read_bytes() == served
@@ -135,7 +135,7 @@ def test_interrupted_fetch_is_resumed(
 ) -> None:
     served = (cache_fixture / f"session_{SID}" / f"session_{SID}.nwb").read_bytes()
     shutil.rmtree(project.raw_dir(SID))
-    fake = FakeAllen(files={SID: served}, actions=["drop:2500000"])
+    fake = FakeAllen(files={SID: served}, actions=[drop_near_end(served)])
     with FakeAllenServer(fake):
         params = allen_params(allen_python, fake.url, SID, max_tries=1)
         with pytest.raises(DataError, match=rf"session {SID}: .*kept in .*resumes from there"):
@@ -201,43 +201,28 @@ def test_sessions_command_expands_from_allensdk_table(
     assert load_params(path).sessions == (SID, SID2)
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
 def test_dvc_repro_as_a_user_runs_it(
     allen_python: str, tmp_path: Path, cache_fixture: Path
 ) -> None:
     """`dvc repro bin@<id>` with fetch.source: allen, offline on a filled cache; reruns keep it."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", ".gitignore", "pyproject.toml"):
-        shutil.copy(REPO / name, repo / name)
-    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["sessions"] = [SID]
-    raw["fetch"]["source"] = "allen"
-    raw["fetch"]["allen"].update(python=allen_python, api_url=OFFLINE, max_tries=1)
-    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    allen = {"python": allen_python, "api_url": OFFLINE, "max_tries": 1}
+    repo = make_project(
+        tmp_path / "repo", {"sessions": [SID], "fetch": {"source": "allen", "allen": allen}}
+    )
     copy_tree(cache_fixture, repo / "data" / "raw")
-    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "DVC_NO_ANALYTICS": "1"}
-    dvc = [sys.executable, "-m", "dvc"]
-    _run(["git", "init", "-q"], repo, env)
-    _run([*dvc, "init", "-q"], repo, env)
-    _run([*dvc, "repro", f"bin@{SID}"], repo, env)
+    sh(["dvc", "repro", f"bin@{SID}"], repo)
     layout = Layout(repo)
     assert len(pd.read_parquet(layout.binned_units(SID))) == 30
-    untracked = _run(["git", "status", "--porcelain", "--untracked-files=all"], repo, env)
+    untracked = sh(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout
     assert "data/raw/manifest.json" not in untracked and "data/raw/units.csv" not in untracked
     # download knobs are not DVC params: changing them leaves fetch up to date
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["fetch"]["allen"]["timeout_s"] = 30.0
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    assert f"fetch@{SID}" not in _run([*dvc, "status", f"fetch@{SID}"], repo, env)
+    assert f"fetch@{SID}" not in sh(["dvc", "status", f"fetch@{SID}"], repo).stdout
     # a code change reruns fetch; the persisted NWB is verified and kept (offline: no download)
     with open(repo / "src" / "npdecode" / "allen.py", "a") as fh:
         fh.write("\n# changed\n")
-    out = _run([*dvc, "repro", f"fetch@{SID}"], repo, env)
+    out = sh(["dvc", "repro", f"fetch@{SID}"], repo).stdout
     assert f"Running stage 'fetch@{SID}'" in out
     assert read_json(layout.fetch_record(SID))["origin"] == "AllenSDK cache"
