@@ -35,6 +35,10 @@ class Layout:
         """Unfinished downloads (`<name>.part` + sidecar), kept so a new run resumes them."""
         return self.root / "data" / "raw" / ".partial"
 
+    def fetch_report(self, session_id: int) -> Path:
+        """What fetch got and what it cost (beside the session folder, which stays byte-exact)."""
+        return self.root / "data" / "raw" / f"session_{session_id}.report.json"
+
     def truth(self, session_id: int) -> Path:
         """Ground truth of a synthetic session (absent for real sessions)."""
         return self.raw_dir(session_id) / "truth.npz"

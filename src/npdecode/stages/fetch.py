@@ -20,11 +20,12 @@ import pandas as pd
 
 from npdecode import allenenv, nwbmeta, synthetic
 from npdecode.cli import run_stage
-from npdecode.io import atomic_path
+from npdecode.io import atomic_path, write_json
 from npdecode.local import fetch_local
 from npdecode.nwb import SESSION_TYPE, write_session_nwb
 from npdecode.params import Params, SyntheticParams
 from npdecode.paths import Layout
+from npdecode.runinfo import measure
 
 PARAMS = ("fetch.source", "fetch.path", "fetch.synthetic", "bin.stimulus")
 # Read, but deliberately not DVC params of the stage: they change how a download is
@@ -37,17 +38,19 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
     """Fetch session `session_id` into `data/raw/session_<id>/`."""
     layout = Layout(root)
     source = params.fetch.source
-    if source == "synthetic":
-        fetch_synthetic(params.fetch.synthetic, session_id, layout.raw_dir(session_id))
-        return
     stimulus = params.bin.stimulus
-    if source == "allen":
-        fetch_allen(params, session_id, layout)
-    else:
-        folder = Path(params.fetch.path or "")
-        fetch_local(folder if folder.is_absolute() else root / folder, session_id, stimulus, layout)
-    # Checked again here, in the main environment, with the readers later stages rely on.
-    s = nwbmeta.verify_session_nwb(layout.nwb(session_id), session_id, stimulus)
+    with measure() as cost:
+        if source == "synthetic":
+            fetch_synthetic(params.fetch.synthetic, session_id, layout.raw_dir(session_id))
+        elif source == "allen":
+            fetch_allen(params, session_id, layout)
+        else:
+            folder = Path(params.fetch.path or "")
+            fetch_local(
+                folder if folder.is_absolute() else root / folder, session_id, stimulus, layout
+            )
+        # Checked again here, in the main environment, with the readers later stages rely on.
+        s = nwbmeta.verify_session_nwb(layout.nwb(session_id), session_id, stimulus)
     log.info(
         "session %d: %s verified: %d units, %d spikes, %d channels, %d %s presentations",
         session_id,
@@ -58,6 +61,15 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
         s.n_presentations,
         stimulus,
     )
+    summary = {
+        "session_id": session_id,
+        "source": source,
+        "n_units": s.n_units,
+        "n_spikes": s.n_spikes,
+        "n_presentations": s.n_presentations,
+        "nwb_mb": round(s.size_bytes / 2**20, 1),
+    }
+    write_json(layout.fetch_report(session_id), {**summary, **cost})
 
 
 def fetch_allen(params: Params, session_id: int, layout: Layout) -> None:
