@@ -26,7 +26,7 @@ def save_checkpoint(
     path: str | Path, name: str, model: nn.Module, data: SessionData, extra: dict | None = None
 ) -> None:
     """Save model `name` trained on `data` (atomically)."""
-    cfg = dataclasses.asdict(model.cfg)  # type: ignore[arg-type]
+    cfg = dataclasses.asdict(model.cfg)  # type: ignore[call-overload]  # every decoder has .cfg
     state = {
         "model": name,
         "config": cfg,
@@ -90,7 +90,7 @@ def predict(
         )
     x = ((counts - units["mean"].numpy()) / units["std"].numpy()).astype(np.float32)
     if ckpt["model"] == "multisession":
-        index = [int(s) for s in ckpt["config"]["session_ids"]].index(int(session_id))
+        index = [str(s) for s in ckpt["config"]["session_ids"]].index(str(session_id))
         x = pack(x, index, max(ckpt["config"]["n_units"]))
     out = []
     with torch.no_grad():

@@ -100,7 +100,7 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
             raise TypeError(f"array {name!r} has dtype object; npz outputs must not pickle")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: kwargs as bool
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:

@@ -307,15 +307,13 @@ def _column(group: h5py.Group, name: str) -> np.ndarray:
     return data
 
 
-def _require(f: h5py.File, key: str, path: Path, session_id: int | str) -> h5py.Group:
+def _require(f: h5py.File, key: str, path: Path, session_id: int) -> h5py.Group:
     if key not in f:
         raise DataError(f"session {session_id}: {path} has no '{key}' (not an Allen ecephys NWB?)")
     return f[key]
 
 
-def read_spike_times(
-    path: str | Path, session_id: int | str
-) -> tuple[np.ndarray, list[np.ndarray]]:
+def read_spike_times(path: str | Path, session_id: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Unit ids (U,) and each unit's spike times (s), as views into one array."""
     path = Path(path)
     with open_nwb(path, session_id) as f:
@@ -328,7 +326,7 @@ def read_spike_times(
     return ids, np.split(times, ends[:-1])
 
 
-def read_units(path: str | Path, session_id: int | str) -> pd.DataFrame:
+def read_units(path: str | Path, session_id: int) -> pd.DataFrame:
     """Unit metadata joined with its peak channel: probe, area, depth, quality metrics."""
     path = Path(path)
     with open_nwb(path, session_id) as f:
@@ -358,7 +356,7 @@ def read_units(path: str | Path, session_id: int | str) -> pd.DataFrame:
     return table
 
 
-def _read_channels(f: h5py.File, path: Path, session_id: int | str) -> pd.DataFrame:
+def _read_channels(f: h5py.File, path: Path, session_id: int) -> pd.DataFrame:
     el = _require(f, ELECTRODES, path, session_id)
     out = pd.DataFrame({"channel_id": el["id"][()].astype(np.int64)})
     names = {
@@ -385,7 +383,7 @@ def _read_probes(f: h5py.File) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["probe_id", "probe"])
 
 
-def read_presentations(path: str | Path, session_id: int | str, stimulus: str) -> pd.DataFrame:
+def read_presentations(path: str | Path, session_id: int, stimulus: str) -> pd.DataFrame:
     """The `<stimulus>_presentations` table: presentation_id, start/stop time, frame, block."""
     path = Path(path)
     key = f"intervals/{stimulus}_presentations"
@@ -412,7 +410,7 @@ def read_presentations(path: str | Path, session_id: int | str, stimulus: str) -
     return table
 
 
-def read_invalid_times(path: str | Path, session_id: int | str) -> pd.DataFrame:
+def read_invalid_times(path: str | Path, session_id: int) -> pd.DataFrame:
     """invalid_times as start_time, stop_time, tags (list of str); empty if the file has none."""
     path = Path(path)
     with open_nwb(path, session_id) as f:
@@ -421,7 +419,7 @@ def read_invalid_times(path: str | Path, session_id: int | str) -> pd.DataFrame:
         g = f["intervals/invalid_times"]
         start = g["start_time"][()].astype(np.float64)
         stop = g["stop_time"][()].astype(np.float64)
-        tags = [[]] * len(start)
+        tags: list[list[str]] = [[] for _ in start]
         if "tags" in g and "tags_index" in g:
             flat = _column(g, "tags")
             ends = g["tags_index"][()].astype(np.int64)
@@ -429,7 +427,7 @@ def read_invalid_times(path: str | Path, session_id: int | str) -> pd.DataFrame:
     return pd.DataFrame({"start_time": start, "stop_time": stop, "tags": tags})
 
 
-def read_session_info(path: str | Path, session_id: int | str) -> dict:
+def read_session_info(path: str | Path, session_id: int) -> dict:
     """Identifier, specimen (mouse) id and session type from the file's metadata."""
     with open_nwb(path, session_id) as f:
         subject = f.get("general/subject")

@@ -21,6 +21,7 @@ well below it, chance 1/119. Model work must not retune it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -423,7 +424,7 @@ def simulate_spikes(
     gains: np.ndarray,
     end_s: float,
     rng: np.random.Generator,
-    noisy: list[tuple[np.ndarray, float, float]] = (),
+    noisy: Sequence[tuple[np.ndarray, float, float]] = (),
 ) -> list[np.ndarray]:
     """Draw spike times for every unit over [0, end_s).
 

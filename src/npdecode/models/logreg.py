@@ -30,6 +30,9 @@ class LogRegConfig:
 class LogReg(nn.Module):
     """Standardise features, then one linear layer: x (B, T, U) -> logits (B, C)."""
 
+    shift: torch.Tensor  # buffers: (F,) feature mean and sd of the training split
+    scale: torch.Tensor
+
     def __init__(self, cfg: LogRegConfig) -> None:
         super().__init__()
         self.cfg = cfg

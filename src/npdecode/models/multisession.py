@@ -55,6 +55,8 @@ class MultiSessionConfig:
 class MultiSessionDecoder(nn.Module):
     """x (B, T, U_max + 1) packed as in the module docstring -> logits (B, C)."""
 
+    unit_mask: torch.Tensor  # buffer (S, U_max): 1 where session s has a unit
+
     def __init__(self, cfg: MultiSessionConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -43,6 +43,9 @@ class STGATConfig:
 class STGAT(nn.Module):
     """x (B, T, U) normalised counts -> logits (B, C), on a fixed unit graph."""
 
+    edge_index: torch.Tensor  # buffers: the unit graph, fitted on the train split
+    edge_weight: torch.Tensor
+
     def __init__(self, cfg: STGATConfig) -> None:
         # imported here: torch_geometric takes seconds to import, and only ST-GAT needs it
         from torch_geometric.nn import GATv2Conv

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from npdecode.cli import run_stage
 from npdecode.data import SessionData, load_session
@@ -121,7 +120,8 @@ def train_shared(
     seed_everything(params.train.seed)
     model = MultiSessionDecoder(cfg)
     opts = fit_options(params, params.multisession)
-    return fit(model, packed(data, cfg, "train"), packed(data, cfg, "val"), opts, live_dir)
+    _, info = fit(model, packed(data, cfg, "train"), packed(data, cfg, "val"), opts, live_dir)
+    return model, info  # fit trains `model` in place
 
 
 def session_logits(
@@ -167,7 +167,7 @@ def transfer_curve(
             shot = dataclasses.replace(target, train=target.train.subset(idx))
             model = _new_readin(cfg, donor, seed % 2**31)
             opts = dataclasses.replace(fit_options(params, budget), seed=seed % 2**31)
-            model, _ = fit(
+            fit(
                 model,
                 packed({held_out: shot}, cfg, "train"),
                 packed({held_out: shot}, cfg, "val"),
@@ -198,7 +198,7 @@ def _new_readin(
     return model
 
 
-def save_shared(path: Path, model: nn.Module, data: dict[int, SessionData]) -> None:
+def save_shared(path: Path, model: MultiSessionDecoder, data: dict[int, SessionData]) -> None:
     """Checkpoint of a shared model, with each session's units and normalisation."""
     sids = model.cfg.session_ids
     state = {
@@ -255,7 +255,7 @@ def main(params: Params, root: Path = Path(".")) -> None:
             with measure() as cost:
                 transfer[sid] = transfer_curve(data, sids, sid, params)
             transfer[sid].update(chance=1.0 / data[sid].n_classes, **cost)
-    outputs = {
+    outputs: dict[Path, dict[str, Any]] = {
         layout.root / "models" / MODEL: {f"{n}.pt": m for n, m in models.items()},
         layout.root / "metrics" / MODEL: {f"{s}.json": m for s, m in metrics.items()},
         layout.predictions(MODEL, 0).parent: {f"{s}.csv": p for s, p in predictions.items()},
@@ -271,7 +271,7 @@ def main(params: Params, root: Path = Path(".")) -> None:
 
 
 def _write(path: Path, obj: Any, data: dict[int, SessionData]) -> None:
-    if isinstance(obj, nn.Module):
+    if isinstance(obj, MultiSessionDecoder):
         save_shared(path, obj, data)
     elif path.suffix == ".csv":
         write_csv(obj, path)

@@ -143,7 +143,7 @@ def plot_accuracy(summary: pd.DataFrame, path: Path) -> None:
             i + 0.45,
             colors="k",
             linestyles=":",
-            label="chance" if i == 0 else None,
+            label="chance" if i == 0 else "_nolegend_",
         )
         if np.isfinite(per_session.loc[s, "ideal_accuracy"]):
             ax.hlines(
@@ -152,7 +152,7 @@ def plot_accuracy(summary: pd.DataFrame, path: Path) -> None:
                 i + 0.45,
                 colors="crimson",
                 linestyles="--",
-                label="ideal observer" if i == 0 else None,
+                label="ideal observer" if i == 0 else "_nolegend_",
             )
     ax.set_xticks(np.arange(len(sessions)), [str(s) for s in sessions])
     ax.set_xlabel("session")

@@ -144,7 +144,11 @@ def model_metrics(
     model: str, data: SessionData, scores: dict[str, np.ndarray], reference: dict, info: dict
 ) -> dict:
     """The metrics JSON of one model on one session (all accuracies are fractions)."""
-    out = {"session_id": data.session_id, "specimen_id": data.specimen_id, "model": model}
+    out: dict[str, Any] = {
+        "session_id": data.session_id,
+        "specimen_id": data.specimen_id,
+        "model": model,
+    }
     for name, s in scores.items():
         out[name] = classification_metrics(s, getattr(data, name).y, data.n_classes)
     out["chance"] = 1.0 / data.n_classes
