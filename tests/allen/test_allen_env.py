@@ -46,7 +46,10 @@ OFFLINE = "http://127.0.0.1:9"  # nothing listens there: any network use fails a
 
 @pytest.fixture(scope="session")
 def allen_python() -> str:
-    python = os.environ.get("NPDECODE_ALLEN_PYTHON", str(REPO / ".venv-allen" / "bin" / "python"))
+    given = os.environ.get("NPDECODE_ALLEN_PYTHON", str(REPO / ".venv-allen" / "bin" / "python"))
+    # absolute, because each test's project root is a temp folder; abspath, not resolve(),
+    # which would follow the venv's symlink to the base interpreter
+    python = os.path.abspath(given)
     if not Path(python).exists():
         pytest.fail(
             f"no AllenSDK environment at {python}: create it with scripts/setup_allen_env.sh "
