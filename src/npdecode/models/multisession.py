@@ -78,8 +78,13 @@ class MultiSessionDecoder(nn.Module):
         session = x[:, 0, -1].long()  # (B,)
         counts = self.input_dropout(x[:, :, :-1])  # (B, T, U_max)
         weight = self.readin_weight * self.unit_mask[:, :, None]  # padding rows never learn
-        h = torch.einsum("btu,bud->btd", counts, weight[session])  # (B, T, U_max) -> (B, T, D)
-        return self.core(h + self.readin_bias[session][:, None, :])
+        # one matmul per session in the batch: the backward of a batched gather `weight[session]`
+        # accumulates with atomics on CPU, which made training differ from run to run
+        h = counts.new_empty(*counts.shape[:2], self.cfg.latent)  # (B, T, D)
+        for s in torch.unique(session).tolist():
+            rows = torch.nonzero(session == s).squeeze(1)
+            h[rows] = counts[rows] @ weight[s] + self.readin_bias[s]  # (b, T, U_max) -> (b, T, D)
+        return self.core(h)
 
     def freeze_core(self) -> None:
         """Train only the read-ins from now on (few-shot transfer to a new session)."""
