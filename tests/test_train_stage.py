@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from npdecode.checkpoint import predict
 from npdecode.data import load_session
@@ -91,6 +92,10 @@ def test_deep_stage_is_deterministic_on_cpu(session: Path, tmp_path: Path, model
     a, b = (read_json(Layout(r).metrics(model, 1)) for r in (session, twin))
     for key in ("train", "val", "test", "epochs", "best_epoch"):
         assert a[key] == b[key]
+    wa, wb = (torch.load(Layout(r).model(model, 1), weights_only=True) for r in (session, twin))
+    assert wa["state_dict"].keys() == wb["state_dict"].keys()
+    for name, tensor in wa["state_dict"].items():
+        assert torch.equal(tensor, wb["state_dict"][name]), f"{name} differs between runs"
 
 
 def _check_repro(project: Path, sessions: list[int]) -> None:
