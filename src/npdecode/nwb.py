@@ -27,7 +27,14 @@ from pynwb.spec import NWBAttributeSpec, NWBGroupSpec, NWBNamespaceBuilder
 
 from npdecode.errors import DataError
 from npdecode.io import atomic_path
-from npdecode.nwbmeta import ELECTRODES, open_nwb, read_identifier, read_session_type, text
+from npdecode.nwbmeta import (
+    ELECTRODES,
+    open_nwb,
+    presentations_group,
+    read_identifier,
+    read_session_type,
+    text,
+)
 
 NAMESPACE = "ndx-aibs-ecephys"
 
@@ -386,15 +393,8 @@ def _read_probes(f: h5py.File) -> pd.DataFrame:
 def read_presentations(path: str | Path, session_id: int, stimulus: str) -> pd.DataFrame:
     """The `<stimulus>_presentations` table: presentation_id, start/stop time, frame, block."""
     path = Path(path)
-    key = f"intervals/{stimulus}_presentations"
     with open_nwb(path, session_id) as f:
-        if key not in f:
-            have = sorted(k.removesuffix("_presentations") for k in f.get("intervals", {}))
-            raise DataError(
-                f"session {session_id}: {path} has no {stimulus} presentations "
-                f"(stimuli in this file: {', '.join(have) or 'none'})"
-            )
-        g = f[key]
+        g = presentations_group(f, f"session {session_id}: {path}", stimulus)
         table = pd.DataFrame(
             {
                 "presentation_id": g["id"][()].astype(np.int64),
@@ -406,7 +406,9 @@ def read_presentations(path: str | Path, session_id: int, stimulus: str) -> pd.D
             if col in g:
                 table[col] = pd.to_numeric(pd.Series(_column(g, col)), errors="coerce").to_numpy()
     if "frame" not in table:
-        raise DataError(f"session {session_id}: {path}: {key} has no 'frame' column")
+        raise DataError(
+            f"session {session_id}: {path}: intervals/{stimulus}_presentations has no 'frame' column"
+        )
     return table
 
 

@@ -174,16 +174,22 @@ def _check_units(units: h5py.Group, where: str) -> tuple[int, int]:
     return int(n_units), int(n_spikes)
 
 
-def _check_presentations(f: h5py.File, where: str, stimulus: str) -> int:
-    """Number of rows of a non-empty `<stimulus>_presentations` table with the needed columns."""
+def presentations_group(f: h5py.File, where: str, stimulus: str) -> h5py.Group:
+    """The `intervals/<stimulus>_presentations` group; a DataError listing the file's stimuli."""
     key = f"intervals/{stimulus}_presentations"
     if key not in f:
         have = sorted(k.removesuffix("_presentations") for k in f.get("intervals", {}))
         raise DataError(
-            f"{where} has no {stimulus} presentations ('{key}'); stimuli in this file: "
-            f"{', '.join(have) or 'none'}"
+            f"{where} has no {stimulus} presentations "
+            f"(stimuli in this file: {', '.join(have) or 'none'})"
         )
-    table = f[key]
+    return f[key]
+
+
+def _check_presentations(f: h5py.File, where: str, stimulus: str) -> int:
+    """Number of rows of a non-empty `<stimulus>_presentations` table with the needed columns."""
+    key = f"intervals/{stimulus}_presentations"
+    table = presentations_group(f, where, stimulus)
     for col in ("start_time", "stop_time", "frame"):
         if col not in table:
             raise DataError(f"{where}: '{key}' has no '{col}' column")
