@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 import matplotlib.pyplot as plt  # headless machines fall back to the Agg backend
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from npdecode import nwb
 from npdecode.cli import run_stage
@@ -354,26 +356,32 @@ def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
     left.set_ylim(0, 1)
     left.legend(fontsize=8)
     left.set_title("One decoder per session vs one per mouse")
-    for name, style in (("scratch", "--"), ("transfer", "-")):
+    handles = []
+    styles: tuple[tuple[str, Literal["--", "-"]], ...] = (("scratch", "--"), ("transfer", "-"))
+    for name, style in styles:
         cols = sorted(
             (c for c in table if c.startswith(f"{name}_k")), key=lambda c: int(c.split("k")[-1])
         )
         if not cols:
             continue
         ks = [int(c.split("k")[-1]) for c in cols]
-        for i, row in table.iterrows():
-            label = (
-                f"{'transfer (frozen core)' if name == 'transfer' else core + ' from scratch'}"
-                if i == 0
-                else None
-            )
-            right.plot(ks, row[cols].astype(float), style, marker="o", color=f"C{i}", label=label)
+        for i, (_, row) in enumerate(table.iterrows()):
+            right.plot(ks, row[cols].astype(float), style, marker="o", color=f"C{i}")
+        what = "transfer (frozen core)" if name == "transfer" else f"{core} from scratch"
+        handles.append(Line2D([], [], linestyle=style, marker="o", color="0.3", label=what))
+    handles += [
+        Line2D([], [], color=f"C{i}", label=f"session {sid}")
+        for i, sid in enumerate(table["session_id"])
+    ]
     right.set_xscale("log")
+    ks = sorted({int(c.split("k")[-1]) for c in table if "_k" in c})
+    right.set_xticks(ks, [str(k) for k in ks])
+    right.minorticks_off()
     right.set_xlabel("training presentations per image (k), new session")
     right.set_ylabel("test accuracy (fraction)")
     right.set_ylim(0, 1)
-    right.set_title("Few-shot on a held-out session (colour = session)")
-    right.legend(fontsize=8)
+    right.set_title("Few-shot on a held-out session")
+    right.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 
