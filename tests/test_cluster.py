@@ -282,7 +282,7 @@ def test_job_stops_before_work_when_the_remote_is_unreachable(
     assert not (tmp_path / "scratch/npdecode-102").exists()  # checked before cloning
 
 
-@pytest.mark.slow  # ~50 s: two jobs for a new session
+@pytest.mark.slow  # ~4 min: two jobs, each the whole pipeline of a new session
 def test_second_job_for_a_session_restores_its_data_from_the_remote(
     project: Path, remote: Path, tmp_path: Path
 ) -> None:
@@ -290,13 +290,18 @@ def test_second_job_for_a_session_restores_its_data_from_the_remote(
     first = run_job(project, tmp_path, 201, "-S", "sessions=[2]")
     assert first.returncode == 0, first.stderr
     assert "Running stage 'fetch@2'" in first.stdout
+    # the lab adopts the new session: its lock entries (and, on the remote, its data) are shared
+    sh(["dvc", "exp", "apply", "npdecode-test-201"], project)
+    sh(["git", "add", "-A"], project)  # new metrics/reports are git files (cache: false)
+    sh(["git", "commit", "-qm", "add session 2"], project)
 
     # another lab member: own clone of the repo, own empty cache, same remote
     other = tmp_path / "other"
     sh(["git", "clone", "-q", str(project), str(other)], tmp_path)
     use_remote(other, remote)
-    second = run_job(other, tmp_path, 202, "-S", "sessions=[2]")
+    second = run_job(other, tmp_path, 202, "-S", "train.logreg.C=0.5")
     assert second.returncode == 0, second.stderr
-    assert "Stage 'fetch@2' is cached - skipping run" in second.stdout
+    # the raw NWB comes from the remote: nothing is generated or downloaded again
     assert "Running stage 'fetch@2'" not in second.stdout
+    assert "Running stage 'split@2'" not in second.stdout
     assert "Running stage 'train_logreg@2'" in second.stdout
