@@ -22,9 +22,7 @@ from npdecode.models import build_model
 from npdecode.models.multisession import pack
 
 
-def save_checkpoint(
-    path: str | Path, name: str, model: nn.Module, data: SessionData, extra: dict | None = None
-) -> None:
+def save_checkpoint(path: str | Path, name: str, model: nn.Module, data: SessionData) -> None:
     """Save model `name` trained on `data` (atomically)."""
     cfg = dataclasses.asdict(model.cfg)  # type: ignore[call-overload]  # every decoder has .cfg
     state = {
@@ -37,7 +35,6 @@ def save_checkpoint(
         "mean": torch.from_numpy(data.mean),
         "std": torch.from_numpy(data.std),
         "n_bins": data.n_bins,
-        **(extra or {}),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -4,6 +4,7 @@ import pytest
 
 from npdecode import nwb
 from npdecode.binning import bin_spikes
+from npdecode.errors import DataError
 from npdecode.params import BinParams, params_from_dict
 from npdecode.paths import Layout
 from npdecode.stages import bin as bin_stage
@@ -42,6 +43,27 @@ def test_invalid_spikes_are_scoped_and_counted_per_probe():
     np.testing.assert_array_equal(inside[0], [5.5])  # probe A keeps its spike in B's interval
     np.testing.assert_array_equal(inside[1], [1.0, 1.5, 2.0, 6.0])  # closed intervals
     assert removed == {"probeA": 1, "probeB": 4}
+
+
+def test_unit_without_a_probe_still_loses_its_spikes_in_session_wide_invalid_times():
+    units = pd.DataFrame({"probe": ["probeA", None], "probe_id": [100, np.nan]})
+    spikes = [np.array([5.5]), np.array([1.5, 5.5, 9.5])]
+    inside, removed = bin_stage.invalid_spikes(spikes, units, INVALID)
+    np.testing.assert_array_equal(inside[1], [5.5])  # only the all_probes interval applies
+    assert removed == {"probeA": 1, "unknown probe": 1}
+
+
+def test_unsorted_spikes_are_an_error_naming_session_and_file(tmp_path, small_nwb, monkeypatch):
+    layout = Layout(tmp_path)
+    layout.raw_dir(7).mkdir(parents=True)
+    layout.nwb(7).write_bytes(small_nwb.read_bytes())
+    ids, spikes = nwb.read_spike_times(layout.nwb(7), 7)
+    spikes[0] = spikes[0][::-1].copy()  # a corrupt train, as a broken export would give
+    monkeypatch.setattr(nwb, "read_spike_times", lambda path, sid: (ids, spikes))
+    params = params_from_dict({"sessions": [7]})
+    with pytest.raises(DataError, match=r"session 7: .*session_7\.nwb: .*sorted"):
+        bin_stage.main(params, 7, root=tmp_path)
+    assert not layout.binned(7).exists()
 
 
 def test_invalid_spikes_are_subtracted_from_their_bins():

@@ -76,6 +76,16 @@ def test_too_few_presentations_is_an_error():
         )
 
 
+def test_an_empty_val_split_is_an_error_not_a_crash_in_training():
+    # 3 presentations per class: round(0.3) = 0 val each, yet every class has a train one
+    with pytest.raises(DataError, match=r"the val split is empty: 9 presentations in 3 classes"):
+        assign_splits(
+            np.repeat([0, 1, 2], 3),
+            np.arange(9.0),
+            SplitParams(val_fraction=0.1, test_fraction=0.3),
+        )
+
+
 def test_knn_edges_point_to_the_most_similar():
     sim = np.array([[1.0, 0.9, 0.1], [0.9, 1.0, 0.5], [0.1, 0.5, 1.0]])
     edge_index, weight = knn_edges(sim, 1)

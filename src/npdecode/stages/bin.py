@@ -39,9 +39,12 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
         info = nwb.read_session_info(path, session_id)
         if not np.array_equal(units["unit_id"].to_numpy(), unit_ids):
             raise DataError(f"session {session_id}: {path}: units table and spike times disagree")
-        binned, presentations, report = bin_session(
-            spikes, units, presentations, invalid, params.bin
-        )
+        try:
+            binned, presentations, report = bin_session(
+                spikes, units, presentations, invalid, params.bin
+            )
+        except ValueError as err:  # bin_spikes: unsorted/NaN times, overlaps, overflow
+            raise DataError(f"session {session_id}: {path}: {err}") from err
         write_parquet(binned, layout.binned(session_id), wide=True)
         write_parquet(units, layout.binned_units(session_id))
         write_parquet(presentations, layout.binned_presentations(session_id))
@@ -77,11 +80,15 @@ def invalid_spikes(
     """Each unit's spikes inside the invalid intervals of its probe; their count per probe."""
     inside = [s[:0] for s in spikes]
     removed: dict[str, int] = {}
-    for (probe, probe_id), rows in units.groupby(["probe", "probe_id"], sort=True).indices.items():
+    # dropna=False: a unit whose probe is unknown still loses spikes in `all_probes` intervals
+    groups = units.groupby(["probe", "probe_id"], sort=True, dropna=False).indices
+    for (probe, probe_id), rows in groups.items():
         intervals = invalid_intervals_for(invalid, probe, probe_id)
         for u in rows:
             inside[u] = spikes_inside(spikes[u], intervals)
-        removed[probe] = int(sum(len(inside[u]) for u in rows))
+        removed[probe if isinstance(probe, str) else "unknown probe"] = int(
+            sum(len(inside[u]) for u in rows)
+        )
     return inside, removed
 
 

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,15 +20,16 @@ from npdecode.cli import run_stage
 from npdecode.data import SessionData, load_session
 from npdecode.io import write_json
 from npdecode.metrics import classification_metrics
-from npdecode.params import Params
+from npdecode.params import FewshotParams, FitParams, Params
 from npdecode.paths import Layout
 from npdecode.runinfo import measure
 from npdecode.stages.train import PARAMS as TRAIN_PARAMS
-from npdecode.stages.train import TRAINERS, logits
+from npdecode.stages.train import TRAINERS, eval_batch, logits
 
 # a model's few-shot run reads its training params as well
 PARAMS = {model: ("fewshot", *keys) for model, keys in TRAIN_PARAMS.items()}
 log = logging.getLogger(__name__)
+FitT = TypeVar("FitT", bound=FitParams)
 
 
 def sample_shots(y: np.ndarray, n_classes: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -47,15 +49,17 @@ def draw_seed(base: int, k: int, repeat: int) -> int:
 def draw_params(params: Params, model: str, seed: int) -> Params:
     """The params of one draw: its own seed, and the few-shot epoch budget for deep models."""
     sub = getattr(params.train, model)
-    if hasattr(sub, "max_epochs"):
-        fs = params.fewshot
-        sub = dataclasses.replace(
-            sub,
-            max_epochs=min(sub.max_epochs, fs.max_epochs),
-            patience=min(sub.patience, fs.patience),
-        )
+    if isinstance(sub, FitParams):
+        sub = fewshot_budget(sub, params.fewshot)
     return dataclasses.replace(
         params, train=dataclasses.replace(params.train, seed=seed, **{model: sub})
+    )
+
+
+def fewshot_budget(fit: FitT, fs: FewshotParams) -> FitT:
+    """`fit` capped at the few-shot epoch budget: k*119 samples converge in fewer epochs."""
+    return dataclasses.replace(
+        fit, max_epochs=min(fit.max_epochs, fs.max_epochs), patience=min(fit.patience, fs.patience)
     )
 
 
@@ -90,7 +94,8 @@ def run_fewshot(model: str, data: SessionData, params: Params) -> dict:
             subset = dataclasses.replace(data, train=data.train.subset(idx))
             run_params = draw_params(params, model, seed % 2**31)
             net, _ = trainer(subset, run_params, None)  # no learning curves per draw
-            m = classification_metrics(logits(net, data, "test"), data.test.y, data.n_classes)
+            scores = logits(net, data, "test", eval_batch(model, params))
+            m = classification_metrics(scores, data.test.y, data.n_classes)
             runs.append({"repeat": r, "seed": seed, "n_train": len(idx), **m})
         out["shots"][str(k)] = summarise_draws(runs)
         log.info(

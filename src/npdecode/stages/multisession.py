@@ -32,7 +32,7 @@ from npdecode.models.multisession import MultiSessionConfig, MultiSessionDecoder
 from npdecode.params import FitParams, Params, as_dict
 from npdecode.paths import Layout
 from npdecode.runinfo import measure
-from npdecode.stages.fewshot import draw_seed, sample_shots, summarise_draws
+from npdecode.stages.fewshot import draw_seed, fewshot_budget, sample_shots, summarise_draws
 from npdecode.stages.train import model_metrics, predictions_table
 from npdecode.training import FitOptions, fit, predict_logits, seed_everything
 
@@ -140,15 +140,9 @@ def transfer_curve(
     others = [s for s in sids if s != held_out]
     donor, info = train_shared(data, others, params)
     target = data[held_out]
-    cfg = dataclasses.replace(
-        model_config(data, [held_out], params), core_config=donor.cfg.core_config
-    )
+    cfg = model_config(data, [held_out], params)  # the same core architecture as the donor's
     fs = params.fewshot
-    budget = dataclasses.replace(
-        params.multisession,
-        max_epochs=min(params.multisession.max_epochs, fs.max_epochs),
-        patience=min(params.multisession.patience, fs.patience),
-    )
+    budget = fewshot_budget(params.multisession, fs)
     out: dict[str, Any] = {
         "session_id": held_out,
         "specimen_id": target.specimen_id,

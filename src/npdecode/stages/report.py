@@ -357,14 +357,12 @@ def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
     left.legend(fontsize=8)
     left.set_title("One decoder per session vs one per mouse")
     handles = []
+    ks = sorted({int(c.rsplit("_k", 1)[1]) for c in table if "_k" in c})
     styles: tuple[tuple[str, Literal["--", "-"]], ...] = (("scratch", "--"), ("transfer", "-"))
     for name, style in styles:
-        cols = sorted(
-            (c for c in table if c.startswith(f"{name}_k")), key=lambda c: int(c.split("k")[-1])
-        )
-        if not cols:
+        cols = [f"{name}_k{k}" for k in ks]
+        if not set(cols) <= set(table):
             continue
-        ks = [int(c.split("k")[-1]) for c in cols]
         for i, (_, row) in enumerate(table.iterrows()):
             right.plot(ks, row[cols].astype(float), style, marker="o", color=f"C{i}")
         what = "transfer (frozen core)" if name == "transfer" else f"{core} from scratch"
@@ -374,7 +372,6 @@ def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
         for i, sid in enumerate(table["session_id"])
     ]
     right.set_xscale("log")
-    ks = sorted({int(c.split("k")[-1]) for c in table if "_k" in c})
     right.set_xticks(ks, [str(k) for k in ks])
     right.minorticks_off()
     right.set_xlabel("training presentations per image (k), new session")

@@ -87,6 +87,13 @@ def assign_splits(y: np.ndarray, start_time: np.ndarray, params: SplitParams) ->
             raise DataError(f"class {c} has only {len(idx)} presentations: too few to split")
         code[idx[len(idx) - n_test :]] = 2
         code[idx[len(idx) - n_test - n_val : len(idx) - n_test]] = 1
+    for k, name in ((1, "val"), (2, "test")):
+        if not (code == k).any():
+            raise DataError(
+                f"the {name} split is empty: {len(y)} presentations in {len(np.unique(y))} "
+                f"classes round to no {name} presentation at split.{name}_fraction "
+                f"{getattr(params, f'{name}_fraction')}; raise it or record more repeats"
+            )
     return code
 
 

@@ -112,7 +112,7 @@ def main(params: Params, model: str, session_id: int, root: Path = Path(".")) ->
     """Train `model` on session `session_id`."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)
-    batch = 1024 if model == "logreg" else params.train.batch_size
+    batch = eval_batch(model, params)
     with measure() as cost:
         net, info = TRAINERS[model](data, params, layout.live_dir(model, session_id))
         scores = {name: logits(net, data, name, batch) for name in ("train", "val", "test")}
@@ -132,11 +132,15 @@ def main(params: Params, model: str, session_id: int, root: Path = Path(".")) ->
     )
 
 
-def logits(model: nn.Module, data: SessionData, split: str, batch_size: int = 1024) -> np.ndarray:
+def eval_batch(model: str, params: Params) -> int:
+    """Presentations per scoring pass: the training batch for deep models, whose memory
+    (ST-GAT's above all) grows with the batch; logreg is cheap at any size."""
+    return 1024 if model == "logreg" else params.train.batch_size
+
+
+def logits(model: nn.Module, data: SessionData, split: str, batch_size: int) -> np.ndarray:
     """(P, C) float32 logits of `model` on one split, in eval mode on the model's device."""
     x = data.normalise(getattr(data, split).X)
-    if len(x) == 0:
-        return np.zeros((0, data.n_classes), np.float32)
     return predict_logits(model, x, batch_size).cpu().numpy()
 
 
