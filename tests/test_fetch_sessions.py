@@ -36,10 +36,15 @@ def project_params(tmp_path: Path, sessions_value: object, folder: Path) -> Path
     """The repository's params.yaml, switched to `local`, with `sessions` set."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     text = (REPO / "params.yaml").read_text()
-    text = text.replace("sessions: [1]", f"sessions: {sessions_value}")
-    text = text.replace("source: synthetic", "source: local")
-    text = text.replace("path: null", f"path: {folder}")
-    assert raw["sessions"] == [1] and text != (REPO / "params.yaml").read_text()
+    edits = {
+        "\nsessions: [1]": f"\nsessions: {sessions_value}",
+        "\n  source: synthetic": "\n  source: local",
+        "\n  path: null": f"\n  path: {folder}",
+    }
+    for old, new in edits.items():
+        assert text.count(old) == 1, f"params.yaml no longer has exactly one {old!r}"
+        text = text.replace(old, new)
+    assert raw["sessions"] == [1]
     path = tmp_path / "params.yaml"
     path.write_text(text)
     return path
