@@ -25,12 +25,14 @@ import pandas as pd
 import yaml
 from bench_binning import make_session
 
-from npdecode import synthetic
-from npdecode.nwb import SessionRecord, write_session_nwb
+from npdecode.nwb.write import SessionRecord, write_session_nwb
 from npdecode.paths import Layout
+from npdecode.sources import synthetic
 
 SID = 900
-READ = "import sys; from npdecode.nwb import read_spike_times; read_spike_times(sys.argv[1], 0)"
+READ = (
+    "import sys; from npdecode.nwb.read import read_spike_times; read_spike_times(sys.argv[1], 0)"
+)
 
 
 def record(n_units: int, seed: int) -> tuple[SessionRecord, int]:

@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from npdecode.checkpoint import predict, save_checkpoint
-from npdecode.data import SessionData, Split
+from npdecode.decoders import build_model
+from npdecode.formats.checkpoint import predict, save_checkpoint
+from npdecode.formats.split import SessionData, Split
 from npdecode.params import params_from_dict
-from npdecode.stages.split import knn_edges
-from npdecode.stages.train import build_deep
+from npdecode.preprocess import knn_edges
 from npdecode.training import FitOptions, fit, predict_logits
 
 
@@ -88,7 +88,7 @@ def check(
     cuda = device.startswith("cuda")
     params = params_from_dict({"train": {"device": device, "amp": amp, "batch_size": batch}})
     p = getattr(params.train, model_name)
-    model = build_deep(model_name, data, p, seed=0)
+    model = build_model(model_name, data, params.train)
     opts = FitOptions(
         lr=p.lr,
         weight_decay=p.weight_decay,

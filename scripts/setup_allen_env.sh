@@ -3,7 +3,7 @@
 #
 # AllenSDK 2.16.2 needs numpy < 2 and pandas 1.5, which the main environment (numpy 2,
 # torch) cannot share, so it gets its own venv; the fetch stage runs
-# `<venv>/bin/python -m npdecode.allen ...` there (params.yaml `fetch.allen.python`).
+# `<venv>/bin/python -m npdecode.sources.allen_runner ...` there (params.yaml `fetch.allen.python`).
 #
 #   bash scripts/setup_allen_env.sh [VENV_DIR]     # default: .venv-allen
 #
@@ -28,6 +28,6 @@ fi
 "$venv/bin/python" -m pip install --no-deps -e "$root"
 
 # Smoke test: AllenSDK's project cache and our side of the fetch import cleanly.
-"$venv/bin/python" -c "import allensdk, numpy, pandas, npdecode.allen; \
+"$venv/bin/python" -c "import allensdk, numpy, pandas, npdecode.sources.allen_runner; \
 print('AllenSDK', allensdk.__version__, '| numpy', numpy.__version__, '| pandas', pandas.__version__)"
 echo "setup_allen_env: ready: $venv/bin/python (params.yaml fetch.allen.python)"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from npdecode.params import SyntheticParams
-from npdecode.synthetic import SyntheticSession, as_record, make_session
+from npdecode.sources.synthetic import SyntheticSession, as_record, make_session
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 SMALL = SyntheticParams(n_units=30, n_images=10, n_repeats=12, n_blocks=3, seed=0)
@@ -37,7 +37,7 @@ def small_session() -> SyntheticSession:
 @pytest.fixture(scope="session")
 def small_nwb(small_session: SyntheticSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small session written as an Allen-format NWB file (read-only: copy before mutating)."""
-    from npdecode.nwb import write_session_nwb
+    from npdecode.nwb.write import write_session_nwb
 
     path = tmp_path_factory.mktemp("nwb") / "session_7.nwb"
     write_session_nwb(path, as_record(small_session))

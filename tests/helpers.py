@@ -152,3 +152,24 @@ def reproduced_project(factory: pytest.TempPathFactory) -> Path:
         commit_all(project, "baseline results")
         _REPRODUCED[key] = project
     return _REPRODUCED[key]
+
+
+def write_split_folder(
+    out_dir: Path,
+    session_id: int,
+    counts: Any,
+    pres: Any,
+    units: Any,
+    params: Any,
+    bin_width_s: float,
+    specimen_id: str | None = None,
+) -> Any:
+    """Split (P, T, U) counts as the split stage does and write the folder; return the data."""
+    from npdecode.formats.split import write_split
+    from npdecode.preprocess import make_split
+
+    data, extra = make_split(
+        session_id, counts, pres, units, params, bin_width_s=bin_width_s, specimen_id=specimen_id
+    )
+    write_split(out_dir, data, extra)
+    return data

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from npdecode.metrics import classification_metrics
+from npdecode.evaluation import classification_metrics
 from npdecode.reference import PoissonPlugin, expected_counts, ideal_observer
 
 

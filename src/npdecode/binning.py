@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 DEFAULT_DTYPE = np.dtype(np.uint16)
 ALLOWED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32))
@@ -498,3 +499,71 @@ def _check_fits(counts: np.ndarray, unit: int, n_bins: int, dtype: np.dtype) -> 
         f"unit {unit} has {int(counts[p * n_bins + k])} spikes in presentation {p}, bin {k}: "
         f"more than {dtype.name} holds (max {limit}); pass a wider dtype, e.g. dtype=np.uint32"
     )
+
+
+# --- a whole session -------------------------------------------------------------------
+
+
+def invalid_intervals_for(invalid: pd.DataFrame, probe: str, probe_id: int) -> np.ndarray:
+    """(K, 2) invalid intervals that apply to one probe, as AllenSDK scopes them.
+
+    An interval applies when its tags name the probe (by name or id) or `all_probes`.
+    """
+    names = {probe, str(probe_id), "all_probes"}
+    mask = [bool(names.intersection(map(str, tags))) for tags in invalid["tags"]]
+    return invalid.loc[mask, ["start_time", "stop_time"]].to_numpy(dtype=np.float64).reshape(-1, 2)
+
+
+def invalid_spikes(
+    spikes: list[np.ndarray], units: pd.DataFrame, invalid: pd.DataFrame
+) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Each unit's spikes inside the invalid intervals of its probe; their count per probe."""
+    inside = [s[:0] for s in spikes]
+    removed: dict[str, int] = {}
+    # dropna=False: a unit whose probe is unknown still loses spikes in `all_probes` intervals
+    groups = units.groupby(["probe", "probe_id"], sort=True, dropna=False).indices
+    for (probe, probe_id), rows in groups.items():
+        intervals = invalid_intervals_for(invalid, probe, probe_id)
+        for u in rows:
+            inside[u] = spikes_inside(spikes[u], intervals)
+        removed[probe if isinstance(probe, str) else "unknown probe"] = int(
+            sum(len(inside[u]) for u in rows)
+        )
+    return inside, removed
+
+
+def bin_session(
+    spikes: list[np.ndarray],
+    units: pd.DataFrame,
+    presentations: pd.DataFrame,
+    invalid: pd.DataFrame,
+    n_bins: int,
+) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """Bin a whole session, invalid spikes removed: (counts (P, n_bins, U), presentations, report).
+
+    Presentations come back sorted by start time, with an `overlaps_invalid` column; the
+    report counts spikes, binned spikes and the invalid spikes removed per probe.
+    """
+    presentations = presentations.sort_values("start_time", kind="stable").reset_index(drop=True)
+    starts = presentations["start_time"].to_numpy()
+    stops = presentations["stop_time"].to_numpy()
+    counts = bin_spikes(spikes, starts, stops, n_bins)  # (P, T, U)
+    # Remove invalid spikes by subtracting their counts: only presentations overlapping an
+    # invalid interval can hold one, and the spike trains themselves are never copied.
+    all_invalid = invalid[["start_time", "stop_time"]].to_numpy(dtype=np.float64).reshape(-1, 2)
+    overlap = presentations_overlapping(starts, stops, all_invalid)
+    presentations["overlaps_invalid"] = overlap
+    inside, removed = invalid_spikes(spikes, units, invalid)
+    if overlap.any():
+        bad = bin_spikes(inside, starts[overlap], stops[overlap], n_bins, counts.dtype)
+        counts[overlap] -= bad
+    report = {
+        "n_units": len(units),
+        "n_presentations": len(presentations),
+        "n_bins": n_bins,
+        "n_spikes": int(sum(len(s) for s in spikes)) - int(sum(removed.values())),
+        "n_spikes_binned": int(counts.sum(dtype=np.int64)),
+        "invalid_spikes_removed": {**removed, "total": int(sum(removed.values()))},
+        "presentations_overlapping_invalid": int(presentations["overlaps_invalid"].sum()),
+    }
+    return counts, presentations, report

@@ -15,11 +15,13 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from npdecode.errors import ParamsError
+
+T = TypeVar("T")
 
 
 def _p(
@@ -299,7 +301,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return params_from_dict(raw or {}, source=str(path))
 
 
-SESSIONS_COMMAND = "python -m npdecode.sessions --write"
+SESSIONS_COMMAND = "python -m npdecode.sources.sessions --write"
 
 
 def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> Params:
@@ -314,6 +316,12 @@ def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> Params:
         return _build(Params, raw, "")
     except ParamsError as err:
         raise ParamsError(f"{source}: {err}") from None
+
+
+def section_from_dict(cls: type[T], data: Mapping[str, Any], key: str) -> T:
+    """One params section (e.g. `LSTMParams` at key `train.lstm`) from a plain mapping,
+    validated like params.yaml; missing fields take their defaults."""
+    return _build(cls, data, key)
 
 
 def as_dict(obj: Any) -> Any:

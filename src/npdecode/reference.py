@@ -15,6 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
+from npdecode.errors import DataError
+from npdecode.evaluation import classification_metrics
+from npdecode.formats.split import SessionData
+from npdecode.formats.truth import SyntheticTruth
+
 N_GAIN_NODES = 21  # Gauss–Hermite nodes for the integral over log gain
 
 
@@ -91,3 +96,36 @@ class PoissonPlugin:
         summed = counts.sum(axis=1, dtype=np.float64)  # (P, U)
         ll = summed @ np.log(self.rates).T - self.rates.sum(axis=1)
         return ll - logsumexp(ll, axis=1, keepdims=True)
+
+
+def reference_metrics(data: SessionData, truth: SyntheticTruth | None) -> dict:
+    """Reference accuracies on the test split (fractions)."""
+    plugin = PoissonPlugin.fit(data.train.X, data.train.y, data.n_classes)
+    return {
+        "session_id": data.session_id,
+        "chance": 1.0 / data.n_classes,
+        "n_classes": data.n_classes,
+        "n_units": data.n_units,
+        "poisson_plugin": classification_metrics(
+            plugin.log_posterior(data.test.X), data.test.y, data.n_classes
+        ),
+        "ideal": ideal_metrics(data, truth) if truth is not None else None,
+    }
+
+
+def ideal_metrics(data: SessionData, truth: SyntheticTruth) -> dict:
+    """The ideal observer on the test split, seeing the same units and bins as the models."""
+    col = {int(u): i for i, u in enumerate(truth.unit_ids)}
+    row = {int(f): i for i, f in enumerate(truth.frames)}
+    try:
+        units = [col[int(u)] for u in data.unit_ids]
+        classes = [row[int(f)] for f in data.frames]
+    except KeyError as err:
+        raise DataError(
+            f"session {data.session_id}: truth.npz does not cover unit/frame {err}"
+        ) from err
+    rates = truth.rates_hz[classes][:, :, units]  # (C, S, U) for the model's classes and units
+    duration = data.bin_width_s * data.n_bins
+    expected = expected_counts(rates, truth.step_s, duration, data.n_bins)
+    log_post = ideal_observer(data.test.X, expected, truth.gain_sd)
+    return classification_metrics(log_post, data.test.y, data.n_classes)

@@ -19,10 +19,10 @@ from pathlib import Path
 import h5py
 import pandas as pd
 
-from npdecode import synthetic
-from npdecode.nwb import write_session_nwb
+from npdecode.nwb.read import metadata_tables
+from npdecode.nwb.write import write_session_nwb
 from npdecode.params import SyntheticParams
-from npdecode.stages.fetch import metadata_tables
+from npdecode.sources import synthetic
 
 SMALL = SyntheticParams(n_units=30, n_images=10, n_repeats=12)
 BO = "brain_observatory_1.1"
@@ -63,7 +63,14 @@ def write_allen_cache(
     }
     for sid, kind in sessions.items():
         session = synthetic.make_session(params, sid)
-        t = metadata_tables(session)
+        nwb = folder / f"session_{sid}" / f"session_{sid}.nwb"
+        if sid not in with_nwb:  # the tables come from a file, then the file goes
+            nwb = folder / f".tables_{sid}.nwb"
+        nwb.parent.mkdir(parents=True, exist_ok=True)
+        write_session_nwb(nwb, synthetic.as_record(session))
+        t = metadata_tables(nwb, sid)
+        if sid not in with_nwb:
+            nwb.unlink()
         s = t["sessions"].rename(columns={"full_genotype": "genotype"})
         s["session_type"] = kind
         s["date_of_acquisition"] = "2019-01-01T00:00:00Z"
@@ -78,10 +85,6 @@ def write_allen_cache(
         channels["ecephys_structure_id"] = channels["ecephys_structure_acronym"].map(codes)
         tables["channels"].append(channels)
         tables["units"].append(t["units"])
-        if sid in with_nwb:
-            write_session_nwb(
-                folder / f"session_{sid}" / f"session_{sid}.nwb", synthetic.as_record(session)
-            )
     folder.mkdir(parents=True, exist_ok=True)
     for name, parts in tables.items():
         pd.concat(parts, ignore_index=True).to_csv(folder / f"{name}.csv", index=False)

@@ -1,4 +1,4 @@
-"""fetch.source: allen, end to end: the main env runs `npdecode.allen` in the AllenSDK env.
+"""fetch.source: allen, end to end: the main env runs `npdecode.sources.allen_runner` in the AllenSDK env.
 
 The real AllenSDK `EcephysProjectCache` runs against a pre-filled cache folder (the CSVs
 of allen-nwb-schema.md and synthetic NWB files in the Allen layout) and a fake Allen API
@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from npdecode import sessions as sessions_cli
 from npdecode.errors import DataError
-from npdecode.io import read_json
+from npdecode.formats.files import read_json
 from npdecode.params import Params, load_params, params_from_dict
 from npdecode.paths import Layout
+from npdecode.sources import sessions as sessions_cli
 from npdecode.stages import bin as bin_stage
 from npdecode.stages import fetch
 from tests.allen.helpers import (

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from npdecode.data import SessionData, Split
+from npdecode.formats.split import SessionData, Split
 from npdecode.models import build_model
 
 DEEP = ("lstm", "transformer", "stgat")
@@ -39,13 +39,13 @@ def make_model(
     **overrides: object,
 ) -> nn.Module:
     """Model `name` with SMALL settings, seeded; stgat gets `graph` (default a ring)."""
-    config: dict = {"n_units": n_units, "n_bins": n_bins, "n_classes": n_classes}
-    config.update(SMALL[name], **overrides)
+    dims: dict = {"n_units": n_units, "n_bins": n_bins, "n_classes": n_classes}
+    params = {**SMALL[name], **overrides}
     if name == "stgat":
         edge_index, edge_weight = graph if graph is not None else ring_graph(n_units)
-        config["n_edges"] = edge_index.shape[1]
+        dims["n_edges"] = edge_index.shape[1]
     torch.manual_seed(seed)
-    model = build_model(name, config)
+    model = build_model(name, dims, params)
     if name == "stgat":
         model.set_graph(torch.from_numpy(edge_index), torch.from_numpy(edge_weight))
     return model

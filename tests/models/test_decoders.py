@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from npdecode.checkpoint import load_checkpoint, predict, save_checkpoint
-from npdecode.models import CONFIGS, build_model
+from npdecode.formats.checkpoint import load_checkpoint, predict, save_checkpoint
+from npdecode.models import MODELS, build_model, model_spec
 from npdecode.training import FitOptions, fit, predict_logits
 
 from .conftest import DEEP, make_model, ring_graph, separable, tiny_session
 
 
 def test_every_deep_model_is_registered() -> None:
-    assert set(DEEP) <= set(CONFIGS)
+    assert set(DEEP) <= set(MODELS)
 
 
 def test_output_shape_and_finite(name: str) -> None:
@@ -55,10 +54,10 @@ def test_batched_equals_per_sample(name: str) -> None:
     torch.testing.assert_close(whole, one_by_one, rtol=1e-5, atol=1e-5)
 
 
-def test_config_is_plain_json_and_rebuilds(name: str) -> None:
+def test_spec_is_plain_json_and_rebuilds(name: str) -> None:
     model = make_model(name)
-    cfg = json.loads(json.dumps(dataclasses.asdict(model.cfg)))
-    twin = build_model(name, cfg)
+    dims, params = json.loads(json.dumps(model_spec(model)))
+    twin = build_model(name, dims, params)
     twin.load_state_dict(model.state_dict())
     x = torch.randn(2, 5, 7)
     torch.testing.assert_close(model.eval()(x), twin.eval()(x))

@@ -4,17 +4,17 @@ import sys
 import numpy as np
 import torch
 
-from npdecode.models.multisession import MultiSessionConfig, MultiSessionDecoder, pack
+from npdecode.models import build_model
+from npdecode.models.multisession import MultiSessionDecoder, pack
 
-CFG = MultiSessionConfig(
-    session_ids=(4, 9),
-    n_units=(3, 5),
-    n_bins=4,
-    n_classes=6,
-    latent=8,
-    input_dropout=0.0,
-    core_config={"hidden": 8},
-)
+DIMS = {"session_ids": (4, 9), "n_units": (3, 5), "n_bins": 4, "n_classes": 6}
+PARAMS = {"multisession": {"latent": 8, "input_dropout": 0.0}, "core": {"hidden": 8}}
+
+
+def _model() -> MultiSessionDecoder:
+    model = build_model("multisession", DIMS, PARAMS)
+    assert isinstance(model, MultiSessionDecoder)
+    return model
 
 
 def _batch(seed=0):
@@ -32,7 +32,7 @@ def test_pack_pads_units_and_appends_session_index():
 
 def test_mixed_batch_equals_per_session_batches():
     torch.manual_seed(0)
-    model = MultiSessionDecoder(CFG).eval()
+    model = _model().eval()
     x = _batch()
     with torch.no_grad():
         whole = model(x)
@@ -43,7 +43,7 @@ def test_mixed_batch_equals_per_session_batches():
 
 def test_gradients_reach_only_the_sessions_read_in_and_never_padding():
     torch.manual_seed(0)
-    model = MultiSessionDecoder(CFG)
+    model = _model()
     x = _batch()[:2]  # session index 0 only (3 units)
     model(x).sum().backward()
     grad = model.readin_weight.grad
@@ -54,7 +54,7 @@ def test_gradients_reach_only_the_sessions_read_in_and_never_padding():
 
 
 def test_freeze_core_leaves_only_read_ins_trainable():
-    model = MultiSessionDecoder(CFG)
+    model = _model()
     model.freeze_core()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"readin_weight", "readin_bias"}
@@ -62,11 +62,11 @@ def test_freeze_core_leaves_only_read_ins_trainable():
 
 REPEATS_SCRIPT = """
 import numpy as np, torch
-from npdecode.models.multisession import MultiSessionConfig, MultiSessionDecoder
+from npdecode.models import build_model
 torch.set_num_threads(2)
-cfg = MultiSessionConfig(session_ids=(1, 2, 3), n_units=(150, 200, 120), n_bins=10, n_classes=30)
+dims = {"session_ids": (1, 2, 3), "n_units": (150, 200, 120), "n_bins": 10, "n_classes": 30}
 torch.manual_seed(0)
-model = MultiSessionDecoder(cfg).eval()
+model = build_model("multisession", dims, {"multisession": {}, "core": {}}).eval()
 rng = np.random.default_rng(0)
 x = torch.from_numpy(rng.normal(size=(64, 10, 201)).astype(np.float32))
 x[:, :, -1] = torch.from_numpy(rng.integers(0, 3, 64).astype(np.float32))[:, None]

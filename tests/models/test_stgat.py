@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from npdecode.checkpoint import load_checkpoint, save_checkpoint
-from npdecode.data import load_session
+from npdecode.decoders import build_model
+from npdecode.formats.checkpoint import load_checkpoint, save_checkpoint
+from npdecode.formats.split import load_session
 from npdecode.params import params_from_dict
-from npdecode.stages.split import knn_edges, write_split
-from npdecode.stages.train import build_deep
+from npdecode.preprocess import knn_edges
+from tests.helpers import write_split_folder
 
 from .conftest import make_model, ring_graph
 
@@ -88,7 +89,7 @@ def test_graph_comes_from_the_training_split_only(tmp_path) -> None:
     )
     units = pd.DataFrame({"unit_id": np.arange(10, 16)})
     params = params_from_dict({"split": {"graph": {"method": "correlation", "k": 2}}})
-    write_split(tmp_path / "split", 5, counts, pres, units, params, bin_width_s=0.025)
+    write_split_folder(tmp_path / "split", 5, counts, pres, units, params, bin_width_s=0.025)
     data = load_session(tmp_path / "split", 5)
 
     is_train = np.isin(np.arange(len(counts)), np.r_[0:14, 20:34])
@@ -100,7 +101,7 @@ def test_graph_comes_from_the_training_split_only(tmp_path) -> None:
         assert partner in leaky[0, leaky[1] == u]
         assert partner not in expect[0, expect[1] == u]
 
-    model = build_deep("stgat", data, params.train.stgat, seed=0)
+    model = build_model("stgat", data, params.train)
     np.testing.assert_array_equal(model.edge_index.numpy(), expect)
     for u in range(6):  # each unit listens to its own training group
         group = next(g for g in early if u in g)

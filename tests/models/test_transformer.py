@@ -1,11 +1,13 @@
-"""Transformer→LSTM specifics: position codes and config checks."""
+"""Transformer→LSTM specifics: position codes and settings checks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from npdecode.models.transformer import TransformerConfig, sinusoidal
+from npdecode.errors import ParamsError
+from npdecode.models import build_model
+from npdecode.models.transformer import sinusoidal
 
 from .conftest import make_model
 
@@ -30,8 +32,9 @@ def test_bin_order_matters() -> None:
     assert not torch.allclose(model(x), model(x.flip(1)))
 
 
-def test_config_rejects_heads_not_dividing_width() -> None:
-    with pytest.raises(ValueError, match="divisible"):
-        TransformerConfig(n_units=7, n_bins=5, n_classes=3, d_model=10, heads=4)
-    with pytest.raises(ValueError, match="positions"):
-        TransformerConfig(n_units=7, n_bins=5, n_classes=3, positions="rotary")
+def test_settings_reject_heads_not_dividing_width() -> None:
+    dims = {"n_units": 7, "n_bins": 5, "n_classes": 3}
+    with pytest.raises(ParamsError, match="divisible"):
+        build_model("transformer", dims, {"d_model": 10, "heads": 4})
+    with pytest.raises(ParamsError, match="positions"):
+        build_model("transformer", dims, {"positions": "rotary"})

@@ -2,13 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from npdecode import nwb
-from npdecode.binning import bin_spikes
+from npdecode.binning import bin_session, bin_spikes, invalid_intervals_for, invalid_spikes
 from npdecode.errors import DataError
-from npdecode.params import BinParams, params_from_dict
+from npdecode.formats.binned import META_COLUMNS, to_table, to_tensor, unit_columns
+from npdecode.nwb import read as nwb
+from npdecode.params import params_from_dict
 from npdecode.paths import Layout
 from npdecode.stages import bin as bin_stage
-from npdecode.tables import META_COLUMNS, to_tensor, unit_columns
 
 INVALID = pd.DataFrame(
     {
@@ -25,21 +25,19 @@ INVALID = pd.DataFrame(
 
 def test_invalid_intervals_scoped_by_probe_name_id_or_all():
     np.testing.assert_array_equal(
-        bin_stage.invalid_intervals_for(INVALID, "probeB", 101), [[1.0, 2.0], [5.0, 6.0]]
+        invalid_intervals_for(INVALID, "probeB", 101), [[1.0, 2.0], [5.0, 6.0]]
     )
-    np.testing.assert_array_equal(
-        bin_stage.invalid_intervals_for(INVALID, "probeA", 100), [[5.0, 6.0]]
-    )
+    np.testing.assert_array_equal(invalid_intervals_for(INVALID, "probeA", 100), [[5.0, 6.0]])
     # matched by id alone too
     np.testing.assert_array_equal(
-        bin_stage.invalid_intervals_for(INVALID, "other", 999), [[5.0, 6.0], [9.0, 10.0]]
+        invalid_intervals_for(INVALID, "other", 999), [[5.0, 6.0], [9.0, 10.0]]
     )
 
 
 def test_invalid_spikes_are_scoped_and_counted_per_probe():
     units = pd.DataFrame({"probe": ["probeA", "probeB"], "probe_id": [100, 101]})
     spikes = [np.array([1.5, 5.5, 7.0]), np.array([1.0, 1.5, 2.0, 3.0, 6.0])]
-    inside, removed = bin_stage.invalid_spikes(spikes, units, INVALID)
+    inside, removed = invalid_spikes(spikes, units, INVALID)
     np.testing.assert_array_equal(inside[0], [5.5])  # probe A keeps its spike in B's interval
     np.testing.assert_array_equal(inside[1], [1.0, 1.5, 2.0, 6.0])  # closed intervals
     assert removed == {"probeA": 1, "probeB": 4}
@@ -48,7 +46,7 @@ def test_invalid_spikes_are_scoped_and_counted_per_probe():
 def test_unit_without_a_probe_still_loses_its_spikes_in_session_wide_invalid_times():
     units = pd.DataFrame({"probe": ["probeA", None], "probe_id": [100, np.nan]})
     spikes = [np.array([5.5]), np.array([1.5, 5.5, 9.5])]
-    inside, removed = bin_stage.invalid_spikes(spikes, units, INVALID)
+    inside, removed = invalid_spikes(spikes, units, INVALID)
     np.testing.assert_array_equal(inside[1], [5.5])  # only the all_probes interval applies
     assert removed == {"probeA": 1, "unknown probe": 1}
 
@@ -77,10 +75,7 @@ def test_invalid_spikes_are_subtracted_from_their_bins():
             "frame": [1.0, 2.0, 3.0],
         }
     )
-    table, pres_out, report = bin_stage.bin_session(
-        spikes, units, pres, INVALID, BinParams(timesteps_per_frame=3)
-    )
-    counts, _ = to_tensor(table, 3, 1, "t")
+    counts, pres_out, report = bin_session(spikes, units, pres, INVALID, 3)
     # presentation 1 = [1.0, 2.5) in bins of 0.5 s: 1.2 and 1.7 are invalid (probe B, [1, 2]); 2.2 stays
     np.testing.assert_array_equal(counts[:, :, 0], [[0, 1, 0], [0, 0, 1], [0, 1, 0]])
     assert pres_out["overlaps_invalid"].tolist() == [False, True, False]
@@ -93,9 +88,8 @@ def test_bin_session_on_synthetic(small_nwb, small_session):
     units = nwb.read_units(small_nwb, 7)
     pres = nwb.read_presentations(small_nwb, 7, "natural_scenes")
     invalid = nwb.read_invalid_times(small_nwb, 7)
-    table, pres_out, report = bin_stage.bin_session(
-        spikes, units, pres, invalid, BinParams(timesteps_per_frame=5)
-    )
+    binned, pres_out, report = bin_session(spikes, units, pres, invalid, 5)
+    table = to_table(binned, pres_out, units["unit_id"].to_numpy())
     assert list(table.columns[:4]) == list(META_COLUMNS)
     assert unit_columns(table) == [str(u) for u in small_session.units["id"]]
     assert len(table) == len(pres) * 5

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 
 from npdecode.errors import DataError
+from npdecode.formats.binned import to_table, unit_columns
 from npdecode.params import CleanParams
-from npdecode.stages.clean import clean_session
-from npdecode.tables import to_table, unit_columns
+from npdecode.preprocess import clean_session
 
 
 def _inputs():

@@ -3,26 +3,27 @@ import json
 import numpy as np
 import pytest
 
-from npdecode.data import load_session
+from npdecode.evaluation import draw_seed, sample_shots
+from npdecode.formats.split import load_session
 from npdecode.params import params_from_dict
 from npdecode.paths import Layout
 from npdecode.stages import fewshot
-from npdecode.stages.split import write_split
+from tests.helpers import write_split_folder
 
 from .test_split import _session
 
 
 def test_sample_shots_takes_k_per_class_or_all():
     y = np.array([0, 0, 0, 1, 1, 2])
-    idx = fewshot.sample_shots(y, 3, 2, np.random.default_rng(0))
+    idx = sample_shots(y, 3, 2, np.random.default_rng(0))
     assert np.bincount(y[idx], minlength=3).tolist() == [2, 2, 1]
     assert len(set(idx.tolist())) == len(idx)
 
 
 def test_draw_seeds_differ_by_k_and_repeat_and_repeat_by_base():
-    seeds = {fewshot.draw_seed(0, k, r) for k in (1, 3) for r in range(3)}
+    seeds = {draw_seed(0, k, r) for k in (1, 3) for r in range(3)}
     assert len(seeds) == 6
-    assert fewshot.draw_seed(0, 3, 1) == fewshot.draw_seed(0, 3, 1) != fewshot.draw_seed(1, 3, 1)
+    assert draw_seed(0, 3, 1) == draw_seed(0, 3, 1) != draw_seed(1, 3, 1)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def split_root(tmp_path_factory):
     y = pres["frame"].to_numpy().astype(int) + 1
     counts[np.arange(len(y)), :, y] += 4
     params = params_from_dict({"sessions": [1]})
-    write_split(
+    write_split_folder(
         Layout(root).split_dir(1), 1, counts, pres, units, params, bin_width_s=0.1, specimen_id="77"
     )
     return root

@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from npdecode.checkpoint import load_checkpoint, predict
-from npdecode.data import load_session
+from npdecode.evaluation import draw_seed, sample_shots
+from npdecode.formats.checkpoint import load_checkpoint, predict
+from npdecode.formats.split import load_session
+from npdecode.multisession import check_compatible
 from npdecode.params import params_from_dict
 from npdecode.paths import Layout
 from npdecode.stages import bin as bin_stage
 from npdecode.stages import clean, fetch, multisession, reference, split
-from npdecode.stages.fewshot import draw_seed, sample_shots
 
 SESSIONS = [1, 2, 3]
 RAW = {
@@ -96,7 +97,7 @@ def test_sessions_with_other_images_cannot_share(project):
 
     data[3] = dataclasses.replace(data[3], frames=data[3].frames[::-1].copy())
     with pytest.raises(ValueError, match="differ in their images"):
-        multisession.model_config(data, SESSIONS, params)
+        check_compatible(data, list(SESSIONS))
 
 
 def test_report_compares_single_shared_and_transfer(project):

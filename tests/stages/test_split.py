@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from npdecode.data import load_session
 from npdecode.errors import DataError
+from npdecode.formats.split import load_session
 from npdecode.params import GraphParams, SplitParams, params_from_dict
-from npdecode.stages.split import assign_splits, knn_edges, labels, unit_graph, write_split
+from npdecode.preprocess import assign_splits, knn_edges, labels, unit_graph
+from tests.helpers import write_split_folder
 
 
 def _session(n_classes=4, reps=10, n_bins=3, n_units=6, seed=0):
@@ -105,7 +106,7 @@ def written(tmp_path):
     )
     counts[code == 0, :, 5] = 3
     counts[code != 0, :, 5] = np.arange((code != 0).sum() * 3).reshape(-1, 3) % 7
-    write_split(tmp_path / "split", 1, counts, pres, units, params, bin_width_s=0.25 / 3)
+    write_split_folder(tmp_path / "split", 1, counts, pres, units, params, bin_width_s=0.25 / 3)
     return tmp_path / "split", counts, pres, code
 
 

@@ -1,32 +1,62 @@
 """Decoders: every model maps normalised counts x (B, T, U) to logits (B, C).
 
-`build_model` rebuilds any of them from the plain config saved in its checkpoint.
+Each model is built from its params section (`train.<model>`, declared once in
+`npdecode.params`) and its dimensions; `build_model` rebuilds any of them from the plain
+dicts a checkpoint stores (`model_spec`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-from npdecode.models.logreg import LogReg, LogRegConfig
-from npdecode.models.lstm import LSTMConfig, LSTMDecoder
-from npdecode.models.multisession import MultiSessionConfig, MultiSessionDecoder
-from npdecode.models.stgat import STGAT, STGATConfig
-from npdecode.models.transformer import TransformerConfig, TransformerLSTM
+from npdecode.models.logreg import LogReg
+from npdecode.models.lstm import LSTMDecoder
+from npdecode.models.multisession import MultiSessionDecoder
+from npdecode.models.stgat import STGAT
+from npdecode.models.transformer import TransformerLSTM
+from npdecode.params import (
+    LogregParams,
+    LSTMParams,
+    MultisessionParams,
+    STGATParams,
+    TransformerParams,
+    section_from_dict,
+)
 
-CONFIGS: dict[str, tuple[type, type]] = {
-    "logreg": (LogRegConfig, LogReg),
-    "lstm": (LSTMConfig, LSTMDecoder),
-    "transformer": (TransformerConfig, TransformerLSTM),
-    "stgat": (STGATConfig, STGAT),
-    "multisession": (MultiSessionConfig, MultiSessionDecoder),
+# name -> (params section class, model class); multisession also has a core section
+MODELS: dict[str, tuple[type, type[nn.Module]]] = {
+    "logreg": (LogregParams, LogReg),
+    "lstm": (LSTMParams, LSTMDecoder),
+    "transformer": (TransformerParams, TransformerLSTM),
+    "stgat": (STGATParams, STGAT),
+    "multisession": (MultisessionParams, MultiSessionDecoder),
 }
+CORES = {"lstm": LSTMParams, "transformer": TransformerParams}
 
 
-def build_model(name: str, config: dict[str, Any]) -> nn.Module:
-    """Instantiate model `name` from its saved config dict."""
-    if name not in CONFIGS:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(CONFIGS)}")
-    cfg_cls, model_cls = CONFIGS[name]
-    return model_cls(cfg_cls(**config))
+def build_model(name: str, dims: Mapping[str, Any], params: Mapping[str, Any]) -> nn.Module:
+    """Model `name` with dimensions `dims` and its params section as a plain dict.
+
+    For `multisession`, `params` is {"multisession": ..., "core": ...} (see `model_spec`).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    params_cls, model_cls = MODELS[name]
+    if name == "multisession":
+        p: Any = section_from_dict(params_cls, params["multisession"], "multisession")
+        core: Any = section_from_dict(CORES[p.core], params["core"], f"train.{p.core}")
+        return model_cls(p, core, **dims)
+    return model_cls(section_from_dict(params_cls, params, f"train.{name}"), **dims)
+
+
+def model_spec(model: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(dims, params) of a built model, as plain JSON-ready dicts for `build_model`."""
+    from npdecode.params import as_dict
+
+    dims = dict(model.dims)  # type: ignore[arg-type]  # every decoder has .dims
+    if isinstance(model, MultiSessionDecoder):
+        return dims, {"multisession": as_dict(model.p), "core": as_dict(model.core_p)}
+    return dims, as_dict(model.p)

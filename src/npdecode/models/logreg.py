@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,15 +15,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from npdecode.params import LogregParams
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LogRegConfig:
-    n_units: int
-    n_bins: int
-    n_classes: int
-    features: str = "summed"  # "summed": (B, U) spike totals; "binned": (B, T*U)
 
 
 class LogReg(nn.Module):
@@ -33,16 +26,17 @@ class LogReg(nn.Module):
     shift: torch.Tensor  # buffers: (F,) feature mean and sd of the training split
     scale: torch.Tensor
 
-    def __init__(self, cfg: LogRegConfig) -> None:
+    def __init__(self, p: LogregParams, n_units: int, n_bins: int, n_classes: int) -> None:
         super().__init__()
-        self.cfg = cfg
-        n_features = cfg.n_units if cfg.features == "summed" else cfg.n_units * cfg.n_bins
+        self.p = p  # params `train.logreg`: features here, C and max_iter in `fit_logreg`
+        self.dims = {"n_units": n_units, "n_bins": n_bins, "n_classes": n_classes}
+        n_features = n_units if p.features == "summed" else n_units * n_bins
         self.register_buffer("shift", torch.zeros(n_features))
         self.register_buffer("scale", torch.ones(n_features))
-        self.linear = nn.Linear(n_features, cfg.n_classes)
+        self.linear = nn.Linear(n_features, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cfg.features == "summed":
+        if self.p.features == "summed":
             return x.sum(dim=1)  # (B, T, U) -> (B, U)
         return x.flatten(1)  # (B, T, U) -> (B, T*U)
 
@@ -50,14 +44,14 @@ class LogReg(nn.Module):
         return self.linear((self.features(x) - self.shift) / self.scale)
 
 
-def fit_logreg(x: np.ndarray, y: np.ndarray, cfg: LogRegConfig, C: float, max_iter: int) -> LogReg:
-    """Fit on (P, T, U) normalised counts and class labels; return the torch module."""
-    model = LogReg(cfg)
+def fit_logreg(model: LogReg, x: np.ndarray, y: np.ndarray) -> LogReg:
+    """Fit `model` on (P, T, U) normalised counts and class labels (in place); return it."""
+    n_classes = model.dims["n_classes"]
     with torch.no_grad():
         feats = model.features(torch.from_numpy(x)).double().numpy()
     shift, scale = feats.mean(axis=0), feats.std(axis=0)
     scale[scale == 0] = 1.0
-    clf = LogisticRegression(C=C, max_iter=max_iter)
+    clf = LogisticRegression(C=model.p.C, max_iter=model.p.max_iter)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         # one-shot training has one sample per class, which sklearn flags as "maybe regression"
@@ -70,14 +64,14 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, cfg: LogRegConfig, C: float, max_it
             " (raise train.logreg.max_iter)" if issubclass(w.category, ConvergenceWarning) else ""
         )
         log.warning("logreg: %s%s", w.message, hint)
-    coef = np.zeros((cfg.n_classes, feats.shape[1]))
-    intercept = np.zeros(cfg.n_classes)
+    coef = np.zeros((n_classes, feats.shape[1]))
+    intercept = np.zeros(n_classes)
     if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: logits [0, z]
         coef[clf.classes_[1]], intercept[clf.classes_[1]] = clf.coef_[0], clf.intercept_[0]
     else:
         coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
-    if len(clf.classes_) < cfg.n_classes:  # a class absent from train can never be predicted
-        intercept[np.setdiff1d(np.arange(cfg.n_classes), clf.classes_)] = -1e9
+    if len(clf.classes_) < n_classes:  # a class absent from train can never be predicted
+        intercept[np.setdiff1d(np.arange(n_classes), clf.classes_)] = -1e9
     with torch.no_grad():
         model.shift.copy_(torch.from_numpy(shift))
         model.scale.copy_(torch.from_numpy(scale))

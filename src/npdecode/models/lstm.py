@@ -6,21 +6,10 @@ which holds most of the weights (U × hidden); the last hidden state feeds the c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class LSTMConfig:
-    n_units: int
-    n_bins: int
-    n_classes: int
-    hidden: int = 128  # input projection and LSTM width
-    layers: int = 1  # stacked LSTM layers
-    input_dropout: float = 0.4  # dropout on the normalised counts (B, T, U)
-    dropout: float = 0.3  # dropout before the classifier (and between LSTM layers)
+from npdecode.params import LSTMParams
 
 
 def lstm_fp32(lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
@@ -37,20 +26,21 @@ def lstm_fp32(lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
 class LSTMDecoder(nn.Module):
     """x (B, T, U) normalised counts -> logits (B, C)."""
 
-    def __init__(self, cfg: LSTMConfig) -> None:
+    def __init__(self, p: LSTMParams, n_units: int, n_bins: int, n_classes: int) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.input_dropout = nn.Dropout(cfg.input_dropout)
-        self.proj = nn.Linear(cfg.n_units, cfg.hidden)
+        self.p = p  # architecture from params `train.lstm` (its optimiser fields are unused here)
+        self.dims = {"n_units": n_units, "n_bins": n_bins, "n_classes": n_classes}
+        self.input_dropout = nn.Dropout(p.input_dropout)
+        self.proj = nn.Linear(n_units, p.hidden)
         self.lstm = nn.LSTM(
-            cfg.hidden,
-            cfg.hidden,
-            num_layers=cfg.layers,
+            p.hidden,
+            p.hidden,
+            num_layers=p.layers,
             batch_first=True,
-            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+            dropout=p.dropout if p.layers > 1 else 0.0,
         )
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden, cfg.n_classes)
+        self.dropout = nn.Dropout(p.dropout)
+        self.head = nn.Linear(p.hidden, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.proj(self.input_dropout(x))  # (B, T, U) -> (B, T, H)

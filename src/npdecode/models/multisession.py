@@ -15,41 +15,17 @@ index rides along in one extra feature: x (B, T, U_max + 1), x[:, :, -1] = sessi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import dataclasses
 
 import numpy as np
 import torch
 from torch import nn
 
-from npdecode.models.lstm import LSTMConfig, LSTMDecoder
-from npdecode.models.transformer import TransformerConfig, TransformerLSTM
+from npdecode.models.lstm import LSTMDecoder
+from npdecode.models.transformer import TransformerLSTM
+from npdecode.params import LSTMParams, MultisessionParams, TransformerParams
 
-CORES: dict[str, tuple[type, type]] = {
-    "lstm": (LSTMConfig, LSTMDecoder),
-    "transformer": (TransformerConfig, TransformerLSTM),
-}
-
-
-@dataclass(frozen=True)
-class MultiSessionConfig:
-    session_ids: tuple[int, ...]
-    n_units: tuple[int, ...]  # units of each session, in the order of session_ids
-    n_bins: int
-    n_classes: int
-    core: str = "lstm"  # lstm | transformer
-    latent: int = 128  # shared features each read-in produces per time bin
-    input_dropout: float = 0.4  # unit dropout on each session's normalised counts
-    core_config: dict[str, Any] = field(default_factory=dict)  # the core's architecture
-
-    def __post_init__(self) -> None:
-        if len(self.session_ids) != len(self.n_units) or not self.session_ids:
-            raise ValueError("session_ids and n_units must be non-empty and of equal length")
-        if self.core not in CORES:
-            raise ValueError(f"core must be one of {sorted(CORES)}, got {self.core!r}")
-        # JSON round trips give lists: keep the config hashable and comparable
-        object.__setattr__(self, "session_ids", tuple(int(s) for s in self.session_ids))
-        object.__setattr__(self, "n_units", tuple(int(u) for u in self.n_units))
+CORES: dict[str, type[nn.Module]] = {"lstm": LSTMDecoder, "transformer": TransformerLSTM}
 
 
 class MultiSessionDecoder(nn.Module):
@@ -57,22 +33,38 @@ class MultiSessionDecoder(nn.Module):
 
     unit_mask: torch.Tensor  # buffer (S, U_max): 1 where session s has a unit
 
-    def __init__(self, cfg: MultiSessionConfig) -> None:
+    def __init__(
+        self,
+        p: MultisessionParams,
+        core: LSTMParams | TransformerParams,
+        session_ids: tuple[int, ...],
+        n_units: tuple[int, ...],
+        n_bins: int,
+        n_classes: int,
+    ) -> None:
         super().__init__()
-        self.cfg = cfg
-        n_sessions, u_max = len(cfg.session_ids), max(cfg.n_units)
-        weight = torch.zeros(n_sessions, u_max, cfg.latent)
-        for s, n in enumerate(cfg.n_units):  # each read-in initialised like nn.Linear(n, latent)
+        if len(session_ids) != len(n_units) or not session_ids:
+            raise ValueError("session_ids and n_units must be non-empty and of equal length")
+        self.p, self.core_p = p, core  # params `multisession` and `train.<core>`
+        self.session_ids = tuple(int(s) for s in session_ids)
+        self.n_units = tuple(int(u) for u in n_units)
+        self.dims = {
+            "session_ids": list(self.session_ids),
+            "n_units": list(self.n_units),
+            "n_bins": n_bins,
+            "n_classes": n_classes,
+        }
+        n_sessions, u_max = len(self.session_ids), max(self.n_units)
+        weight = torch.zeros(n_sessions, u_max, p.latent)
+        for s, n in enumerate(self.n_units):  # each read-in initialised like nn.Linear(n, latent)
             nn.init.uniform_(weight[s, :n], -(n**-0.5), n**-0.5)
         self.readin_weight = nn.Parameter(weight)  # (S, U_max, D); rows past n_units[s] stay 0
-        self.readin_bias = nn.Parameter(torch.zeros(n_sessions, cfg.latent))
-        self.register_buffer("unit_mask", _unit_mask(cfg.n_units, u_max))  # (S, U_max)
-        self.input_dropout = nn.Dropout(cfg.input_dropout)
-        core_cls, core_model = CORES[cfg.core]
-        core_cfg = {**cfg.core_config, "input_dropout": 0.0}  # dropout acts on units, above
-        self.core = core_model(
-            core_cls(n_units=cfg.latent, n_bins=cfg.n_bins, n_classes=cfg.n_classes, **core_cfg)
-        )
+        self.readin_bias = nn.Parameter(torch.zeros(n_sessions, p.latent))
+        self.register_buffer("unit_mask", _unit_mask(self.n_units, u_max))  # (S, U_max)
+        self.input_dropout = nn.Dropout(p.input_dropout)
+        # the core's architecture is train.<core>'s; dropout acts on units, above
+        core_p = dataclasses.replace(core, input_dropout=0.0)
+        self.core = CORES[p.core](core_p, n_units=p.latent, n_bins=n_bins, n_classes=n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         session = x[:, 0, -1].long()  # (B,)
@@ -80,7 +72,7 @@ class MultiSessionDecoder(nn.Module):
         weight = self.readin_weight * self.unit_mask[:, :, None]  # padding rows never learn
         # one matmul per session in the batch: the backward of a batched gather `weight[session]`
         # accumulates with atomics on CPU, which made training differ from run to run
-        h = counts.new_empty(*counts.shape[:2], self.cfg.latent)  # (B, T, D)
+        h = counts.new_empty(*counts.shape[:2], self.p.latent)  # (B, T, D)
         for s in torch.unique(session).tolist():
             rows = torch.nonzero(session == s).squeeze(1)
             h[rows] = counts[rows] @ weight[s] + self.readin_bias[s]  # (b, T, U_max) -> (b, T, D)

@@ -16,28 +16,11 @@ CPU, width 8 is already ~2.5x slower per step than 4.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from npdecode.models.lstm import lstm_fp32
-
-
-@dataclass(frozen=True)
-class STGATConfig:
-    n_units: int
-    n_bins: int
-    n_classes: int
-    n_edges: int  # edges of the unit graph (saved as buffers, restored from the checkpoint)
-    hidden: int = 4  # node width
-    heads: int = 1  # attention heads per GAT layer (averaged)
-    gat_layers: int = 1  # stacked GATv2 layers
-    readout: int = 128  # per-bin summary width (linear map from all U node vectors)
-    lstm_hidden: int = 128  # temporal LSTM width
-    input_dropout: float = 0.2  # dropout on the normalised counts (B, T, U)
-    dropout: float = 0.3  # on the GAT output, the readout input and before the classifier
-    edge_weight: bool = False  # feed the graph's edge weights to the attention as an edge feature
+from npdecode.params import STGATParams
 
 
 class STGAT(nn.Module):
@@ -46,34 +29,44 @@ class STGAT(nn.Module):
     edge_index: torch.Tensor  # buffers: the unit graph, fitted on the train split
     edge_weight: torch.Tensor
 
-    def __init__(self, cfg: STGATConfig) -> None:
+    def __init__(
+        self, p: STGATParams, n_units: int, n_bins: int, n_classes: int, n_edges: int
+    ) -> None:
         # imported here: torch_geometric takes seconds to import, and only ST-GAT needs it
         from torch_geometric.nn import GATv2Conv
 
         super().__init__()
-        self.cfg = cfg
-        u, h = cfg.n_units, cfg.hidden
-        self.register_buffer("edge_index", torch.zeros(2, cfg.n_edges, dtype=torch.long))
-        self.register_buffer("edge_weight", torch.zeros(cfg.n_edges))
-        self.input_dropout = nn.Dropout(cfg.input_dropout)
+        self.p = p  # architecture from params `train.stgat`
+        # n_edges: edges of the unit graph (buffers, restored from the checkpoint)
+        self.dims = {
+            "n_units": n_units,
+            "n_bins": n_bins,
+            "n_classes": n_classes,
+            "n_edges": n_edges,
+        }
+        self.n_units = n_units
+        u, h = n_units, p.hidden
+        self.register_buffer("edge_index", torch.zeros(2, n_edges, dtype=torch.long))
+        self.register_buffer("edge_weight", torch.zeros(n_edges))
+        self.input_dropout = nn.Dropout(p.input_dropout)
         self.scale = nn.Parameter(torch.randn(u, h) / h**0.5)  # per-unit count -> node vector
         self.embed = nn.Parameter(0.1 * torch.randn(u, h))  # unit identity
         self.gats = nn.ModuleList(
             GATv2Conv(
                 h,
                 h,
-                heads=cfg.heads,
+                heads=p.heads,
                 concat=False,
                 add_self_loops=False,  # loops are added once, in `graph`
-                edge_dim=1 if cfg.edge_weight else None,
+                edge_dim=1 if p.edge_weight else None,
             )
-            for _ in range(cfg.gat_layers)
+            for _ in range(p.gat_layers)
         )
-        self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(cfg.gat_layers))
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.readout = nn.Linear(u * h, cfg.readout)
-        self.lstm = nn.LSTM(cfg.readout, cfg.lstm_hidden, batch_first=True)
-        self.head = nn.Linear(cfg.lstm_hidden, cfg.n_classes)
+        self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(p.gat_layers))
+        self.dropout = nn.Dropout(p.dropout)
+        self.readout = nn.Linear(u * h, p.readout)
+        self.lstm = nn.LSTM(p.readout, p.lstm_hidden, batch_first=True)
+        self.head = nn.Linear(p.lstm_hidden, n_classes)
 
     def set_graph(self, edge_index: torch.Tensor, edge_weight: torch.Tensor) -> None:
         """Install the unit graph: edge_index (2, E) as (source, target), edge_weight (E,)."""
@@ -82,8 +75,8 @@ class STGAT(nn.Module):
                 f"graph has {tuple(edge_index.shape)} edges / {tuple(edge_weight.shape)} weights, "
                 f"the model was built for {tuple(self.edge_index.shape)}"
             )
-        if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= self.cfg.n_units):
-            raise ValueError(f"edge_index refers to nodes outside 0..{self.cfg.n_units - 1}")
+        if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= self.n_units):
+            raise ValueError(f"edge_index refers to nodes outside 0..{self.n_units - 1}")
         self.edge_index.copy_(edge_index)
         self.edge_weight.copy_(edge_weight)
 
@@ -92,14 +85,14 @@ class STGAT(nn.Module):
 
         Returns edge_index (2, copies*(E+U)) and, if used, edge features (copies*(E+U), 1).
         """
-        u, dev = self.cfg.n_units, self.edge_index.device
+        u, dev = self.n_units, self.edge_index.device
         loops = torch.arange(u, device=dev)
         ei = torch.cat([self.edge_index, torch.stack([loops, loops])], dim=1)  # (2, E+U)
         offsets = torch.arange(copies, device=dev) * u  # (G,)
         big = (ei[:, None, :] + offsets[None, :, None]).reshape(
             2, -1
         )  # (2, G, E+U) -> (2, G*(E+U))
-        if not self.cfg.edge_weight:
+        if not self.p.edge_weight:
             return big, None
         w = torch.cat([self.edge_weight, torch.ones(u, device=dev)])  # (E+U,)
         return big, w.repeat(copies)[:, None]  # (G*(E+U), 1)

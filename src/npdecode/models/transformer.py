@@ -8,33 +8,12 @@ bins, and an LSTM reads the encoded sequence; its last hidden state feeds the cl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from npdecode.models.lstm import lstm_fp32
-
-
-@dataclass(frozen=True)
-class TransformerConfig:
-    n_units: int
-    n_bins: int
-    n_classes: int
-    d_model: int = 128  # token width
-    heads: int = 4  # attention heads (must divide d_model)
-    layers: int = 1  # encoder layers
-    ff: int = 256  # feed-forward width of each encoder layer
-    lstm_hidden: int = 128  # LSTM head width
-    positions: str = "learned"  # learned | sinusoidal
-    input_dropout: float = 0.4  # dropout on the normalised counts (B, T, U)
-    dropout: float = 0.2  # inside the encoder and before the classifier
-
-    def __post_init__(self) -> None:
-        if self.d_model % self.heads:
-            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
-        if self.positions not in ("learned", "sinusoidal"):
-            raise ValueError(f"positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
+from npdecode.params import TransformerParams
 
 
 def sinusoidal(n: int, d: int) -> torch.Tensor:
@@ -50,28 +29,29 @@ def sinusoidal(n: int, d: int) -> torch.Tensor:
 class TransformerLSTM(nn.Module):
     """x (B, T, U) normalised counts -> logits (B, C)."""
 
-    def __init__(self, cfg: TransformerConfig) -> None:
+    def __init__(self, p: TransformerParams, n_units: int, n_bins: int, n_classes: int) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.input_dropout = nn.Dropout(cfg.input_dropout)
-        self.proj = nn.Linear(cfg.n_units, cfg.d_model)
-        if cfg.positions == "learned":
-            self.pos = nn.Parameter(0.02 * torch.randn(cfg.n_bins, cfg.d_model))
+        self.p = p  # architecture from params `train.transformer`
+        self.dims = {"n_units": n_units, "n_bins": n_bins, "n_classes": n_classes}
+        self.input_dropout = nn.Dropout(p.input_dropout)
+        self.proj = nn.Linear(n_units, p.d_model)
+        if p.positions == "learned":
+            self.pos = nn.Parameter(0.02 * torch.randn(n_bins, p.d_model))
         else:
-            self.register_buffer("pos", sinusoidal(cfg.n_bins, cfg.d_model))
+            self.register_buffer("pos", sinusoidal(n_bins, p.d_model))
         layer = nn.TransformerEncoderLayer(
-            cfg.d_model,
-            cfg.heads,
-            dim_feedforward=cfg.ff,
-            dropout=cfg.dropout,
+            p.d_model,
+            p.heads,
+            dim_feedforward=p.ff,
+            dropout=p.dropout,
             batch_first=True,
             norm_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(cfg.d_model)
-        self.lstm = nn.LSTM(cfg.d_model, cfg.lstm_hidden, batch_first=True)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.lstm_hidden, cfg.n_classes)
+        self.encoder = nn.TransformerEncoder(layer, p.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(p.d_model)
+        self.lstm = nn.LSTM(p.d_model, p.lstm_hidden, batch_first=True)
+        self.dropout = nn.Dropout(p.dropout)
+        self.head = nn.Linear(p.lstm_hidden, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.proj(self.input_dropout(x)) + self.pos  # (B, T, U) -> (B, T, D)

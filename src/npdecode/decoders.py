@@ -1,0 +1,152 @@
+"""Single-session decoders from params: build, train and score any model by name.
+
+`train_model` is the one way the pipeline trains a model on a session's split (the
+train stage, every few-shot draw, the benchmarks): logreg by scikit-learn, the deep
+models by `npdecode.training.fit` with early stopping on the validation split. Scoring,
+the metrics JSON of a model and its per-presentation predictions live here too, so the
+train and multisession stages write the same schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from npdecode.evaluation import classification_metrics
+from npdecode.formats.split import SessionData
+from npdecode.models.logreg import LogReg, fit_logreg
+from npdecode.models.lstm import LSTMDecoder
+from npdecode.models.stgat import STGAT
+from npdecode.models.transformer import TransformerLSTM
+from npdecode.params import FewshotParams, FitParams, TrainParams
+from npdecode.training import FitOptions, fit, predict_logits, seed_everything
+
+FitT = TypeVar("FitT", bound=FitParams)
+MODELS = ("logreg", "lstm", "transformer", "stgat")
+DEEP = {"lstm": LSTMDecoder, "transformer": TransformerLSTM, "stgat": STGAT}
+SHARED_TRAIN_PARAMS = ("train.device", "train.seed", "train.batch_size", "train.amp")
+# the params a model's training reads (its dvc.yaml `params:`)
+TRAIN_PARAMS = {
+    "logreg": ("train.logreg",),
+    **{name: (*SHARED_TRAIN_PARAMS, f"train.{name}") for name in DEEP},
+}
+
+
+def fit_options(train: TrainParams, fit_params: FitParams) -> FitOptions:
+    """The training-loop options of one deep model: its optimiser section plus `train.*`."""
+    return FitOptions(
+        **{f.name: getattr(fit_params, f.name) for f in dataclasses.fields(FitParams)},
+        batch_size=train.batch_size,
+        seed=train.seed,
+        device=train.device,
+        amp=train.amp,
+    )
+
+
+def build_model(name: str, data: SessionData, train: TrainParams) -> nn.Module:
+    """Seed `train.seed`, then build model `name` for `data` from params `train.<name>`."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {list(MODELS)}")
+    dims: dict[str, Any] = {
+        "n_units": data.n_units,
+        "n_bins": data.n_bins,
+        "n_classes": data.n_classes,
+    }
+    p = getattr(train, name)
+    if name == "logreg":
+        return LogReg(p, **dims)
+    seed_everything(train.seed)
+    if name == "stgat":
+        model = STGAT(p, **dims, n_edges=data.edge_index.shape[1])
+        # the unit graph, fitted on the train split by the split stage
+        model.set_graph(torch.from_numpy(data.edge_index), torch.from_numpy(data.edge_weight))
+        return model
+    return DEEP[name](p, **dims)
+
+
+def train_model(
+    name: str, data: SessionData, train: TrainParams, live_dir: Path | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build and fit model `name` on `data`'s training split; (model in eval mode, fit facts).
+
+    Deep models stop early on the validation split and keep their best weights; `live_dir`
+    receives DVCLive learning curves (None: not logged).
+    """
+    model = build_model(name, data, train)
+    x_train = data.normalise(data.train.X)
+    if isinstance(model, LogReg):
+        return fit_logreg(model, x_train, data.train.y).eval(), {}
+    opts = fit_options(train, getattr(train, name))
+    val = (data.normalise(data.val.X), data.val.y)
+    return fit(model, (x_train, data.train.y), val, opts, live_dir)
+
+
+def eval_batch(model: str, train: TrainParams) -> int:
+    """Presentations per scoring pass: the training batch for deep models, whose memory
+    (ST-GAT's above all) grows with the batch; logreg is cheap at any size."""
+    return 1024 if model == "logreg" else train.batch_size
+
+
+def split_logits(model: nn.Module, data: SessionData, split: str, batch_size: int) -> np.ndarray:
+    """(P, C) float32 logits of `model` on one split, in eval mode on the model's device."""
+    x = data.normalise(getattr(data, split).X)
+    return predict_logits(model, x, batch_size).cpu().numpy()
+
+
+def model_metrics(
+    model: str, data: SessionData, scores: dict[str, np.ndarray], reference: dict, info: dict
+) -> dict[str, Any]:
+    """The metrics JSON of one model on one session (all accuracies are fractions)."""
+    out: dict[str, Any] = {
+        "session_id": data.session_id,
+        "specimen_id": data.specimen_id,
+        "model": model,
+    }
+    for name, s in scores.items():
+        out[name] = classification_metrics(s, getattr(data, name).y, data.n_classes)
+    out["chance"] = 1.0 / data.n_classes
+    out["n_classes"] = data.n_classes
+    out["n_units"] = data.n_units
+    out["poisson_plugin_accuracy"] = reference["poisson_plugin"]["accuracy"]
+    if out["poisson_plugin_accuracy"] > 0:
+        out["ratio_to_poisson_plugin"] = out["test"]["accuracy"] / out["poisson_plugin_accuracy"]
+    if reference.get("ideal"):
+        out["ideal_accuracy"] = reference["ideal"]["accuracy"]
+        out["ratio_to_ideal"] = out["test"]["accuracy"] / reference["ideal"]["accuracy"]
+    out.update(info)
+    return out
+
+
+def predictions_table(data: SessionData, test_scores: np.ndarray) -> pd.DataFrame:
+    """Per test presentation: true and predicted frame (for `dvc plots` confusion matrices)."""
+    return pd.DataFrame(
+        {
+            "presentation_id": data.test.presentation_id,
+            "actual": data.frames[data.test.y],
+            "predicted": data.frames[test_scores.argmax(axis=1)],
+        }
+    )
+
+
+def fewshot_train(train: TrainParams, name: str, fs: FewshotParams, seed: int) -> TrainParams:
+    """`train` for one few-shot draw: the draw's seed, and for deep models the few-shot epoch
+    budget (k*119 samples converge in fewer epochs than the whole split)."""
+    p = getattr(train, name)
+    if isinstance(p, FitParams):
+        p = fewshot_budget(p, fs)
+    return dataclasses.replace(train, seed=seed, **{name: p})
+
+
+def fewshot_budget(fit_params: FitT, fs: FewshotParams) -> FitT:
+    """`fit_params` capped at `fewshot.max_epochs` and `fewshot.patience`."""
+    return dataclasses.replace(
+        fit_params,
+        max_epochs=min(fit_params.max_epochs, fs.max_epochs),
+        patience=min(fit_params.patience, fs.patience),
+    )

@@ -1,0 +1,1 @@
+"""The report stage's library: result tables (`tables`) and figures (`plots`)."""

@@ -1,0 +1,204 @@
+"""The report's figures, drawn with matplotlib (headless: the Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from npdecode.formats.files import atomic_path
+from npdecode.nwb import read as nwb
+
+
+def plot_accuracy(summary: pd.DataFrame, path: Path) -> None:
+    """Grouped bars: test accuracy per session per model, chance and ideal observer marked."""
+    sessions = sorted(summary["session_id"].unique())
+    models = list(dict.fromkeys(summary["model"]))
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 1.2 * len(sessions) * max(1, len(models)) ** 0.5 + 2), 4)
+    )
+    width = 0.8 / max(1, len(models))
+    for j, model in enumerate(models):
+        part = summary[summary["model"] == model].set_index("session_id").reindex(sessions)
+        ax.bar(
+            np.arange(len(sessions)) + (j - (len(models) - 1) / 2) * width,
+            part["accuracy"],
+            width,
+            label=model,
+        )
+    per_session = summary.groupby("session_id").first().reindex(sessions)
+    for i, s in enumerate(sessions):
+        ax.hlines(
+            per_session.loc[s, "chance"],
+            i - 0.45,
+            i + 0.45,
+            colors="k",
+            linestyles=":",
+            label="chance" if i == 0 else "_nolegend_",
+        )
+        if np.isfinite(per_session.loc[s, "ideal_accuracy"]):
+            ax.hlines(
+                per_session.loc[s, "ideal_accuracy"],
+                i - 0.45,
+                i + 0.45,
+                colors="crimson",
+                linestyles="--",
+                label="ideal observer" if i == 0 else "_nolegend_",
+            )
+    ax.set_xticks(np.arange(len(sessions)), [str(s) for s in sessions])
+    ax.set_xlabel("session")
+    ax.set_ylabel("test accuracy (fraction)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Natural-scene decoding accuracy per session")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
+    """Test accuracy vs k (presentations per image), one panel per session, sd bands."""
+    sessions = sorted(table["session_id"].unique())
+    ncols = min(4, len(sessions))
+    nrows = -(-len(sessions) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4 * ncols, 3.3 * nrows), squeeze=False, sharey=True
+    )
+    for ax, sid in zip(axes.ravel(), sessions, strict=False):
+        part = table[table["session_id"] == sid]
+        for model, rows in part.groupby("model", sort=False):
+            rows = rows.sort_values("k")
+            ax.plot(rows["k"], rows["accuracy_mean"], marker="o", label=model)
+            ax.fill_between(
+                rows["k"],
+                rows["accuracy_mean"] - rows["accuracy_sd"],
+                rows["accuracy_mean"] + rows["accuracy_sd"],
+                alpha=0.2,
+            )
+        ax.axhline(part["chance"].iloc[0], color="k", linestyle=":", label="chance")
+        ax.set_title(f"session {sid}")
+        ax.set_xlabel("training presentations per image (k)")
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(part["k"].unique()), [str(k) for k in sorted(part["k"].unique())])
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (fraction)")
+    for ax in axes.ravel()[len(sessions) :]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=8)
+    axes.ravel()[0].set_ylim(0, 1)
+    fig.suptitle("Few-shot decoding per session (mean ± sd over draws)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion(predictions: Path, session_id: int, model: str, path: Path) -> None:
+    """Row-normalised confusion matrix of one model's test predictions."""
+    pred = pd.read_csv(predictions)
+    frames = np.union1d(pred["actual"], pred["predicted"])
+    pos = {f: i for i, f in enumerate(frames)}
+    cm = np.zeros((len(frames), len(frames)))
+    np.add.at(cm, (pred["actual"].map(pos).to_numpy(), pred["predicted"].map(pos).to_numpy()), 1)
+    cm /= np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    im = ax.imshow(cm, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=ax, label="fraction of presentations")
+    ax.set_xlabel("predicted image (frame; -1 = blank)")
+    ax.set_ylabel("presented image (frame)")
+    ticks = np.linspace(0, len(frames) - 1, min(len(frames), 8)).round().astype(int)
+    ax.set_xticks(ticks, frames[ticks].astype(int))
+    ax.set_yticks(ticks, frames[ticks].astype(int))
+    acc = float((pred["actual"] == pred["predicted"]).mean())
+    ax.set_title(f"session {session_id}: {model}, test accuracy {acc:.3f}")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_raster(
+    path_nwb: Path, session_id: int, stimulus: str, n_presentations: int, path: Path
+) -> None:
+    """Spikes of every unit around the first presentations: units by probe and depth, coloured by area."""
+    unit_ids, spikes = nwb.read_spike_times(path_nwb, session_id)
+    units = nwb.read_units(path_nwb, session_id)
+    pres = (
+        nwb.read_presentations(path_nwb, session_id, stimulus)
+        .sort_values("start_time")
+        .head(n_presentations)
+    )
+    t0, t1 = pres["start_time"].iloc[0] - 0.1, pres["stop_time"].iloc[-1] + 0.1
+    order = np.lexsort(
+        (-units["probe_vertical_position"].to_numpy(dtype=float), units["probe"].astype(str))
+    )
+    areas = list(dict.fromkeys(units["area"].astype(str).iloc[order]))
+    cmap = plt.get_cmap("tab20")
+    colour = {a: cmap(i % 20) for i, a in enumerate(areas)}
+    fig, ax = plt.subplots(figsize=(10, 6))
+    for row, u in enumerate(order):
+        s = spikes[u]
+        s = s[(s >= t0) & (s < t1)]
+        ax.plot(
+            s, np.full(len(s), row), "|", color=colour[str(units["area"].iloc[u])], markersize=2
+        )
+    for start, frame in zip(pres["start_time"], pres["frame"], strict=True):
+        ax.axvline(start, color="k", linewidth=0.6, alpha=0.6)
+        ax.text(
+            start + 0.005, len(order) + 1, "blank" if frame == -1 else f"{int(frame)}", fontsize=7
+        )
+    handles = [
+        plt.Line2D([], [], color=colour[a], marker="|", linestyle="", label=a) for a in areas
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="area")
+    ax.set_xlim(t0, t1)
+    ax.set_ylim(-1, len(order) + 4)
+    ax.set_xlabel("time in session (s); lines: image onsets, labelled by frame")
+    ax.set_ylabel("unit (by probe, surface to tip)")
+    ax.set_title(f"session {session_id}: spikes around {len(pres)} {stimulus} presentations")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
+    """Left: single-session vs shared accuracy per session. Right: transfer vs scratch vs k."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.arange(len(table))
+    left.bar(x - 0.2, table["single_session"], 0.4, label=f"single session ({core})")
+    left.bar(x + 0.2, table["shared"], 0.4, label="shared across sessions")
+    left.set_xticks(x, [str(s) for s in table["session_id"]])
+    left.set_xlabel("session")
+    left.set_ylabel("test accuracy (fraction)")
+    left.set_ylim(0, 1)
+    left.legend(fontsize=8)
+    left.set_title("One decoder per session vs one per mouse")
+    handles = []
+    ks = sorted({int(c.rsplit("_k", 1)[1]) for c in table if "_k" in c})
+    styles: tuple[tuple[str, Literal["--", "-"]], ...] = (("scratch", "--"), ("transfer", "-"))
+    for name, style in styles:
+        cols = [f"{name}_k{k}" for k in ks]
+        if not set(cols) <= set(table):
+            continue
+        for i, (_, row) in enumerate(table.iterrows()):
+            right.plot(ks, row[cols].astype(float), style, marker="o", color=f"C{i}")
+        what = "transfer (frozen core)" if name == "transfer" else f"{core} from scratch"
+        handles.append(Line2D([], [], linestyle=style, marker="o", color="0.3", label=what))
+    handles += [
+        Line2D([], [], color=f"C{i}", label=f"session {sid}")
+        for i, sid in enumerate(table["session_id"])
+    ]
+    right.set_xscale("log")
+    right.set_xticks(ks, [str(k) for k in ks])
+    right.minorticks_off()
+    right.set_xlabel("training presentations per image (k), new session")
+    right.set_ylabel("test accuracy (fraction)")
+    right.set_ylim(0, 1)
+    right.set_title("Few-shot on a held-out session")
+    right.legend(handles=handles, fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
