@@ -224,7 +224,7 @@ def test_dvc_repro_as_a_user_runs_it(
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert f"fetch@{SID}" not in sh(["dvc", "status", f"fetch@{SID}"], repo).stdout
     # a code change reruns fetch; the persisted NWB is verified and kept (offline: no download)
-    with open(repo / "src" / "npdecode" / "allen.py", "a") as fh:
+    with open(repo / "src" / "npdecode" / "sources" / "allen_runner.py", "a") as fh:
         fh.write("\n# changed\n")
     out = sh(["dvc", "repro", f"fetch@{SID}"], repo).stdout
     assert f"Running stage 'fetch@{SID}'" in out
