@@ -108,8 +108,8 @@ def _check_repro(project: Path, sessions: list[int]) -> None:
     files = next(iter(shown.values()))["data"]
     for model in MODELS:
         for sid in sessions:
-            scores = files[f"scores/{model}_{sid}.json"]["data"][model][str(sid)]
-            assert 0.0 <= scores["test_accuracy"] <= 1.0
+            scores = files[f"scores/{model}_{sid}.json"]["data"]
+            assert 0.0 <= scores["acc"][model][str(sid)] <= 1.0
     plots = json.loads(sh(["dvc", "plots", "show", "--json"], project).stdout)["data"]
     for model in MODELS[1:]:
         curve = f"dvclive/{model}/{sessions[-1]}/plots/metrics/val/accuracy.tsv"

@@ -85,10 +85,7 @@ def write_counts(path: str | Path, c: Counts) -> None:
 
 def read_counts(path: str | Path, session_id: int) -> Counts:
     """Counts written by `write_counts`, checked (CRC and ids)."""
-    z = read_npz(path)
-    missing = {"by_unit", "presentation_id", "unit_id"} - set(z)
-    if missing:
-        raise DataError(f"session {session_id}: {path} lacks {sorted(missing)}")
+    z = read_npz(path, ("by_unit", "presentation_id", "unit_id"))
     c = Counts(z["by_unit"], z["presentation_id"], z["unit_id"])
     return check_counts(c, f"session {session_id}: {path}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from npdecode.models import build_model, model_spec
 from npdecode.models.multisession import MultiSessionDecoder, pack
 
 HASH_KEY = "sha256"
+# what torch.load raises on a damaged file that still passes zip's checks
+UNREADABLE = (RuntimeError, ValueError, EOFError, KeyError, IndexError, struct.error)
 
 
 def content_hash(state: dict[str, Any]) -> str:
@@ -103,9 +106,18 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} does not exist (train the model first: `dvc repro`)")
+    # A torch checkpoint is a zip: check every member's CRC-32 before unpickling, which on
+    # damaged bytes fails in arbitrary ways (KeyError, struct.error, ...) or not at all.
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise corrupt(path, f"not a readable torch checkpoint: {err}") from err
+    if bad is not None:
+        raise corrupt(path, f"member {bad!r} fails its CRC-32")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+    except (*UNREADABLE, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         raise corrupt(path, f"not a readable torch checkpoint: {err}") from err
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get(HASH_KEY), str):
         raise corrupt(path, f"no {HASH_KEY!r} content hash")

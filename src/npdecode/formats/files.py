@@ -19,7 +19,7 @@ import re
 import shutil
 import socket
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -293,11 +293,13 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
         save_npz(tmp, **arrays)
 
 
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+def read_npz(path: str | Path, names: Collection[str] | None = None) -> dict[str, np.ndarray]:
     """Every array of an .npz, each member read to its end so zip's CRC-32 is verified.
 
     (`np.load` checks the CRC only when a read happens to reach a member's end: a damaged
     shape in a header can make it stop short and return wrong data without a word.)
+    `names`, when given, are exactly the members the file must hold: a damaged zip
+    directory can hide a member without any other sign.
     """
     path = Path(path)
     if not path.exists():
@@ -311,6 +313,8 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
                     out[name] = np.lib.format.read_array(fh, allow_pickle=False)
                     if fh.read():  # reaching the end makes zipfile compare the CRC
                         raise ValueError(f"member {name!r} is longer than its array")
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as err:
         raise corrupt(path, f"npz: {err}") from err
+    if names is not None and set(out) != set(names):
+        raise corrupt(path, f"npz members {sorted(out)}, expected {sorted(names)}")
     return out

@@ -125,10 +125,10 @@ def load_session(split_dir: str | Path, session_id: int) -> SessionData:
         )
     splits = {}
     for name in SPLITS:
-        z = read_npz(split_dir / f"{name}.npz")
+        z = read_npz(split_dir / f"{name}.npz", ("X", "y", "presentation_id"))
         splits[name] = Split(z["X"], z["y"], z["presentation_id"])
-    norm = read_npz(split_dir / "norm.npz")
-    graph = read_npz(split_dir / "graph.npz")
+    norm = read_npz(split_dir / "norm.npz", ("unit_ids", "mean", "std"))
+    graph = read_npz(split_dir / "graph.npz", ("edge_index", "edge_weight"))
     return SessionData(
         session_id=int(session_id),
         **splits,

@@ -53,7 +53,8 @@ def write_truth(path: str | Path, t: SyntheticTruth, gains: np.ndarray) -> None:
 
 def read_truth(path: str | Path) -> SyntheticTruth:
     """The `SyntheticTruth` saved by `write_truth`."""
-    z = read_npz(path)  # CRC-checked
+    names = ("rates_hz", "frames", "unit_ids", "baseline_hz", "step_s", "gain_sd")
+    z = read_npz(path, (*names, "presentation_gain"))  # CRC-checked, every member present
     return SyntheticTruth(
         rates_hz=z["rates_hz"],
         frames=z["frames"],

@@ -73,10 +73,8 @@ def main(params: Params, model: str, session_id: int, root: Path = Path(".")) ->
     result = run_fewshot(model, data, params)
     result.update(chance=1.0 / data.n_classes)
     write_json(layout.fewshot(model, session_id), result)
-    name = f"fewshot_{model}"
-    write_scores(
-        layout.scores(f"{name}_{session_id}"), {name: {session_id: fewshot_scores(result)}}
-    )
+    scores = fewshot_scores(model, session_id, result)
+    write_scores(layout.scores(f"fewshot_{model}_{session_id}"), scores)
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:

@@ -83,11 +83,11 @@ def main(params: Params, root: Path = Path(".")) -> None:
             tmp.mkdir()
             for fname, obj in files.items():
                 _write(tmp / fname, obj, data)
-    shown = {
-        MODEL: {s: model_scores(m) for s, m in metrics.items()},
-        "transfer": {s: fewshot_scores(t) for s, t in transfer.items() if t.get("shots")},
-    }
-    write_scores(layout.scores(MODEL), shown)
+    write_scores(
+        layout.scores(MODEL),
+        *(model_scores(MODEL, s, m) for s, m in metrics.items()),
+        *(fewshot_scores("transfer", s, t) for s, t in transfer.items()),
+    )
 
 
 def _write(path: Path, obj: Any, data: dict[int, SessionData]) -> None:

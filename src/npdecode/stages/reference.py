@@ -31,8 +31,7 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
     truth = read_truth(truth_path) if truth_path.exists() else None
     result = reference_metrics(data, truth)
     write_json(layout.reference(session_id), result)
-    scores = {"reference": {session_id: reference_scores(result)}}
-    write_scores(layout.scores(f"reference_{session_id}"), scores)
+    write_scores(layout.scores(f"reference_{session_id}"), reference_scores(session_id, result))
     ideal = result["ideal"]["accuracy"] if result["ideal"] else None
     log.info(
         "session %d: chance %.4f, poisson plug-in %.3f, ideal %s",

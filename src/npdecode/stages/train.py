@@ -46,7 +46,7 @@ def main(params: Params, model: str, session_id: int, root: Path = Path(".")) ->
     save_checkpoint(layout.model(model, session_id), model, net, data)
     write_json(layout.metrics(model, session_id), metrics)
     scores_file = layout.scores(f"{model}_{session_id}")
-    write_scores(scores_file, {model: {session_id: model_scores(metrics)}})
+    write_scores(scores_file, model_scores(model, session_id, metrics))
     write_csv(predictions_table(data, scores["test"]), layout.predictions(model, session_id))
     log.info(
         "%s on session %d: test accuracy %.3f (val %.3f, chance %.4f)",
