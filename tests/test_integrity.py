@@ -62,10 +62,11 @@ def test_each_kind_of_damaged_input_stops_the_stage_reading_it(
 ) -> None:
     path = project / rel
     text = path.read_bytes()
-    # a byte inside the data: a digit of a JSON value, or the middle of a parquet's pages
-    offset = (
-        next(i for i, b in enumerate(text) if chr(b).isdigit()) if rel.endswith(".json") else 20
-    )
+    if rel.endswith(".json"):  # a digit of a value
+        offset = next(i for i, b in enumerate(text) if chr(b).isdigit())
+    else:  # the middle of the pages, between the magic bytes and the footer
+        footer = int.from_bytes(text[-8:-4], "little")
+        offset = (4 + len(text) - 8 - footer) // 2
     _flip_in_place(path, offset)
     proc = sh(["dvc", "repro", "--force", "--single-item", stage], project, check=False)
     assert proc.returncode != 0
