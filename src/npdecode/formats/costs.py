@@ -46,9 +46,9 @@ def read_costs(folder: str | Path, sessions: tuple[int, ...]) -> pd.DataFrame:
                 "session_id": int(sid) if sid else None,
             }
         )
-    return pd.DataFrame(rows, columns=list(COLUMNS)).sort_values(
-        ["stage", "session_id"], kind="stable", ignore_index=True
-    )
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table["session_id"] = table["session_id"].astype("Int64")  # empty for whole-pipeline stages
+    return table.sort_values(["stage", "session_id"], kind="stable", ignore_index=True)
 
 
 def format_record(record: dict) -> str:
