@@ -194,7 +194,7 @@ def test_corrupt_cached_file_is_not_deleted_offline(allen_python: str, project: 
 def test_sessions_command_expands_from_allensdk_table(
     allen_python: str, project: Layout, tmp_path: Path
 ) -> None:
-    text = (REPO / "params.yaml").read_text().replace("sessions: [1]", f"sessions: {BO}")
+    text = (REPO / "params.yaml").read_text().replace("sessions:\n- 1\n", f"sessions: {BO}\n")
     text = text.replace("source: synthetic", "source: allen")
     text = text.replace("python: .venv-allen/bin/python", f"python: {allen_python}")
     text = text.replace("api_url: http://api.brain-map.org", f"api_url: {OFFLINE}")
