@@ -47,7 +47,7 @@ class SyntheticParams:
     """
 
     n_units: int = _p(200, lo=1)
-    n_images: int = _p(118, lo=2)
+    n_images: int = _p(118, lo=2, hi=118)  # Allen's natural_scenes image ids 0..117
     n_repeats: int = _p(50, lo=3)
     n_blocks: int = _p(3, lo=1)
     tuning_strength: float = _p(1.6, lo=0.0)

@@ -491,6 +491,7 @@ def as_record(session: SyntheticSession) -> SessionRecord:
             "spontaneous": session.spontaneous,
         },
         invalid_times=session.invalid_times,
+        n_images={"natural_scenes": int((session.truth.frames >= 0).sum())},
     )
 
 
