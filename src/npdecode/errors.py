@@ -13,3 +13,7 @@ class ParamsError(NpdecodeError, ValueError):
 
 class DataError(NpdecodeError, ValueError):
     """An input file is missing, truncated or inconsistent."""
+
+
+class TrainingError(NpdecodeError, FloatingPointError):
+    """Training diverged (the loss became NaN or infinite): the params, not the code, are at fault."""

@@ -83,6 +83,12 @@ def clean_session(
         raise DataError(f"session {session_id}: binned table columns do not match the units table")
     drop_pres = _presentation_drops(presentations, params)
     bad_ids = set().union(*drop_pres.values()) if drop_pres else set()
+    if len(bad_ids) >= len(presentations):
+        raise DataError(
+            f"session {session_id}: clean dropped every presentation "
+            f"({ {k: len(v) for k, v in drop_pres.items()} }): "
+            + "; ".join(_NO_PRESENTATION_FIX[k] for k, v in drop_pres.items() if v)
+        )
     rows = ~binned["presentation_id"].isin(bad_ids).to_numpy()
     counts = binned.loc[rows, cols].to_numpy()
     durations = presentations.loc[~presentations["presentation_id"].isin(bad_ids)]
@@ -97,7 +103,9 @@ def clean_session(
     keep_cols = [c for c, d in zip(cols, dropped, strict=True) if not d]
     if not keep_cols:
         raise DataError(
-            f"session {session_id}: clean dropped every unit ({ {k: v['n'] for k, v in unit_report.items()} })"
+            f"session {session_id}: clean dropped every unit "
+            f"({ {k: v['n'] for k, v in unit_report.items() if v['n']} }): loosen those "
+            "rules in params `clean` (silent: clean.min_rate_hz)"
         )
     clean = binned.loc[rows, [*META_COLUMNS, *keep_cols]].reset_index(drop=True)
     report = {
@@ -109,6 +117,16 @@ def clean_session(
         },
     }
     return clean, report
+
+
+# What to do when a presentation rule leaves nothing (clean_session's error).
+_NO_PRESENTATION_FIX = {
+    "no_frame": "no_frame: presentations without a frame label cannot be decoded; check the "
+    "file's presentations table (bin.stimulus)",
+    "invalid_times": "invalid_times: the session's invalid_times cover these presentations; "
+    "set clean.drop_invalid_presentations: false to keep them (their invalid spikes are "
+    "removed either way)",
+}
 
 
 def _presentation_drops(presentations: pd.DataFrame, params: CleanParams) -> dict[str, set[int]]:
