@@ -9,6 +9,7 @@ import yaml
 
 from npdecode.paths import Layout
 from tests import code_deps
+from tests.helpers import committed_text
 
 PROJECT = Path(__file__).resolve().parents[1]
 CMD = re.compile(r"python -m npdecode\.stages\.(\w+)(?: (\w+))?(?: \$\{item\})?$")
@@ -51,7 +52,7 @@ def test_per_session_stages_run_foreach_session(name):
 
 
 def test_every_declared_params_key_exists_in_params_yaml():
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params = yaml.safe_load(committed_text("params.yaml"))
     for name, stage in _stages().items():
         for key in _body(stage).get("params", []):
             node = params
