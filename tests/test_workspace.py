@@ -18,7 +18,12 @@ from dvc.utils.hydra import apply_overrides
 
 from tests.helpers import PROJECT, sh
 
-READERS = ("tests/test_params.py", "tests/test_dvc_yaml.py", "tests/sources/test_sessions.py")
+# the tests that read params.yaml itself (the others build projects from the defaults)
+READERS = (
+    "tests/test_params.py",
+    "tests/test_dvc_yaml.py::test_every_declared_params_key_exists_in_params_yaml",
+    "tests/sources/test_sessions.py::test_cli_uses_the_query_written_in_params",
+)
 
 
 def test_project_file_tests_pass_after_the_readme_experiment_rewrote_params(tmp_path: Path):
