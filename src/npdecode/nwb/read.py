@@ -328,8 +328,10 @@ def check_frames(
             for r in rows
         )
         valid = ">= -1" if n_images is None else f"-1 for the blank, 0..{n_images - 1}"
+        n_bad = int(bad.sum())
         raise DataError(
-            f"{where}: column 'frame': {int(bad.sum())} rows are not image ids "
+            f"{where}: column 'frame': {n_bad} of {len(frames)} rows "
+            f"{'is not an image id' if n_bad == 1 else 'are not image ids'} "
             f"(integers {valid}); first: {shown}. Labels are never rounded or added as "
             "new classes: fix or exclude these presentations"
         )
