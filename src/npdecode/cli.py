@@ -21,7 +21,7 @@ from npdecode.threads import configure_threads
 
 # Set to 1 to get the traceback of an expected failure (bad data, full disk) as well.
 DEBUG_ENV = "NPDECODE_DEBUG"
-NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 NOT_ALLOWED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 # torch.save reports a failed write (a full disk) as a RuntimeError from its zip writer
 TORCH_WRITE_FAILED = ("inline_container.cc", "PytorchStreamWriter failed")
