@@ -32,7 +32,7 @@ def test_environment_beats_param_beats_the_machine():
 
 
 def test_the_tightest_limit_wins():
-    assert available_cpus(64, None, None) == (64, "CPUs this process may use (CPU affinity 64)")
+    assert available_cpus(64, None, None) == (64, "CPUs this process may use: CPU affinity 64")
     n, why = available_cpus(64, 1.5, "8")
     assert n == 2 and "cgroup CPU quota 2" in why and "SLURM_CPUS_PER_TASK 8" in why
     assert available_cpus(64, None, "4")[0] == 4
@@ -90,7 +90,7 @@ def _stage_log(tmp_path: Path, env: dict[str, str], threads: int | None = None) 
 def test_a_stage_logs_its_choice_and_honours_overrides(tmp_path: Path):
     cpus, _ = available_cpus(len(os.sched_getaffinity(0)), cgroup_quota(), None)
     log = _stage_log(tmp_path, {})
-    assert f"threads for torch and BLAS: {cpus} (CPUs this process may use (CPU affinity" in log
+    assert f"threads for torch and BLAS: {cpus} (CPUs this process may use: CPU affinity" in log
     log = _stage_log(tmp_path, {"SLURM_CPUS_PER_TASK": "1"})
     assert "threads for torch and BLAS: 1 (" in log and "SLURM_CPUS_PER_TASK 1" in log
     log = _stage_log(tmp_path, {}, threads=3)

@@ -46,7 +46,7 @@ def available_cpus(affinity: int, quota: float | None, slurm: str | None) -> tup
     if slurm is not None and slurm.strip().isdigit() and int(slurm) >= 1:
         limits["SLURM_CPUS_PER_TASK"] = int(slurm)
     n = min(limits.values())
-    return n, "CPUs this process may use (" + ", ".join(f"{k} {v}" for k, v in limits.items()) + ")"
+    return n, "CPUs this process may use: " + ", ".join(f"{k} {v}" for k, v in limits.items())
 
 
 def parse_cpu_max(text: str) -> float | None:
