@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+T = TypeVar("T")
 
 
 def choose_threads(
@@ -89,7 +91,8 @@ def cgroup_quota(root: Path = CGROUP_ROOT, proc: Path = Path("/proc/self/cgroup"
     return min(quotas) if quotas else None
 
 
-def _read(path: Path, parse):  # type: ignore[no-untyped-def]
+def _read(path: Path, parse: Callable[[str], T]) -> T | None:
+    """`parse` of a small file's stripped text; None if it is missing or unparsable."""
     try:
         return parse(path.read_text().strip())
     except (OSError, ValueError):
