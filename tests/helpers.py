@@ -1,8 +1,11 @@
 """Temporary copies of this DVC project for tests that run real `git` and `dvc` commands.
 
-A copy holds the project's src/, dvc.yaml, params.yaml (shrunk to a small synthetic session
-plus any overrides), pyproject.toml, ignore files, slurm/ and the *committed* .dvc/config
-(remote `proj` on /proj, shared cache settings), in a fresh git repository.
+A copy holds the project's src/, dvc.yaml, params.yaml (the package defaults, shrunk to a
+small synthetic session plus any overrides), pyproject.toml, ignore files, slurm/ and the
+*committed* .dvc/config (remote `proj` on /proj, shared cache settings), in a fresh git
+repository. Never the workspace's params.yaml: after the README's `dvc exp run -S ...` it
+holds the experiment's values, and the tests must pass in that workspace too
+(`committed_text` reads the committed one where a test needs the file itself).
 
 Commands run through `sh`, with the venv's bin/ first on PATH and PYTHONPATH pointing at
 this repository's src/: like a user who has npdecode installed, so a stage that imported the
@@ -22,6 +25,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from npdecode.params import Params, as_dict
 
 PROJECT = Path(__file__).resolve().parents[1]
 # Small enough that `dvc repro` takes seconds, and tuned strongly enough (tests only; the
@@ -54,6 +59,18 @@ def deep_update(base: dict, overrides: Mapping) -> dict:
     return base
 
 
+def committed_text(path: str) -> str:
+    """The text of `path` (relative to the repository) as committed at HEAD.
+
+    The workspace copy may hold an experiment's edits (`dvc exp run -S` rewrites
+    params.yaml); outside a git checkout the workspace copy is all there is.
+    """
+    proc = subprocess.run(
+        ["git", "show", f"HEAD:{path}"], cwd=PROJECT, capture_output=True, text=True, check=False
+    )
+    return proc.stdout if proc.returncode == 0 else (PROJECT / path).read_text()
+
+
 def make_project(dest: Path, overrides: Mapping | None = None) -> Path:
     """Copy the project into `dest`, a new git repo with one commit, and return `dest`.
 
@@ -71,7 +88,7 @@ def make_project(dest: Path, overrides: Mapping | None = None) -> Path:
     (dest / ".dvc").mkdir()
     for name in ("config", ".gitignore"):
         shutil.copy2(PROJECT / ".dvc" / name, dest / ".dvc" / name)
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params = as_dict(Params())  # = the committed params.yaml (tests/test_params.py)
     deep_update(params, SMALL_PARAMS)
     deep_update(params, overrides or {})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

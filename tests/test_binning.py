@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,9 +20,11 @@ from hypothesis import strategies as st
 from npdecode.binning import (
     _EdgeIndex,
     bin_edges,
+    bin_session,
     bin_spikes,
     presentations_overlapping,
     remove_invalid_spikes,
+    snap_touching,
 )
 
 
@@ -414,3 +417,80 @@ def test_presentations_overlapping_equals_naive(presentations, intervals):
         any(a < e and b >= s for a, b in intervals) for s, e in zip(starts, stops, strict=True)
     ]
     np.testing.assert_array_equal(got, np.array(expected, dtype=bool))
+
+
+# --- float noise at touching presentations (issue 17.5) -----------------------------------
+
+
+@st.composite
+def float_noise_schedules(draw):
+    """Back-to-back presentations as real tables hold them: `stop = start + duration`, while
+    the next start comes from another float sum, so stops pass the next start by some ulps."""
+    n_pres = draw(st.integers(2, 6))
+    origin = draw(st.floats(0.0, 1e4, allow_nan=False))
+    duration = draw(st.sampled_from([0.25, 0.1, 1 / 3, 0.05]))
+    offset = draw(st.floats(0.0, 1.0, allow_nan=False))
+    starts = origin + offset + duration * np.arange(n_pres)  # one product each
+    stops = np.array([s + duration for s in starts])  # start + duration, rounded again
+    stops[:-1] = np.maximum(stops[:-1], np.nextafter(starts[1:], np.inf))  # >= 1 ulp over
+    return starts, stops, draw(st.integers(1, 5))
+
+
+@settings(max_examples=150, deadline=None)
+@given(float_noise_schedules(), st.data())
+def test_float_noise_overlaps_are_one_boundary_owned_by_the_later_presentation(schedule, data):
+    starts, stops, n_bins = schedule
+    assert (stops[:-1] > starts[1:]).all()  # every boundary overlaps by float noise
+    assert (stops[:-1] - starts[1:] < 1e-6).all()
+    snapped, n = snap_touching(starts, stops)
+    assert n == starts.size - 1 and (snapped[:-1] == starts[1:]).all()
+    edges = [
+        e for s, f in zip(starts, snapped, strict=True) for e in ref.scalar_edges(s, f, n_bins)
+    ]
+    times = st.one_of(
+        st.floats(starts[0] - 1, stops[-1] + 1, allow_nan=False),
+        st.sampled_from(edges + list(stops)),  # on the boundaries, either version
+    )
+    trains = [
+        np.sort(_a(*t)) for t in data.draw(st.lists(st.lists(times, max_size=20), max_size=3))
+    ]
+    counts = bin_spikes(trains, starts, stops, n_bins)
+    np.testing.assert_array_equal(counts, ref.naive_bin_spikes(trains, starts, snapped, n_bins))
+    # each spike counted at most once: inside [first start, last stop) exactly once
+    inside = sum(int(((t >= starts[0]) & (t < snapped[-1])).sum()) for t in trains)
+    assert counts.sum() == inside
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    float_noise_schedules(),
+    st.integers(0, 4),
+    st.floats(2e-6, 0.01, allow_nan=False),
+)
+def test_a_genuine_overlap_is_still_refused(schedule, at, overlap):
+    starts, stops, n_bins = schedule
+    i = at % (starts.size - 1)
+    stops = stops.copy()
+    stops[i] = starts[i + 1] + overlap
+    with pytest.raises(ValueError, match=rf"presentations {i} and {i + 1} overlap"):
+        bin_spikes([_a(starts[0])], starts, stops, n_bins)
+
+
+def test_bin_session_snaps_float_noise_and_reports_it():
+    starts = [0.7 + k * 0.3 for k in range(3)]  # 0.7, 1.0, 1.2999999999999998
+    pres = pd.DataFrame(
+        {
+            "presentation_id": [0, 1, 2],
+            "start_time": starts,
+            "stop_time": [s + 0.3 for s in starts],  # 1.0 + 0.3 = 1.3: one ulp past start 2
+            "frame": [1.0, 2.0, 3.0],
+        }
+    )
+    assert pres["stop_time"][1] > pres["start_time"][2]
+    units = pd.DataFrame({"probe": ["probeA"], "probe_id": [1], "unit_id": [5]})
+    invalid = pd.DataFrame({"start_time": [], "stop_time": [], "tags": []})
+    spikes = [_a(1.0, starts[2], 1.3)]  # on the boundaries: the later presentation's
+    counts, out, report = bin_session(spikes, units, pres, invalid, 1)
+    np.testing.assert_array_equal(counts[:, 0, 0], [0, 1, 2])
+    assert out["stop_time"][1] == starts[2]
+    assert report["stops_snapped_to_next_start"] == 1

@@ -1,8 +1,13 @@
 """Bad input ends in one line that names what is wrong, exit status 2, and no output."""
 
+import importlib
+import re
+import runpy
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import yaml
 
 from npdecode.paths import Layout
@@ -18,10 +23,15 @@ def _stage(tmp_path, stage, *args, params=None):
     )
 
 
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d \w+: ")  # the stage's progress log (e.g. its threads)
+
+
 def _one_line(proc):
-    lines = proc.stderr.strip().splitlines()
+    """The one error line of a failed stage: status 2, no traceback, nothing but log lines."""
+    lines = [line for line in proc.stderr.strip().splitlines() if not LOG_LINE.match(line)]
     assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("npdecode "), proc.stderr
     return lines[0]
 
 
@@ -52,3 +62,23 @@ def test_missing_nwb_names_session_and_file(tmp_path):
 def test_missing_split_for_training(tmp_path):
     line = _one_line(_stage(tmp_path, "train", "logreg", "5"))
     assert "session 5" in line and "run the split stage" in line
+
+
+STAGES = sorted(
+    p.stem
+    for p in (Path(__file__).resolve().parents[1] / "src/npdecode/stages").glob("*.py")
+    if p.stem != "__init__"
+)
+
+
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # runpy, re-run
+@pytest.mark.parametrize("stage", STAGES)
+def test_help_says_what_the_stage_does(stage, capsys, monkeypatch):
+    module = importlib.import_module(f"npdecode.stages.{stage}")
+    monkeypatch.setattr(sys, "argv", [f"npdecode.stages.{stage}", "--help"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module(f"npdecode.stages.{stage}", run_name="__main__")
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert module.__doc__.strip().splitlines()[0] in out
+    assert f"usage: python -m npdecode.stages.{stage}" in out

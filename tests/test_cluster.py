@@ -47,8 +47,10 @@ def remote(tmp_path: Path) -> Path:
 
 
 def use_remote(project: Path, remote: Path) -> None:
-    """Point the committed `proj` remote at `remote` for this clone only (.dvc/config.local)."""
+    """Point the committed `proj` remote at `remote` and make it the default, for this clone
+    only (.dvc/config.local), as the README's one-time setup does."""
     sh(["dvc", "remote", "modify", "--local", "proj", "url", str(remote)], project)
+    sh(["dvc", "remote", "default", "--local", "proj"], project)
 
 
 def scientific(metrics: dict) -> dict:
@@ -72,7 +74,8 @@ def stub_sbatch(tmp_path: Path) -> tuple[dict[str, str], Path]:
 def test_committed_config_names_proj_remote_and_group_cache() -> None:
     out = sh(["dvc", "config", "--project", "--list"], PROJECT).stdout
     config = dict(line.split("=", 1) for line in out.splitlines())
-    assert config["core.remote"] == "proj"
+    # named, but not the default: a plain `dvc push` must not create /proj/... on a laptop
+    assert "core.remote" not in config
     assert config["remote.proj.url"] == str(PROJ_STORE / "dvc-store")
     assert config["cache.shared"] == "group"
     assert config["cache.type"] == "reflink,hardlink,symlink,copy"
@@ -88,10 +91,11 @@ def test_fresh_clone_without_proj_reproduces_same_metrics_but_pull_fails(
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
 
-    pull = sh(["dvc", "pull"], clone, check=False)
-    assert pull.returncode != 0
-    assert "failed to pull data" in pull.stderr
-    assert "data/split/1" in pull.stderr  # names what is missing
+    for command in ("pull", "push"):  # no default remote: nothing is created under /proj
+        proc = sh(["dvc", command], clone, check=False)
+        assert proc.returncode != 0
+        assert "no remote specified" in proc.stderr and "dvc remote default" in proc.stderr
+        assert not PROJ_STORE.exists()
 
     out = sh(["dvc", "repro"], clone).stdout
     assert all(f"Running stage '{stage}'" in out for stage in STAGES_1), out
@@ -275,11 +279,18 @@ def test_job_stops_before_work_when_the_remote_is_unreachable(
 ) -> None:
     job = run_job(project, tmp_path, 102, "-S", "train.logreg.C=0.1")
     assert job.returncode == 2
+    assert "no default DVC remote" in job.stderr
+    assert "dvc remote default --local proj" in job.stderr
+    sh(["dvc", "remote", "default", "--local", "proj"], project)  # set up, but no /proj here
+    job = run_job(project, tmp_path, 103, "-S", "train.logreg.C=0.1")
+    assert job.returncode == 2
     assert "DVC remote 'proj' (/proj/STOR/pipiras/Neuropixel/dvc-store) is not reachable" in (
         job.stderr
     )
     assert "Running stage" not in job.stdout
-    assert not (tmp_path / "scratch/npdecode-102").exists()  # checked before cloning
+    for job_id in (102, 103):
+        assert not (tmp_path / f"scratch/npdecode-{job_id}").exists()  # checked before cloning
+    assert not PROJ_STORE.exists()
 
 
 @pytest.mark.slow  # ~4 min: two jobs, each the whole pipeline of a new session

@@ -9,6 +9,7 @@ import yaml
 
 from npdecode.paths import Layout
 from tests import code_deps
+from tests.helpers import committed_text
 
 PROJECT = Path(__file__).resolve().parents[1]
 CMD = re.compile(r"python -m npdecode\.stages\.(\w+)(?: (\w+))?(?: \$\{item\})?$")
@@ -51,7 +52,7 @@ def test_per_session_stages_run_foreach_session(name):
 
 
 def test_every_declared_params_key_exists_in_params_yaml():
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params = yaml.safe_load(committed_text("params.yaml"))
     for name, stage in _stages().items():
         for key in _body(stage).get("params", []):
             node = params
@@ -93,7 +94,7 @@ def test_artifact_paths_match_the_layout():
     assert not missing, missing
 
 
-def test_stage_inputs_are_produced_by_a_stage_or_are_code():
+def test_stage_inputs_are_produced_by_a_stage_or_are_code_or_params():
     stages = _stages()
     produced = set()
     for stage in stages.values():
@@ -103,7 +104,7 @@ def test_stage_inputs_are_produced_by_a_stage_or_are_code():
     for name, stage in stages.items():
         for dep in _body(stage).get("deps", []):
             dep = _render(dep)
-            if dep.startswith("src/"):
+            if dep.startswith("src/") or dep == "params.yaml":  # code, or check_params' input
                 assert (PROJECT / dep).exists(), f"{name}: {dep}"
                 continue
             covered = any(
@@ -153,3 +154,34 @@ def test_no_stage_module_imports_another_stage_module():
         imported = code_deps._imported(path)
         others = {m for m in imported if m.startswith("npdecode.stages.")}
         assert not others, f"{path.name} imports {sorted(others)}: move the shared piece out"
+
+
+def test_every_stage_runs_after_check_params():
+    """DVC runs a stage's ancestors first: check_params must be an ancestor of every stage,
+    so invalid params stop `dvc repro <any stage>` before outputs are removed."""
+    stages = {name: _body(stage) for name, stage in _stages().items()}
+    outs = {
+        name: {
+            _render(p) for section in ("outs", "metrics", "plots") for p in _paths(b.get(section))
+        }
+        for name, b in stages.items()
+    }
+
+    def parents(name: str) -> set[str]:
+        deps = [_render(d) for d in stages[name].get("deps", []) if not d.startswith("src/")]
+        return {
+            other
+            for other, produced in outs.items()
+            for dep in deps
+            for p in produced
+            if dep == p or dep.startswith(p + "/") or p.startswith(dep + "/")
+        }
+
+    for name in stages:
+        seen, todo = set(), [name]
+        while todo:
+            for parent in parents(todo.pop()) - seen:
+                seen.add(parent)
+                todo.append(parent)
+        assert name == "check_params" or "check_params" in seen, name
+    assert stages["check_params"]["deps"][-1] == "params.yaml"  # any edit reruns the check

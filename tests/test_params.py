@@ -1,16 +1,15 @@
 import dataclasses
-from pathlib import Path
 
 import pytest
 import yaml
 
 from npdecode.params import Params, ParamsError, as_dict, load_params, params_from_dict
-
-PROJECT = Path(__file__).resolve().parents[1]
+from tests.helpers import committed_text
 
 
 def test_project_params_yaml_is_valid_and_complete():
-    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    # the committed file: the workspace's may hold an experiment's values (dvc exp run -S)
+    raw = yaml.safe_load(committed_text("params.yaml"))
     params = params_from_dict(raw)
     # every field is written out explicitly: no hidden defaults behind a user's back
     assert raw == as_dict(params)
@@ -18,7 +17,7 @@ def test_project_params_yaml_is_valid_and_complete():
 
 def test_defaults_match_params_yaml():
     """The dataclass defaults and params.yaml agree, so code and file describe one pipeline."""
-    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw = yaml.safe_load(committed_text("params.yaml"))
     assert as_dict(Params()) == raw
 
 

@@ -31,6 +31,9 @@ _CELLS_PER_EDGE = 8
 _MAX_LOOKUP_STEPS = 4
 # At most this many time windows are cut out of each spike train (see `_windows`).
 _MAX_WINDOWS = 16
+# Back-to-back presentations whose stop passes the next start by less than this touch:
+# `start + duration` arithmetic leaves overlaps of a few ulps (1e-15 s), no real overlap.
+TOUCH_TOLERANCE_S = 1e-6
 
 
 def bin_edges(starts: np.ndarray, stops: np.ndarray, n_bins: int) -> np.ndarray:
@@ -86,7 +89,10 @@ def bin_spikes(
         spike_times: U spike trains; ``spike_times[u]`` holds unit u's spike times (s),
             sorted ascending, no NaN. Units are independent, in any order.
         starts: (P,) presentation start times (s), sorted. Presentations must not overlap;
-            touching (``stops[i] == starts[i + 1]``) and gaps are allowed.
+            touching (``stops[i] == starts[i + 1]``) and gaps are allowed. A stop that passes
+            the next start by less than ``TOUCH_TOLERANCE_S`` (float noise) counts as
+            touching: it is moved onto that start (`snap_touching`), so the later
+            presentation owns the boundary, as half-open bins say.
         stops: (P,) presentation stop times (s), ``stops > starts``.
         n_bins: Bins per presentation, >= 1.
         dtype: Output dtype, one of uint8, uint16 (default), uint32.
@@ -127,6 +133,31 @@ def bin_spikes(
     for u in np.flatnonzero(~safe):
         by_unit[u] = _checked_counts(trains, spans, int(u), index, n_bins, out_dtype)
     return out
+
+
+def snap_touching(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, int]:
+    """Stops with float-noise overlaps removed: ``stops[i]`` that passes ``starts[i + 1]``
+    by less than ``TOUCH_TOLERANCE_S`` becomes ``starts[i + 1]``.
+
+    Presentations built as ``start + duration`` overlap their successor by a few ulps;
+    they are back to back, and the later one owns the shared boundary (half-open bins).
+    A larger overlap is left alone, for the caller to refuse.
+
+    Args:
+        starts: (P,) start times, s, sorted.
+        stops: (P,) stop times, s.
+
+    Returns:
+        The stops (a new array when any changed) and how many changed.
+    """
+    stops = np.asarray(stops, dtype=np.float64)
+    over = stops[:-1] - starts[1:]  # (P - 1,) > 0 where i runs into i + 1
+    snap = (over > 0) & (over < TOUCH_TOLERANCE_S)
+    if not snap.any():
+        return stops, 0
+    stops = stops.copy()
+    stops[:-1][snap] = starts[1:][snap]
+    return stops, int(snap.sum())
 
 
 def remove_invalid_spikes(spike_times: np.ndarray, intervals: np.ndarray) -> tuple[np.ndarray, int]:
@@ -245,18 +276,20 @@ def _check_presentations(
         stops,
     )
     _raise_first(
-        "presentation {i} has stop <= start: start={s}, stop={e}", stops <= starts, starts, stops
-    )
-    _raise_first(
         "presentations are not sorted by start: presentation {i1} starts at {s1}, "
         "before presentation {i}, which starts at {s}",
         starts[:-1] > starts[1:],
         starts,
         stops,
     )
+    stops, _ = snap_touching(starts, stops)
+    _raise_first(
+        "presentation {i} has stop <= start: start={s}, stop={e}", stops <= starts, starts, stops
+    )
     _raise_first(
         "presentations {i} and {i1} overlap: presentation {i} stops at {e}, after "
-        "presentation {i1} starts at {s1}",
+        "presentation {i1} starts at {s1} (by more than the "
+        f"{TOUCH_TOLERANCE_S:g} s allowed for float noise)",
         stops[:-1] > starts[1:],
         starts,
         stops,
@@ -541,12 +574,14 @@ def bin_session(
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """Bin a whole session, invalid spikes removed: (counts (P, n_bins, U), presentations, report).
 
-    Presentations come back sorted by start time, with an `overlaps_invalid` column; the
-    report counts spikes, binned spikes and the invalid spikes removed per probe.
+    Presentations come back sorted by start time, with an `overlaps_invalid` column and
+    float-noise overlaps snapped (`snap_touching`); the report counts spikes, binned
+    spikes, the invalid spikes removed per probe and the snapped stops.
     """
     presentations = presentations.sort_values("start_time", kind="stable").reset_index(drop=True)
     starts = presentations["start_time"].to_numpy()
-    stops = presentations["stop_time"].to_numpy()
+    stops, n_snapped = snap_touching(starts, presentations["stop_time"].to_numpy())
+    presentations["stop_time"] = stops
     counts = bin_spikes(spikes, starts, stops, n_bins)  # (P, T, U)
     # Remove invalid spikes by subtracting their counts: only presentations overlapping an
     # invalid interval can hold one, and the spike trains themselves are never copied.
@@ -565,5 +600,6 @@ def bin_session(
         "n_spikes_binned": int(counts.sum(dtype=np.int64)),
         "invalid_spikes_removed": {**removed, "total": int(sum(removed.values()))},
         "presentations_overlapping_invalid": int(presentations["overlaps_invalid"].sum()),
+        "stops_snapped_to_next_start": n_snapped,
     }
     return counts, presentations, report

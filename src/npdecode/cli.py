@@ -8,8 +8,12 @@ succeeds: outside every artifact, so the artifacts of a rerun keep their bytes.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import re
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +25,14 @@ from npdecode.formats.costs import format_record, write_cost
 from npdecode.formats.files import remove_stale_temporaries
 from npdecode.params import Params, load_params
 from npdecode.paths import Layout
+from npdecode.threads import configure_threads
 
+# Set to 1 to get the traceback of an expected failure (bad data, full disk) as well.
+DEBUG_ENV = "NPDECODE_DEBUG"
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+NOT_ALLOWED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+# torch.save reports a failed write (a full disk) as a RuntimeError from its zip writer
+TORCH_WRITE_FAILED = ("inline_container.cc", "PytorchStreamWriter failed")
 log = logging.getLogger(__name__)
 
 
@@ -33,13 +44,19 @@ def run_stage(
     extra: Callable[[argparse.ArgumentParser], None] | None = None,
     dvc_stage: str | None = None,
 ) -> None:
-    """Parse `[extra args] [session_id]`, load params.yaml and call `main`.
+    """Parse `[extra args] [session_id]`, load params.yaml, set threads and call `main`.
 
-    Expected failures (bad params, bad data) print one line, `npdecode <stage>: error: …`,
-    and exit with status 2; anything else is a bug and keeps its traceback.
-    `dvc_stage` is the stage's name in dvc.yaml when it is not `name` (+ `_<model>`).
+    Expected failures (bad params, bad data, a full disk, a folder it may not write) print
+    one line, `npdecode <stage>: error: …`, and exit with status 2 (`NPDECODE_DEBUG=1` keeps
+    the traceback too); anything else is a bug and keeps its traceback. `--help` prints the
+    stage module's docstring: what the stage does. `dvc_stage` is the stage's name in
+    dvc.yaml when it is not `name` (+ `_<model>`); its run cost goes to `costs/<stage>.json`.
     """
-    parser = argparse.ArgumentParser(prog=f"python -m npdecode.stages.{name}")
+    parser = argparse.ArgumentParser(
+        prog=f"python -m npdecode.stages.{name}",
+        description=getattr(main, "__globals__", {}).get("__doc__"),  # the stage's docstring
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     if extra is not None:
         extra(parser)
     if per_session:
@@ -55,22 +72,104 @@ def run_stage(
         stage += f"@{args.session_id}"
     for path in remove_stale_temporaries(args.root):
         log.info("removed %s, left by a killed run", path)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         params = load_params(args.params)
         kwargs = {k: v for k, v in vars(args).items() if k not in ("params",)}
         if per_session:
             check_session(params, args.session_id)
+        threads, why = configure_threads(params.threads)
+        log.info("threads for torch and BLAS: %d (%s)", threads, why)
         with measure() as cost:
             main(params, **kwargs)
         record = {"stage": stage, **cost, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_cost(Layout(args.root).cost(stage), record)
         log.info("cost: %s", format_record(record))
-    except NpdecodeError as err:
-        print(f"npdecode {name}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (NpdecodeError, OSError, RuntimeError) as err:
+        message = expected_failure(err, args.root)
+        if message is None or debug:
+            raise
+        _fail(name, message)
+
+
+def expected_failure(err: Exception, root: Path) -> str | None:
+    """The one-line message for a failure the user can fix; None for a bug (keep its traceback).
+
+    NpdecodeError (bad params, bad data), a full disk or a folder the stage may not write
+    (`storage_error`), and torch's report of a failed checkpoint write.
+    """
+    if isinstance(err, NpdecodeError):
+        return str(err)
+    if isinstance(err, OSError):
+        return storage_error(err, root)
+    if any(mark in str(err) for mark in TORCH_WRITE_FAILED):
+        return (
+            f"torch could not write a file ({str(err).strip()}): most often the disk is full "
+            "or the folder is not writable (`df -h models`, `ls -ld models`); fix that, then rerun"
+        )
+    return None
+
+
+def _fail(name: str, message: str) -> None:
+    print(f"npdecode {name}: error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def storage_error(err: OSError, root: Path) -> str | None:
+    """One line for a full disk or a folder the stage may not write; None for anything else.
+
+    Only these errno values (also when a library such as pyarrow or h5py reports them in
+    its message alone) are the user's to fix; every other OSError is left to propagate with
+    its traceback. The file is named when the error tells it (pyarrow names a file it
+    cannot open, not one whose write failed).
+    """
+    code = err.errno if err.errno is not None else _errno_in_text(str(err))
+    named = err.filename or _quoted_path(str(err))
+    where = Path(named) if named else None
+    if code in NO_SPACE:
+        if where is None:
+            place = f"while writing the stage's outputs under {root.resolve()}"
+        else:
+            folder = _existing(where.parent)
+            free = shutil.disk_usage(folder).free / 2**20
+            place = f"while writing {where} ({free:.0f} MiB free in {folder})"
+        return (
+            f"{os.strerror(code)} {place}: free space on that disk (`df -h data models "
+            ".dvc/cache`; `dvc gc` drops old versions from the DVC cache), then rerun"
+        )
+    if code in NOT_ALLOWED:
+        target = where or root.resolve()
+        return (
+            f"{os.strerror(code)}: {target}: this user may not write there; run from a copy "
+            "of the project you can write to, or fix the folder's permissions "
+            f"(`ls -ld {_existing(target.parent)}`)"
+        )
+    return None
+
+
+def _quoted_path(message: str) -> str | None:
+    """A path a library quoted in its message (pyarrow: "Failed to open local file 'x'")."""
+    match = re.search(r"'([^']*/[^']*)'", message)
+    return match.group(1) if match else None
+
+
+def _errno_in_text(message: str) -> int | None:
+    """The errno whose text (e.g. 'No space left on device') appears in `message`."""
+    for code in (*NO_SPACE, *NOT_ALLOWED):
+        if os.strerror(code).lower() in message.lower():
+            return code
+    return None
+
+
+def _existing(path: Path) -> Path:
+    """`path` or its nearest existing parent."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def check_session(params: Params, session_id: int) -> None:
+    """Refuse a session id that params `sessions` does not list."""
     if session_id not in params.sessions:
         raise NpdecodeError(
             f"session {session_id} is not in params `sessions` {list(params.sessions)}"

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from npdecode.errors import TrainingError
 from npdecode.evaluation import classification_metrics
 from npdecode.formats.split import SessionData
 from npdecode.models.logreg import LogReg, fit_logreg
@@ -38,14 +39,16 @@ TRAIN_PARAMS = {
 }
 
 
-def fit_options(train: TrainParams, fit_params: FitParams) -> FitOptions:
-    """The training-loop options of one deep model: its optimiser section plus `train.*`."""
+def fit_options(train: TrainParams, fit_params: FitParams, key: str = "") -> FitOptions:
+    """The training-loop options of one deep model: its optimiser section (params `key`,
+    e.g. `train.lstm`, named when training diverges) plus `train.*`."""
     return FitOptions(
         **{f.name: getattr(fit_params, f.name) for f in dataclasses.fields(FitParams)},
         batch_size=train.batch_size,
         seed=train.seed,
         device=train.device,
         amp=train.amp,
+        key=key,
     )
 
 
@@ -82,9 +85,12 @@ def train_model(
     x_train = data.normalise(data.train.X)
     if isinstance(model, LogReg):
         return fit_logreg(model, x_train, data.train.y).eval(), {}
-    opts = fit_options(train, getattr(train, name))
+    opts = fit_options(train, getattr(train, name), f"train.{name}")
     val = (data.normalise(data.val.X), data.val.y)
-    return fit(model, (x_train, data.train.y), val, opts, live_dir)
+    try:
+        return fit(model, (x_train, data.train.y), val, opts, live_dir)
+    except TrainingError as err:
+        raise TrainingError(f"session {data.session_id}: {name}: {err}") from None
 
 
 def eval_batch(model: str, train: TrainParams) -> int:

@@ -17,3 +17,7 @@ class DataError(NpdecodeError, ValueError):
 
 class CorruptError(DataError):
     """An artifact's bytes fail their check (checksum, CRC, content hash): restore or rebuild it."""
+
+
+class TrainingError(NpdecodeError, FloatingPointError):
+    """Training diverged (the loss became NaN or infinite): the params, not the code, are at fault."""

@@ -84,7 +84,7 @@ def train_shared(
 ) -> tuple[MultiSessionDecoder, dict[str, Any]]:
     """Train one shared decoder on the sessions `sids` (early stopping on pooled val)."""
     model = build_shared(data, sids, params, params.train.seed)
-    opts = fit_options(params.train, params.multisession)
+    opts = fit_options(params.train, params.multisession, "multisession")
     _, info = fit(model, packed(data, model, "train"), packed(data, model, "val"), opts, live_dir)
     return model, info  # fit trains `model` in place
 
@@ -111,7 +111,9 @@ def transfer_curve(
     def fit_and_score(idx: np.ndarray, draw: Draw) -> np.ndarray:
         shot = {held_out: dataclasses.replace(target, train=target.train.subset(idx))}
         model = new_readin(data, held_out, donor, params, draw.train_seed)
-        opts = dataclasses.replace(fit_options(params.train, budget), seed=draw.train_seed)
+        opts = dataclasses.replace(
+            fit_options(params.train, budget, "multisession"), seed=draw.train_seed
+        )
         fit(model, packed(shot, model, "train"), packed(shot, model, "val"), opts)
         return session_logits(model, target, "test", params.train.batch_size)
 

@@ -47,7 +47,7 @@ class SyntheticParams:
     """
 
     n_units: int = _p(200, lo=1)
-    n_images: int = _p(118, lo=2)
+    n_images: int = _p(118, lo=2, hi=118)  # Allen's natural_scenes image ids 0..117
     n_repeats: int = _p(50, lo=3)
     n_blocks: int = _p(3, lo=1)
     tuning_strength: float = _p(1.6, lo=0.0)
@@ -264,6 +264,11 @@ class ReportParams:
     raster_presentations: int = _p(8, lo=1)
 
 
+# Session ids: Allen's are 9 digits; synthetic ones are small. The bound keeps every id
+# derived from them (synthetic unit ids are session_id * 100000 + i) inside int64.
+MAX_SESSION_ID = 10**12
+
+
 @dataclass(frozen=True)
 class Params:
     sessions: tuple[int, ...] = (1,)
@@ -276,10 +281,19 @@ class Params:
     fewshot: FewshotParams = _section(FewshotParams)
     multisession: MultisessionParams = _section(MultisessionParams)
     report: ReportParams = _section(ReportParams)
+    # CPU threads of each stage (torch, BLAS); null: the CPUs the process may use
+    # (npdecode.threads). Not a DVC param: like the machine, it sets the speed of a run.
+    threads: int | None = _p(None, lo=1)
 
     def __post_init__(self) -> None:
         if not self.sessions:
             raise ParamsError("sessions is empty: list at least one session id")
+        for i, sid in enumerate(self.sessions):
+            if not 1 <= sid <= MAX_SESSION_ID:
+                raise ParamsError(
+                    f"sessions[{i}] is {sid}: a session id is a positive integer up to "
+                    f"{MAX_SESSION_ID} (Allen ids have 9 digits, synthetic ones are small)"
+                )
         if len(set(self.sessions)) != len(self.sessions):
             raise ParamsError(f"sessions lists a session twice: {list(self.sessions)}")
         if self.split.val_fraction + self.split.test_fraction >= 1:

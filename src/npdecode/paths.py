@@ -16,6 +16,11 @@ class Layout:
 
     root: Path = Path(".")
 
+    @property
+    def params_ok(self) -> Path:
+        """Written by `check_params` when params.yaml is valid; `fetch` (so every stage) waits on it."""
+        return self.root / "data" / "params.ok"
+
     def raw_dir(self, session_id: int) -> Path:
         return self.root / "data" / "raw" / f"session_{session_id}"
 

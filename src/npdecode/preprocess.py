@@ -82,6 +82,12 @@ def clean_session(
         raise DataError(f"session {session_id}: binned counts' units do not match the units table")
     drop_pres = _presentation_drops(presentations, params)
     bad_ids = set().union(*drop_pres.values()) if drop_pres else set()
+    if len(bad_ids) >= len(presentations):
+        raise DataError(
+            f"session {session_id}: clean dropped every presentation "
+            f"({ {k: len(v) for k, v in drop_pres.items()} }): "
+            + "; ".join(_NO_PRESENTATION_FIX[k] for k, v in drop_pres.items() if v)
+        )
     rows = ~np.isin(binned.presentation_id, np.array(sorted(bad_ids), dtype=np.int64))
     n_units = binned.by_unit.shape[0]
     kept = binned.by_unit if rows.all() else binned.by_unit[:, rows]  # (U, P', T)
@@ -97,7 +103,9 @@ def clean_session(
         dropped |= mask
     if dropped.all():
         raise DataError(
-            f"session {session_id}: clean dropped every unit ({ {k: v['n'] for k, v in unit_report.items()} })"
+            f"session {session_id}: clean dropped every unit "
+            f"({ {k: v['n'] for k, v in unit_report.items() if v['n']} }): loosen those "
+            "rules in params `clean` (silent: clean.min_rate_hz)"
         )
     clean = Counts(
         kept if not dropped.any() else kept[~dropped],
@@ -113,6 +121,16 @@ def clean_session(
         },
     }
     return clean, report
+
+
+# What to do when a presentation rule leaves nothing (clean_session's error).
+_NO_PRESENTATION_FIX = {
+    "no_frame": "no_frame: presentations without a frame label cannot be decoded; check the "
+    "file's presentations table (bin.stimulus)",
+    "invalid_times": "invalid_times: the session's invalid_times cover these presentations; "
+    "set clean.drop_invalid_presentations: false to keep them (their invalid spikes are "
+    "removed either way)",
+}
 
 
 def _presentation_drops(presentations: pd.DataFrame, params: CleanParams) -> dict[str, set[int]]:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from npdecode.errors import ParamsError
+from npdecode.errors import ParamsError, TrainingError
 
 log = logging.getLogger(__name__)
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -44,6 +44,7 @@ class FitOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # used on CUDA only
     schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr -> 0 at max_epochs
+    key: str = ""  # the params section these come from (e.g. train.lstm), named in errors
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -149,9 +150,10 @@ def fit(
         val_loss = F.cross_entropy(logits, y_val).item()
         val_acc = (logits.argmax(1) == y_val).sum().item() / len(y_val)
         if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss} at epoch {epoch}: lower the learning rate, or set "
-                "train.amp to off if this happens only on CUDA"
+            lr = f"{opts.key}.lr" if opts.key else "the learning rate"
+            raise TrainingError(
+                f"training diverged: the loss is {loss} at epoch {epoch} with lr {opts.lr:g}; "
+                f"lower {lr} (or set train.amp: off if it happens only on CUDA)"
             )
         if live is not None:
             for name, value in (

@@ -35,7 +35,7 @@ from tests.allen.helpers import (
     write_allen_cache,
     write_nwb,
 )
-from tests.helpers import make_project, sh
+from tests.helpers import committed_text, make_project, sh
 
 pytestmark = pytest.mark.allen
 
@@ -194,7 +194,7 @@ def test_corrupt_cached_file_is_not_deleted_offline(allen_python: str, project: 
 def test_sessions_command_expands_from_allensdk_table(
     allen_python: str, project: Layout, tmp_path: Path
 ) -> None:
-    text = (REPO / "params.yaml").read_text().replace("sessions:\n- 1\n", f"sessions: {BO}\n")
+    text = committed_text("params.yaml").replace("sessions:\n- 1\n", f"sessions: {BO}\n")
     text = text.replace("source: synthetic", "source: allen")
     text = text.replace("python: .venv-allen/bin/python", f"python: {allen_python}")
     text = text.replace("api_url: http://api.brain-map.org", f"api_url: {OFFLINE}")

@@ -15,6 +15,7 @@ from npdecode.params import load_params, params_from_dict
 from npdecode.sources import sessions
 from npdecode.stages import fetch
 from tests.allen.helpers import write_nwb
+from tests.helpers import committed_text
 
 REPO = Path(__file__).resolve().parents[2]
 BO_ID, FC_ID = 715093703, 766640955
@@ -34,8 +35,8 @@ def local_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def project_params(tmp_path: Path, sessions_value: object, folder: Path) -> Path:
     """The repository's params.yaml, switched to `local`, with `sessions` set."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    text = (REPO / "params.yaml").read_text()
+    text = committed_text("params.yaml")  # the workspace's may hold an experiment's values
+    raw = yaml.safe_load(text)
     edits = {
         "\nsessions:\n- 1\n": f"\nsessions: {sessions_value}\n",
         "\n  source: synthetic": "\n  source: local",

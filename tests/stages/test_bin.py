@@ -1,3 +1,6 @@
+import json
+
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,3 +137,22 @@ def test_wrong_stimulus_is_a_clear_error(tmp_path, small_nwb):
     with pytest.raises(ValueError, match="session 7: .* has no gabors presentations"):
         bin_stage.main(params, 7, root=tmp_path)
     assert not layout.binned(7).exists()
+
+
+def test_stops_one_ulp_past_the_next_start_bin_as_touching(tmp_path, small_nwb):
+    layout = Layout(tmp_path)
+    layout.raw_dir(7).mkdir(parents=True)
+    path = layout.nwb(7)
+    path.write_bytes(small_nwb.read_bytes())
+    key = "intervals/natural_scenes_presentations/stop_time"
+    with h5py.File(path, "r+") as f:
+        starts = f["intervals/natural_scenes_presentations/start_time"][()]
+        stops = f[key][()]
+        touching = stops[:-1] == starts[1:]
+        stops[:-1][touching] = np.nextafter(starts[1:][touching], np.inf)  # start + duration noise
+        f[key][...] = stops
+    bin_stage.main(params_from_dict({"sessions": [7]}), 7, root=tmp_path)
+    report = json.loads(layout.bin_report(7).read_text())
+    assert report["stops_snapped_to_next_start"] == int(touching.sum()) > 0
+    pres = pd.read_parquet(layout.binned_presentations(7))
+    assert (pres["stop_time"].to_numpy()[:-1] <= pres["start_time"].to_numpy()[1:]).all()

@@ -93,7 +93,7 @@ def test_unit_reported_under_first_rule_only():
 
 def test_dropping_every_unit_is_an_error():
     table, units, pres = _inputs()
-    with pytest.raises(DataError, match="session 1: clean dropped every unit"):
+    with pytest.raises(DataError, match=r"session 1: clean dropped every unit .*loosen"):
         clean_session(table, units, pres, CleanParams(areas=("XYZ",)), 1)
 
 
@@ -101,3 +101,24 @@ def test_mismatched_units_table_is_an_error():
     table, units, pres = _inputs()
     with pytest.raises(DataError, match="do not match the units table"):
         clean_session(table, units.iloc[:5], pres, CleanParams(), 1)
+
+
+def test_invalid_times_covering_everything_name_the_rule_not_silent_units():
+    table, units, pres = _inputs()
+    pres = pres.assign(overlaps_invalid=True)
+    with pytest.raises(
+        DataError,
+        match=r"session 1: clean dropped every presentation \(\{'no_frame': 1, 'invalid_times': 7\}\)"
+        r".*clean.drop_invalid_presentations: false",
+    ):
+        clean_session(table, units, pres, CleanParams(), 1)
+    # with the rule off, the presentations with a frame are kept
+    clean, _ = clean_session(table, units, pres, CleanParams(drop_invalid_presentations=False), 1)
+    assert clean["presentation_id"].nunique() == 7
+
+
+def test_no_frame_anywhere_names_the_labels_not_silent_units():
+    table, units, pres = _inputs()
+    pres = pres.assign(frame=np.nan, overlaps_invalid=False)
+    with pytest.raises(DataError, match=r"every presentation \(\{'no_frame': 8, .*without a frame"):
+        clean_session(table, units, pres, CleanParams(), 1)

@@ -4,7 +4,8 @@
 - `read_spike_times`, `read_units`, `read_presentations`, `read_invalid_times`,
   `read_session_info`: the columns the pipeline needs (bin, report); on a real 2-3 GB file
   they never touch LFP, waveforms or spike amplitudes;
-- `metadata_tables`: the sessions/probes/channels/units tables in Allen's columns.
+- `metadata_tables`: the sessions/probes/channels/units tables in Allen's columns;
+- `check_frames`: a presentation table's labels, checked the same way at fetch and at bin.
 
 Runs in both environments: the main one and the AllenSDK one (numpy < 2, pandas 1.5,
 pynwb 2.8; see `npdecode.sources.allen_runner`), so it imports only h5py, numpy and
@@ -53,6 +54,18 @@ STIMULI_BY_SESSION_TYPE = {
         }
     ),
 }
+
+
+# How many images a stimulus shows: its valid `frame` values are -1 (the blank) and
+# 0..n-1. A fact about Allen's stimuli, not something a file's observed frames can tell:
+# an image id out of range would silently become a new class. The synthetic writer records
+# its own image count (<= 118, a subset of Allen's ids) in the attribute N_IMAGES_ATTR of
+# the presentations table, which wins when present. For a stimulus not listed here (e.g.
+# natural_movie_one, whose frames run 0..899) only "an integer >= -1" can be checked.
+IMAGES_PER_STIMULUS = {"natural_scenes": 118}
+N_IMAGES_ATTR = "npdecode_n_images"
+# Text a `frame` column may hold for "no frame" (AllenSDK writes 'null'): read as NaN.
+MISSING_FRAME_TEXT = frozenset({"", "null", "nan", "none", "n/a"})
 
 
 @dataclass(frozen=True)
@@ -166,16 +179,59 @@ def _check_units(units: h5py.Group, where: str) -> tuple[int, int]:
     for key in ("id", "spike_times", "spike_times_index"):
         if key not in units:
             raise DataError(f"{where}: the units table has no '{key}'")
-    n_units = units["id"].shape[0]
+    ids = units["id"][()]
+    n_units = ids.shape[0]
     if n_units == 0:
         raise DataError(f"{where}: the units table is empty")
-    ends = units["spike_times_index"][()]
+    check_unique_ids(ids, where, "units")
     n_spikes = units["spike_times"].shape[0]
-    if len(ends) != n_units or int(ends[-1]) != n_spikes:
-        raise DataError(f"{where}: units spike_times_index does not match its {n_spikes} spikes")
+    check_spike_index(units["spike_times_index"][()], n_units, n_spikes, where)
     if n_spikes and not np.isfinite(units["spike_times"][n_spikes - 1]):
         raise DataError(f"{where}: the last spike time is not a finite number")
     return int(n_units), int(n_spikes)
+
+
+def check_unique_ids(ids: np.ndarray, where: str, table: str) -> None:
+    """Raise DataError if a table's row ids repeat: rows are matched by id downstream."""
+    uniq, counts = np.unique(np.asarray(ids), return_counts=True)
+    dup = uniq[counts > 1]
+    if dup.size:
+        raise DataError(
+            f"{where}: the {table} table repeats ids {dup[:5].tolist()} "
+            f"({dup.size} on more than one row): each row needs its own id "
+            "(a corrupt or hand-merged file?)"
+        )
+
+
+def check_spike_index(ends: np.ndarray, n_units: int, n_spikes: int, where: str) -> np.ndarray:
+    """The end offsets of the ragged `spike_times` column, checked; as int64.
+
+    One offset per unit, never decreasing, the last one at the end of the spike data.
+    A broken index would cut the spike data at the wrong places: spikes of one unit given
+    to another, which later looks like unsorted spike times.
+    """
+    ends = np.asarray(ends)
+    if ends.ndim != 1 or ends.shape[0] != n_units or (n_units and ends.dtype.kind not in "iu"):
+        raise DataError(
+            f"{where}: units spike_times_index has shape {ends.shape} and dtype {ends.dtype}, "
+            f"expected {n_units} integer offsets, one per unit (corrupt file?)"
+        )
+    ends = ends.astype(np.int64)
+    step = np.diff(ends, prepend=0)
+    if (step < 0).any():
+        i = int(np.argmax(step < 0))
+        before = int(ends[i - 1]) if i else 0
+        raise DataError(
+            f"{where}: units spike_times_index goes back at unit row {i} ({int(ends[i])} after "
+            f"{before}): the index that splits spike_times by unit is corrupt (the spike "
+            "times themselves may be fine)"
+        )
+    if n_units and int(ends[-1]) != n_spikes:
+        raise DataError(
+            f"{where}: units spike_times_index ends at {int(ends[-1])}, but spike_times holds "
+            f"{n_spikes} spikes: the index does not match its data (corrupt file?)"
+        )
+    return ends
 
 
 def presentations_group(f: h5py.File, where: str, stimulus: str) -> h5py.Group:
@@ -191,16 +247,105 @@ def presentations_group(f: h5py.File, where: str, stimulus: str) -> h5py.Group:
 
 
 def _check_presentations(f: h5py.File, where: str, stimulus: str) -> int:
-    """Number of rows of a non-empty `<stimulus>_presentations` table with the needed columns."""
+    """Number of rows of a non-empty `<stimulus>_presentations` table with the needed columns,
+    unique ids and valid labels (`check_frames`)."""
     key = f"intervals/{stimulus}_presentations"
     table = presentations_group(f, where, stimulus)
-    for col in ("start_time", "stop_time", "frame"):
+    for col in ("id", "start_time", "stop_time", "frame"):
         if col not in table:
             raise DataError(f"{where}: '{key}' has no '{col}' column")
     n = table["start_time"].shape[0]
     if n == 0:
         raise DataError(f"{where}: '{key}' is empty")
+    ids = table["id"][()]
+    check_unique_ids(ids, where, key)
+    check_frames(_column(table, "frame"), images_shown(table, stimulus), f"{where}: {key}", ids)
     return int(n)
+
+
+def images_shown(table: h5py.Group, stimulus: str) -> int | None:
+    """How many images `stimulus` shows (valid frames -1..n-1), or None when unknown.
+
+    The file's own record (`N_IMAGES_ATTR`, written by the synthetic generator) first,
+    else Allen's count for the stimulus (`IMAGES_PER_STIMULUS`).
+    """
+    if N_IMAGES_ATTR in table.attrs:
+        value = table.attrs[N_IMAGES_ATTR]
+        if not isinstance(value, int | np.integer) or int(value) < 1:
+            raise DataError(
+                f"{table.file.filename}: {table.name} attribute {N_IMAGES_ATTR} is {value!r}, "
+                "not a positive image count (corrupt file?)"
+            )
+        return int(value)
+    return IMAGES_PER_STIMULUS.get(stimulus)
+
+
+def check_frames(
+    raw: np.ndarray, n_images: int | None, where: str, ids: np.ndarray | None = None
+) -> np.ndarray:
+    """A presentation table's `frame` column as float64 labels, checked; NaN = no frame.
+
+    A valid frame is an integer image id: -1 for the blank, 0..n_images-1 for the images
+    (any integer >= -1 when `n_images` is None). A missing frame (NaN, or text such as
+    'null') is allowed: the clean stage drops such presentations and counts them. Anything
+    else (6.9, 118 for a 118-image stimulus, -2, 'abc', infinity) is a DataError naming
+    the first bad rows, so a label is never truncated or turned into a new class; so is a
+    column with no frame at all.
+
+    Args:
+        raw: (P,) the column as read (numbers, or text decoded to str).
+        n_images: images of the stimulus, or None when unknown.
+        where: session, file and table, for the message.
+        ids: (P,) presentation ids, named in the message when given.
+    """
+    raw = np.asarray(raw)
+    frames = np.full(raw.shape, np.nan)
+    unparsed = np.zeros(raw.shape, bool)
+    if raw.dtype.kind in "biuf":
+        frames = raw.astype(np.float64)
+    else:
+        for i, value in enumerate(raw):
+            text_value = str(value).strip()
+            if text_value.lower() in MISSING_FRAME_TEXT:
+                continue
+            try:
+                frames[i] = float(text_value)
+            except ValueError:
+                unparsed[i] = True
+    top = np.inf if n_images is None else n_images - 1
+    present = ~np.isnan(frames)
+    with np.errstate(invalid="ignore"):
+        bad = unparsed | (
+            present
+            & (~np.isfinite(frames) | (frames != np.round(frames)) | (frames < -1) | (frames > top))
+        )
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5]
+        shown = ", ".join(
+            f"row {r}"
+            + (f" (presentation {ids[r]})" if ids is not None else "")
+            + f": {_plain(raw[r])!r}"
+            for r in rows
+        )
+        valid = ">= -1" if n_images is None else f"-1 for the blank, 0..{n_images - 1}"
+        n_bad = int(bad.sum())
+        raise DataError(
+            f"{where}: column 'frame': {n_bad} of {len(frames)} rows "
+            f"{'is not an image id' if n_bad == 1 else 'are not image ids'} "
+            f"(integers {valid}); first: {shown}. Labels are never rounded or added as "
+            "new classes: fix or exclude these presentations"
+        )
+    if not present.any():
+        raise DataError(
+            f"{where}: column 'frame' has no value in any of its {len(frames)} rows: "
+            "nothing to label the presentations with"
+        )
+    return frames
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds (for messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _group(f: h5py.File, key: str, where: str) -> h5py.Group:
@@ -233,13 +378,14 @@ def _column(group: h5py.Group, name: str) -> np.ndarray:
 def read_spike_times(path: str | Path, session_id: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Unit ids (U,) and each unit's spike times (s), as views into one array."""
     path = Path(path)
+    where = f"session {session_id}: {path}"
     with open_nwb(path, session_id) as f:
-        units = _group(f, "units", f"session {session_id}: {path}")
+        units = _group(f, "units", where)
         ids = units["id"][()].astype(np.int64)
         times = units["spike_times"][()].astype(np.float64, copy=False)
-        ends = units["spike_times_index"][()].astype(np.int64)
-    if len(ends) != len(ids) or (len(ends) and ends[-1] != len(times)):
-        raise DataError(f"session {session_id}: {path}: spike_times index does not match its data")
+        raw_ends = units["spike_times_index"][()]
+    check_unique_ids(ids, where, "units")
+    ends = check_spike_index(raw_ends, len(ids), len(times), where)
     return ids, np.split(times, ends[:-1])
 
 
@@ -301,10 +447,17 @@ def _read_probes(f: h5py.File) -> pd.DataFrame:
 
 
 def read_presentations(path: str | Path, session_id: int, stimulus: str) -> pd.DataFrame:
-    """The `<stimulus>_presentations` table: presentation_id, start/stop time, frame, block."""
+    """The `<stimulus>_presentations` table: presentation_id, start/stop time, frame, block.
+
+    Ids must be unique and frames valid labels (`check_frames`; NaN = no frame).
+    """
     path = Path(path)
+    where = f"session {session_id}: {path}"
+    key = f"intervals/{stimulus}_presentations"
     with open_nwb(path, session_id) as f:
-        g = presentations_group(f, f"session {session_id}: {path}", stimulus)
+        g = presentations_group(f, where, stimulus)
+        if "frame" not in g:
+            raise DataError(f"{where}: {key} has no 'frame' column")
         table = pd.DataFrame(
             {
                 "presentation_id": g["id"][()].astype(np.int64),
@@ -312,13 +465,14 @@ def read_presentations(path: str | Path, session_id: int, stimulus: str) -> pd.D
                 "stop_time": g["stop_time"][()].astype(np.float64),
             }
         )
-        for col in ("frame", "stimulus_block"):
-            if col in g:
-                table[col] = pd.to_numeric(pd.Series(_column(g, col)), errors="coerce").to_numpy()
-    if "frame" not in table:
-        raise DataError(
-            f"session {session_id}: {path}: intervals/{stimulus}_presentations has no 'frame' column"
+        ids = table["presentation_id"].to_numpy()
+        check_unique_ids(ids, where, key)
+        table["frame"] = check_frames(
+            _column(g, "frame"), images_shown(g, stimulus), f"{where}: {key}", ids
         )
+        if "stimulus_block" in g:
+            block = pd.Series(_column(g, "stimulus_block"))
+            table["stimulus_block"] = pd.to_numeric(block, errors="coerce").to_numpy()
     return table
 
 

@@ -10,7 +10,7 @@ import functools
 import tempfile
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
@@ -24,7 +24,7 @@ from pynwb.ecephys import ElectrodesTable
 from pynwb.spec import NWBAttributeSpec, NWBGroupSpec, NWBNamespaceBuilder
 
 from npdecode.formats.files import atomic_path
-from npdecode.nwb.read import ELECTRODES
+from npdecode.nwb.read import ELECTRODES, N_IMAGES_ATTR
 
 NAMESPACE = "ndx-aibs-ecephys"
 
@@ -110,6 +110,9 @@ class SessionRecord:
     spike_times: list[np.ndarray]
     presentations: dict[str, pd.DataFrame]  # stimulus name -> presentations table
     invalid_times: pd.DataFrame
+    # stimulus name -> how many images it shows (frames -1..n-1), recorded in the file so
+    # readers check labels against it (`npdecode.nwb.read.images_shown`)
+    n_images: dict[str, int] = field(default_factory=dict)
 
 
 UNIT_COLUMNS = (
@@ -146,7 +149,7 @@ def write_session_nwb(path: str | Path, record: SessionRecord) -> None:
         warnings.filterwarnings("ignore", category=MissingRequiredBuildWarning)
         with pynwb.NWBHDF5IO(str(tmp), "w") as io:
             io.write(nwb)
-        _patch_file(tmp)
+        _patch_file(tmp, record.n_images)
 
 
 def _build_nwbfile(record: SessionRecord) -> pynwb.NWBFile:
@@ -281,14 +284,17 @@ def _intervals(name: str, table: pd.DataFrame) -> pynwb.epoch.TimeIntervals:
     )
 
 
-def _patch_file(path: Path) -> None:
-    """Make a pynwb-4 file readable by AllenSDK's pynwb 2.8.
+def _patch_file(path: Path, n_images: dict[str, int]) -> None:
+    """Make a pynwb-4 file readable by AllenSDK's pynwb 2.8, and record image counts.
 
     pynwb 4 types the electrodes table `ElectrodesTable` (NWB core 2.11), unknown to
     AllenSDK's core 2.7; declaring it a plain hdmf-common DynamicTable reads the same in
-    both (see allen-nwb-schema.md).
+    both (see allen-nwb-schema.md). Each stimulus's image count goes into an extra
+    attribute of its presentations table, which pynwb and AllenSDK ignore.
     """
     with h5py.File(path, "r+") as f:
         f[ELECTRODES].attrs["neurodata_type"] = "DynamicTable"
         f[ELECTRODES].attrs["namespace"] = "hdmf-common"
         f.attrs["nwb_version"] = "2.7.0"
+        for stimulus, n in n_images.items():
+            f[f"intervals/{stimulus}_presentations"].attrs[N_IMAGES_ATTR] = np.int64(n)

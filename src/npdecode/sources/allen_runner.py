@@ -292,7 +292,7 @@ def fetch_session(
         },
     }
     record["probe_ids"] = list(record["probe_ids"])
-    install_session(layout, session_id, nwb, tables, record)
+    install_session(layout, session_id, nwb, tables, record, stimulus)
     if nwb == part:
         download.discard(part)
     return record

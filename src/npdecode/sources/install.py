@@ -1,7 +1,7 @@
 """Put a fetched real session in place: `data/raw/session_<id>/` with its NWB and tables.
 
 Shared by `fetch.source: allen` (which runs in the AllenSDK environment) and `local`, so
-it imports only the standard library, numpy, pandas and tqdm.
+it imports only the standard library, numpy, pandas, tqdm and the h5py readers of `nwb.read`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from npdecode.formats.files import read_json, temporary_path, write_json
 from npdecode.formats.tables import write_tables
+from npdecode.nwb.read import verify_session_nwb
 from npdecode.paths import Layout
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,15 @@ def install_session(
     nwb: Path,
     tables: dict[str, pd.DataFrame],
     record: dict,
+    stimulus: str,
 ) -> str:
     """Replace the session's raw folder by one holding `nwb` as `session_<id>.nwb`, tables, record.
 
     The new folder is built in the project's `.npdecode-tmp/` (the NWB hardlinked, or copied
-    across filesystems; tables as `<name>.csv`; `record` as `fetch.json`) and swapped in with two
-    renames. So `out_dir` is at every moment the old folder or the complete new one,
+    across filesystems; tables as `<name>.csv`; `record` as `fetch.json`), its NWB verified
+    (`verify_session_nwb` for `stimulus`: a bad copy never replaces a good session) and
+    swapped in with two renames. So `out_dir` is at every moment the old folder or the
+    complete new one,
     nothing left over from an earlier fetch (e.g. a synthetic `truth.npz`) survives, and
     an NWB already in `out_dir` is never deleted before its replacement is in place.
 
@@ -90,6 +94,7 @@ def install_session(
     try:
         tmp.mkdir(parents=True)
         how = link_or_copy(nwb, tmp / layout.nwb(session_id).name)
+        verify_session_nwb(tmp / layout.nwb(session_id).name, session_id, stimulus)
         write_tables(tmp, tables)
         record_path = tmp / layout.fetch_record(session_id).name
         write_json(record_path, dict(sorted(record.items())))

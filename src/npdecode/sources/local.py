@@ -103,5 +103,5 @@ def fetch_local(folder: Path, session_id: int, stimulus: str, layout: Layout) ->
         },
     }
     record["probe_ids"] = list(record["probe_ids"])
-    install_session(layout, session_id, src, tables, record)
+    install_session(layout, session_id, src, tables, record, stimulus)
     return record

@@ -48,7 +48,7 @@ def load_params_with_query(path: Path) -> tuple[Params, str | None]:
         raise ParamsError(f"{path}: must be a mapping")
     query = raw.get("sessions") if isinstance(raw.get("sessions"), str) else None
     if query is not None:
-        raw = {**raw, "sessions": [0]}  # placeholder: validate every other key
+        raw = {**raw, "sessions": [1]}  # placeholder: validate every other key
     return params_from_dict(raw, source=str(path)), query
 
 

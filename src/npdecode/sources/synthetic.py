@@ -32,7 +32,7 @@ import pandas as pd
 from npdecode.formats.files import atomic_path
 from npdecode.formats.tables import write_tables
 from npdecode.formats.truth import SyntheticTruth, write_truth
-from npdecode.nwb.read import metadata_tables
+from npdecode.nwb.read import metadata_tables, verify_session_nwb
 from npdecode.nwb.write import SessionRecord, write_session_nwb
 from npdecode.params import SyntheticParams
 from npdecode.paths import Layout
@@ -491,14 +491,21 @@ def as_record(session: SyntheticSession) -> SessionRecord:
             "spontaneous": session.spontaneous,
         },
         invalid_times=session.invalid_times,
+        n_images={"natural_scenes": int((session.truth.frames >= 0).sum())},
     )
 
 
 # --- writing a session ---------------------------------------------------------------
 
 
-def fetch_synthetic(params: SyntheticParams, session_id: int, layout: Layout) -> None:
-    """Generate session `session_id` into its raw folder: NWB, ground truth, metadata tables."""
+def fetch_synthetic(
+    params: SyntheticParams, session_id: int, layout: Layout, stimulus: str = "natural_scenes"
+) -> None:
+    """Generate session `session_id` into its raw folder: NWB, ground truth, metadata tables.
+
+    The new NWB is verified (`verify_session_nwb`, for `stimulus`) before it replaces
+    the folder: a session that fails leaves the previous one in place.
+    """
     log.info("generating synthetic session %d (%d units)", session_id, params.n_units)
     session = make_session(params, session_id)
     out_dir = layout.raw_dir(session_id)
@@ -506,6 +513,7 @@ def fetch_synthetic(params: SyntheticParams, session_id: int, layout: Layout) ->
         tmp.mkdir()
         nwb = tmp / layout.nwb(session_id).name
         write_session_nwb(nwb, as_record(session))
+        verify_session_nwb(nwb, session_id, stimulus)
         write_truth(tmp / layout.truth(session_id).name, session.truth, session.gains)
         write_tables(tmp, metadata_tables(nwb, session_id))
     n_spikes = sum(len(s) for s in session.spike_times)

@@ -36,13 +36,14 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
     source = params.fetch.source
     stimulus = params.bin.stimulus
     if source == "synthetic":
-        synthetic.fetch_synthetic(params.fetch.synthetic, session_id, layout)
+        synthetic.fetch_synthetic(params.fetch.synthetic, session_id, layout, stimulus)
     elif source == "allen":
         allen.fetch_allen(params.fetch.allen, session_id, stimulus, layout)
     else:
         folder = Path(params.fetch.path or "")
         fetch_local(folder if folder.is_absolute() else root / folder, session_id, stimulus, layout)
-    # Checked again here, in the main environment, with the readers later stages rely on.
+    # Every source verified the file before placing it (a failed fetch leaves the old
+    # session); read again here, in the main environment, for the summary.
     s = nwb_read.verify_session_nwb(layout.nwb(session_id), session_id, stimulus)
     log.info(
         "session %d: %s verified: %d units, %d spikes, %d channels, %d %s presentations",
