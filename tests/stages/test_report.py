@@ -1,6 +1,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from npdecode.params import params_from_dict
 from npdecode.paths import Layout
@@ -82,3 +83,12 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
         assert (layout.plots_dir / name).stat().st_size > 1000, name
     cost = json.loads((layout.results_dir / "report.json").read_text())
     assert cost["wall_time_s"] > 0
+    # no neurometric metrics: no neurometric figures, and flags say what is missing
+    assert cost["neurometric"] == {"n_sessions": 0}
+    assert not (layout.plots_dir / "neurometric_units.png").exists()
+    flags = pd.read_csv(layout.results_dir / "flags.csv")
+    assert flags["best_model"].tolist() == ["logreg", "lstm"] and not flags["near_chance"].any()
+    assert flags["causes"].str.contains("run the neurometric stage").all()
+    assert cost["near_chance"]["n_near_chance"] == 0
+    medians = pd.read_csv(layout.results_dir / "medians.csv").set_index("model")
+    assert medians.loc["lstm", "median_accuracy"] == pytest.approx(0.65)
