@@ -72,12 +72,13 @@ def test_session_diagnostics_measures_rates_selectivity_and_drops() -> None:
     d = session_diagnostics(data, clean, binned)
     assert d["n_units"] == 3 and d["n_visual_units"] == 2
     assert d["visual"]["n_units"] == 2
-    assert d["areas"]["VISl"]["median_rate_hz"] == pytest.approx(2.0 / 0.05, rel=0.1)
-    assert d["areas"]["VISp"]["selective_fraction"] == 1.0
-    assert d["areas"]["VISl"]["selective_fraction"] == 0.0
+    areas = {a.pop("area"): a for a in d["areas"]}
+    assert list(areas) == ["VISp", "VISl", "CA1"]
+    assert areas["VISl"]["median_rate_hz"] == pytest.approx(2.0 / 0.05, rel=0.1)
+    assert areas["VISp"]["selective_fraction"] == 1.0
+    assert areas["VISl"]["selective_fraction"] == 0.0
     assert d["selective_fraction"] == pytest.approx(2 / 3)
     assert d["presentations_dropped_fraction"] == pytest.approx(0.2)
     assert d["presentations_dropped"] == {"invalid_times": 30}
     assert d["units_dropped_fraction"] == pytest.approx(0.7)
     assert d["invalid_spike_fraction"] == pytest.approx(0.05)
-    assert list(d["areas"]) == ["VISp", "VISl", "CA1"]

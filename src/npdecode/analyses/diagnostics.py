@@ -81,5 +81,9 @@ def session_diagnostics(data: SessionData, clean_report: dict, bin_report: dict)
         "units_dropped_fraction": 1.0 - units["kept"] / max(units["total"], 1),
         "units_dropped": {k: int(v["n"]) for k, v in units["dropped"].items()},
         "invalid_spike_fraction": invalid / n_spikes if n_spikes else 0.0,
-        "areas": {a: _summary(rates[areas == a], selective[areas == a]) for a in area_order(areas)},
+        # a list, not a dict: `dvc exp show` leaves lists out of its columns
+        "areas": [
+            {"area": a, **_summary(rates[areas == a], selective[areas == a])}
+            for a in area_order(areas)
+        ],
     }

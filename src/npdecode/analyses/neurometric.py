@@ -178,7 +178,6 @@ def time_course(
     area: str,
     n_bins: int,
     bin_width_s: float,
-    chance: float,
     p: NeurometricParams,
 ) -> dict:
     """Accuracy of all of an area's units from the first bins and in sliding windows."""
@@ -197,7 +196,6 @@ def time_course(
                 }
             )
         out[kind] = rows
-    out["half_max_s"] = half_max_time(out["first"], chance)
     return out
 
 
@@ -228,14 +226,15 @@ def neurometric(data: SessionData, p: NeurometricParams, train: TrainParams) -> 
             skipped[area] = len(columns)
             continue
         units = unit_curve(score, columns, area, data.n_bins, p)
-        time = time_course(score, columns, area, data.n_bins, data.bin_width_s, chance, p)
+        time = time_course(score, columns, area, data.n_bins, data.bin_width_s, p)
+        half = half_max_time(time["first"], chance)
         full = units[-1]
         areas[area] = {
             "n_units": len(columns),
             "accuracy": full["accuracy"],
             "ci_low": full["ci_low"],
             "ci_high": full["ci_high"],
-            "half_max_s": time["half_max_s"],
+            "half_max_s": half,
             "units": units,
             "time": time,
         }
@@ -247,7 +246,7 @@ def neurometric(data: SessionData, p: NeurometricParams, train: TrainParams) -> 
             full["accuracy"],
             full["ci_low"],
             full["ci_high"],
-            "-" if time["half_max_s"] is None else f"{1000 * time['half_max_s']:.0f} ms",
+            "-" if half is None else f"{1000 * half:.0f} ms",
         )
     if skipped:
         log.info(

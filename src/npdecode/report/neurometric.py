@@ -110,7 +110,7 @@ def areas_table(results: dict[int, dict]) -> pd.DataFrame:
     rows = []
     for sid, r in results.items():
         diagnostics = r.get("diagnostics", {})
-        facts = {ALL: diagnostics, **diagnostics.get("areas", {})}
+        facts = {ALL: diagnostics, **{f["area"]: f for f in diagnostics.get("areas", [])}}
         decoded, skipped = r["areas"], r["skipped"]["areas"]
         for area in area_order([*decoded, *skipped], first=[ALL]):
             f = facts.get(area, {})
