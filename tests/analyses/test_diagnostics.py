@@ -82,3 +82,13 @@ def test_session_diagnostics_measures_rates_selectivity_and_drops() -> None:
     assert d["presentations_dropped"] == {"invalid_times": 30}
     assert d["units_dropped_fraction"] == pytest.approx(0.7)
     assert d["invalid_spike_fraction"] == pytest.approx(0.05)
+
+
+def test_labels_detached_from_the_spikes_leave_no_selective_units() -> None:
+    # a stimulus table out of step with the spikes (a timing fault) looks like this
+    rng = np.random.default_rng(2)
+    y = np.tile(np.arange(8), 40)
+    counts = rng.poisson(1 + y[:, None], (len(y), 50))  # 50 strongly tuned units
+    assert (anova_pvalues(counts, y) < 0.01).mean() == 1.0
+    shuffled = rng.permutation(y)
+    assert (anova_pvalues(counts, shuffled) < 0.01).mean() < 0.1

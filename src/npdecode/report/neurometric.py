@@ -23,6 +23,7 @@ from npdecode.paths import Layout
 from npdecode.report.plots import _save
 
 ALL = "all"  # the group of all of a session's units (analyses/neurometric.py)
+MATCHED_SHARE = 0.75  # areas are compared at a unit count this share of them reach
 COLUMNS = [
     "session_id",
     "specimen_id",
@@ -149,19 +150,27 @@ def pool(points: pd.DataFrame, value: str = "accuracy") -> pd.Series:
     return pd.Series({"mean": x.mean(), "low": x.mean() - half, "high": x.mean() + half, "k": k})
 
 
-def matched_units(table: pd.DataFrame) -> int:
-    """The largest subset size that every (session, area) but `all` reaches (or the smallest
-    area's size): the number of units areas are compared at."""
+def matched_units(table: pd.DataFrame, share: float = MATCHED_SHARE) -> int:
+    """The number of units areas are compared at: the largest subset size that at least
+    `share` of the (session, area) pairs (`all` aside) reach; smaller pairs sit it out."""
     rows = table[(table["analysis"] == "units") & (table["area"] != ALL)]
-    smallest = int(rows["area_units"].min())
-    sizes = rows.loc[~rows["all_units"], "n_units"]
-    return int(max([n for n in sizes.unique() if n <= smallest], default=smallest))
+    sizes = rows.drop_duplicates(["session_id", "area"])["area_units"].to_numpy()
+    listed = sorted(rows.loc[~rows["all_units"], "n_units"].unique())
+    reached = [n for n in listed if (sizes >= n).mean() >= share]
+    return int(reached[-1]) if reached else int(sizes.min())
 
 
 def at_units(table: pd.DataFrame, n: int) -> pd.DataFrame:
     """Each (session, area)'s accuracy with n units: the subsets of n, or all when it has n."""
     part = table[(table["analysis"] == "units") & (table["n_units"] == n)]
     return part.sort_values("all_units").drop_duplicates(["session_id", "area"])
+
+
+def pooled_curve(rows: pd.DataFrame, x: str, k_total: int) -> pd.DataFrame:
+    """Mean over sessions at each x where at least 3 sessions (or all of them) have a point:
+    a curve whose points rest on a handful of different sessions would zig-zag."""
+    pooled = rows.groupby(x).apply(pool, include_groups=False)
+    return pooled[(pooled["k"] >= min(3, k_total)) & (pooled["k"] > 1)]
 
 
 # --- figures ------------------------------------------------------------------------------
@@ -193,6 +202,10 @@ def _top(table: pd.DataFrame) -> float:
     return float(min(1.0, max(0.05, 1.1 * table["ci_high"].max())))
 
 
+def _sessions_text(k: int) -> str:
+    return f"{k} session{'s' * (k > 1)}"
+
+
 def plot_units(table: pd.DataFrame, path: Path) -> None:
     """Accuracy vs number of units, one panel per area: each session's curve and all-units
     point, the mean over sessions with its interval."""
@@ -218,17 +231,16 @@ def plot_units(table: pd.DataFrame, path: Path) -> None:
                 ax.fill_between(
                     mine["n_units"], mine["ci_low"], mine["ci_high"], color=colour[sid], alpha=0.2
                 )
+        k = rows["session_id"].nunique()
         if len(sessions) > 1:
-            pooled = rows[~rows["all_units"]].groupby("n_units").apply(pool, include_groups=False)
-            pooled = pooled[pooled["k"] > 1]
+            pooled = pooled_curve(rows[~rows["all_units"]], "n_units", k)
             ax.plot(pooled.index, pooled["mean"], "-", color="k", lw=2)
             ax.fill_between(pooled.index, pooled["low"], pooled["high"], color="k", alpha=0.15)
         ax.axhline(rows["chance"].iloc[0], color="k", ls=":", lw=1)
-        k = rows["session_id"].nunique()
         size = int(rows.loc[rows["all_units"], "n_units"].median())
-        name = "all units" if area == ALL else area
         units = f"{size} units" if k == 1 else f"median {size} units"
-        ax.set_title(f"{name}  ({k} session{'s' * (k > 1)}, {units})", fontsize=10)
+        name = "all units" if area == ALL else area
+        ax.set_title(f"{name}  ({_sessions_text(k)}, {units})", fontsize=10)
         ax.set_xscale("log")
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
@@ -243,7 +255,9 @@ def plot_units(table: pd.DataFrame, path: Path) -> None:
         Line2D([], [], color="k", ls=":", label="chance"),
     ]
     if len(sessions) > 1:
-        handles.append(Line2D([], [], color="k", lw=2, label="mean over sessions, 95 % CI"))
+        handles.append(
+            Line2D([], [], color="k", lw=2, label="mean over sessions (n in >= 3), 95 % CI")
+        )
         handles += [Line2D([], [], color=colour[s], label=f"session {s}") for s in sessions[:10]]
     else:
         handles.append(Line2D([], [], color=colour[sessions[0]], lw=6, alpha=0.3, label="95 % CI"))
@@ -254,61 +268,60 @@ def plot_units(table: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
+def _bars(ax: Axes, rows: pd.DataFrame, areas: list[str], value: str, offset: dict) -> None:
+    """Per area: the pooled mean as a bar with its interval, each session as a dot."""
+    colour = area_colours(areas)
+    for i, area in enumerate(areas):
+        mine = rows[(rows["area"] == area) & rows[value].notna()]
+        if mine.empty:
+            continue
+        p = pool(mine, value)
+        ax.bar(i, p["mean"], 0.7, color=colour[area], alpha=0.5)
+        if np.isfinite(p["low"]):
+            err = [[p["mean"] - p["low"]], [p["high"] - p["mean"]]]
+            ax.errorbar(i, p["mean"], err, color="k", capsize=3)
+        xs = i + mine["session_id"].map(offset).to_numpy()
+        ax.plot(xs, mine[value], "o", color="k", ms=3)
+    counts = rows.dropna(subset=[value]).groupby("area")["session_id"].nunique()
+    labels = [f"{a} ({counts.get(a, 0)})" for a in areas]
+    ax.set_xticks(range(len(areas)), labels, rotation=45, ha="right")
+
+
+def _offsets(sessions: list[int]) -> dict[int, float]:
+    jitter = np.linspace(-0.2, 0.2, len(sessions)) if len(sessions) > 1 else np.zeros(1)
+    return dict(zip(sessions, jitter, strict=True))
+
+
 def plot_areas(table: pd.DataFrame, path: Path) -> None:
     """Which areas decode: per area, accuracy at a matched number of units and with all its
     units; each session's point, the mean over sessions with its interval."""
     part = table[(table["analysis"] == "units") & (table["area"] != ALL)]
     areas = area_order(part["area"])
     n = matched_units(part)
+    sessions = sorted(part["session_id"].unique())
+    offset = _offsets(sessions)
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.1 * len(areas) + 4), 4.4), sharey=True)
     panels = (
         (f"{n} units per area (random subsets)", at_units(part, n)),
         ("all of each area's units", part[part["all_units"]]),
     )
-    sessions = sorted(part["session_id"].unique())
-    colour = area_colours(areas)
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.1 * len(areas) + 4), 4.2), sharey=True)
-    jitter = np.linspace(-0.2, 0.2, len(sessions)) if len(sessions) > 1 else np.zeros(1)
-    offset = dict(zip(sessions, jitter, strict=True))
     for ax, (title, rows) in zip(axes, panels, strict=True):
-        for i, area in enumerate(areas):
-            mine = rows[rows["area"] == area]
-            if mine.empty:
-                continue
-            p = pool(mine)
-            ax.bar(i, p["mean"], 0.7, color=colour[area], alpha=0.5)
-            ax.errorbar(
-                i,
-                p["mean"],
-                [[p["mean"] - p["low"]], [p["high"] - p["mean"]]],
-                color="k",
-                capsize=3,
-            )
-            xs = i + mine["session_id"].map(offset).to_numpy()
-            ax.plot(xs, mine["accuracy"], "o", color="k", ms=3)
-        ax.axhline(
-            rows["chance"].iloc[0] if len(rows) else 0, color="k", ls=":", lw=1, label="chance"
-        )
-        ax.set_xticks(range(len(areas)), areas, rotation=45, ha="right")
+        _bars(ax, rows, areas, "accuracy", offset)
+        ax.axhline(part["chance"].iloc[0], color="k", ls=":", lw=1)
         ax.set_title(title)
-        ax.set_ylim(0, _top(rows) if len(rows) else 1)
+    axes[0].set_ylim(0, _top(part[part["all_units"]]))
     axes[0].set_ylabel("test accuracy (fraction)")
+    spread = "mean over sessions, 95 % CI" if len(sessions) > 1 else "95 % bootstrap CI"
     handles = [
         Line2D([], [], color="k", marker="o", ms=3, ls="", label="one session"),
-        Line2D(
-            [],
-            [],
-            color="k",
-            marker="_",
-            ms=10,
-            label=("mean over sessions, 95 % CI" if len(sessions) > 1 else "95 % CI (bootstrap)"),
-        ),
+        Line2D([], [], color="k", marker="_", ms=10, label=spread),
         Line2D([], [], color="k", ls=":", label="chance"),
     ]
     axes[1].legend(handles=handles, fontsize=8, loc="upper right")
     model = table["model"].iloc[0]
-    k = len(sessions)
     fig.suptitle(
-        f"Which areas carry the image ({model}, {k} session{'s' * (k > 1)}, areas in hierarchy order)"
+        f"Which areas carry the image ({model}, {_sessions_text(len(sessions))}; "
+        "areas in hierarchy order, sessions per area in brackets)"
     )
     fig.tight_layout()
     _save(fig, path)
@@ -325,64 +338,71 @@ def normalised(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def _time_panel(ax: Axes, rows: pd.DataFrame, areas: list[str], colour: dict, x: str) -> None:
-    sessions = rows["session_id"].unique()
+def _time_panel(
+    ax: Axes, rows: pd.DataFrame, areas: list[str], colour: dict, x: str, bands: bool
+) -> None:
+    """Per area, the mean over sessions at each time (with the interval when `bands`)."""
+    k = rows["session_id"].nunique()
     for area in areas:
-        mine = rows[rows["area"] == area]
-        if mine.empty or mine["accuracy"].isna().all():
+        mine = rows[(rows["area"] == area) & rows["accuracy"].notna()]
+        if mine.empty:
             continue
-        if len(sessions) > 1:
-            for _, one in mine.groupby("session_id"):
-                one = one.sort_values(x)
-                ax.plot(1000 * one[x], one["accuracy"], color=colour[area], lw=0.5, alpha=0.35)
-        p = mine.groupby(x).apply(pool, include_groups=False).sort_index()
+        p = pooled_curve(mine, x, k) if k > 1 else mine.groupby(x).apply(pool, include_groups=False)
         ax.plot(1000 * p.index, p["mean"], "o-", color=colour[area], ms=3, lw=1.5, label=area)
-        if p["low"].notna().any():
-            ax.fill_between(1000 * p.index, p["low"], p["high"], color=colour[area], alpha=0.12)
+        if bands:
+            ax.fill_between(1000 * p.index, p["low"], p["high"], color=colour[area], alpha=0.1)
 
 
 def plot_time(table: pd.DataFrame, areas_summary: pd.DataFrame, path: Path) -> None:
-    """How soon the image can be read out: accuracy from the first bins of each presentation
-    (and in a sliding window), per area, raw and rescaled from chance (0) to full window (1)."""
+    """How soon the image can be read out: accuracy from onset to t per area; the same
+    rescaled from chance (0) to the full window (1) for the visual areas; each area's time
+    to half of its full-window accuracy, per session; and the sliding window if run."""
     first = table[table["analysis"] == "first_bins"]
     window = table[table["analysis"] == "window"]
     areas = area_order(first["area"], first=[ALL])
     colour = area_colours(areas)
-    n_panels = 3 if len(window) else 2
-    fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels + 1.5, 4.4))
-    _time_panel(axes[0], first, areas, colour, "stop_s")
+    k = first["session_id"].nunique()
+    n_panels = 4 if len(window) else 3
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.0 * n_panels, 4.6))
+    _time_panel(axes[0], first, areas, colour, "stop_s", bands=True)
     axes[0].axhline(first["chance"].iloc[0], color="k", ls=":", lw=1)
     axes[0].set_ylim(0, _top(first))
     axes[0].set_ylabel("test accuracy (fraction)")
-    axes[0].set_title("from onset to t")
+    axes[0].set_title("decoded from onset to t")
+    axes[0].legend(fontsize=7, ncol=2, title="area (chance dotted)", title_fontsize=7)
     # rescaling divides by the full window's accuracy above chance: noise for areas that
-    # barely decode, so this panel shows the visual areas (and all units) that do
+    # barely decode, so these panels show the visual areas (and all units) that do
     decoding = areas_summary.dropna(subset=["half_max_s"])
     shown = [a for a in areas if a in set(decoding["area"]) and (a == ALL or is_visual(a))]
-    _time_panel(axes[1], normalised(first[first["area"].isin(shown)]), shown, colour, "stop_s")
+    _time_panel(
+        axes[1], normalised(first[first["area"].isin(shown)]), shown, colour, "stop_s", False
+    )
     axes[1].axhline(0.5, color="k", ls="--", lw=0.8)
-    half = decoding.groupby("area")["half_max_s"].median()
-    for area in shown:
-        axes[1].plot(1000 * half[area], 0.5, "|", color=colour[area], ms=14, mew=2)
     axes[1].set_ylim(-0.2, 1.2)
     axes[1].set_ylabel("accuracy above chance ÷ full window's")
-    axes[1].set_title("visual areas, rescaled; ticks: time to half (median)")
+    axes[1].set_title("visual areas, rescaled (0 = chance, 1 = full window)")
     for ax in axes[:2]:
         ax.set_xlabel("end of the decoded window after image onset (ms)")
+    half = decoding[decoding["area"].isin(shown)].assign(
+        half_max_ms=lambda d: 1000 * d["half_max_s"], ci_low=np.nan, ci_high=np.nan
+    )
+    _bars(axes[2], half, shown, "half_max_ms", _offsets(sorted(first["session_id"].unique())))
+    axes[2].set_ylabel("time to half the full-window accuracy (ms)")
+    axes[2].set_title("how soon each area decodes (dots: sessions)")
     if len(window):
         mid = window.assign(mid_s=(window["start_s"] + window["stop_s"]) / 2)
-        _time_panel(axes[2], mid, areas, colour, "mid_s")
-        axes[2].axhline(first["chance"].iloc[0], color="k", ls=":", lw=1)
+        _time_panel(axes[3], mid, areas, colour, "mid_s", bands=True)
+        axes[3].axhline(first["chance"].iloc[0], color="k", ls=":", lw=1)
         width = 1000 * float((window["stop_s"] - window["start_s"]).iloc[0])
-        axes[2].set_title(f"sliding {width:.0f} ms window")
-        axes[2].set_xlabel("window centre after image onset (ms)")
-        axes[2].set_ylim(0, _top(window))
-    axes[0].legend(fontsize=7, ncol=2, title="area (chance dotted)", title_fontsize=7)
+        axes[3].set_title(f"decoded from a sliding {width:.0f} ms window")
+        axes[3].set_xlabel("window centre after image onset (ms)")
+        axes[3].set_ylabel("test accuracy (fraction)")
+        axes[3].set_ylim(0, _top(window))
     model = table["model"].iloc[0]
-    k = first["session_id"].nunique()
-    how = "mean over sessions, 95 % CI; thin: sessions" if k > 1 else "95 % CI (bootstrap)"
+    spread = "means over sessions, 95 % CI" if k > 1 else "95 % bootstrap CI"
     fig.suptitle(
-        f"How soon the image can be read out, per area ({model}, all the area's units; {how})"
+        f"How soon the image can be read out ({model}, all of each area's units; "
+        f"{_sessions_text(k)}, {spread})"
     )
     fig.tight_layout()
     _save(fig, path)
