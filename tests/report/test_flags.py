@@ -37,6 +37,7 @@ def test_near_chance_sessions_are_flagged_with_their_measured_causes() -> None:
             3: {"logreg": 0.009, "lstm": 0.012},  # near chance, nothing measured explains it
             4: {"logreg": 0.02, "lstm": 0.01},  # near chance, fits train but not test
             5: {"logreg": 0.5},  # fine, but many presentations dropped: a warning
+            6: {"logreg": 0.008},  # near chance, no selective units: train fit is memorised
         }
     )
     facts = {
@@ -45,12 +46,13 @@ def test_near_chance_sessions_are_flagged_with_their_measured_causes() -> None:
         3: GOOD,
         4: GOOD,
         5: {**GOOD, "presentations_dropped_fraction": 0.4},
+        6: {**GOOD, "selective_fraction": 0.005},
     }
-    train = {1: 0.95, 2: 0.02, 3: 0.01, 4: 0.9, 5: 0.7}
+    train = {1: 0.95, 2: 0.02, 3: 0.01, 4: 0.9, 5: 0.7, 6: 0.4}
     flags = flags_table(summary, facts, train, FlagParams(near_chance=5.0))
-    assert flags["near_chance"].tolist() == [False, True, True, True, False]
+    assert flags["near_chance"].tolist() == [False, True, True, True, False, True]
     assert flags.set_index("session_id").loc[1, "best_model"] == "lstm"
-    assert flags["best_accuracy"].tolist() == [0.8, 0.02, 0.012, 0.02, 0.5]
+    assert flags["best_accuracy"].tolist() == [0.8, 0.02, 0.012, 0.02, 0.5, 0.008]
     causes = dict(zip(flags["session_id"], flags["causes"], strict=True))
     assert causes[1] == ""
     assert "few visual units (3 in LGd, LP, VIS*)" in causes[2]
@@ -58,12 +60,14 @@ def test_near_chance_sessions_are_flagged_with_their_measured_causes() -> None:
     assert "none of the checks" in causes[3]
     assert "does not generalise" in causes[4] and "0.900" in causes[4]
     assert causes[5] == "40.0% of presentations dropped by clean (invalid times, no frame)"
+    assert causes[6].startswith("few image-selective units (0.5%)")
+    assert "generalise" not in causes[6]
     for check in CHECKS:  # every fact is a column, for every session
         assert flags[check.fact].notna().all()
 
     section = flags_section(flags, FlagParams())
-    assert section["n_near_chance"] == 3 and section["n_sessions"] == 5
-    assert [s["session_id"] for s in section["sessions"]] == [2, 3, 4]
+    assert section["n_near_chance"] == 4 and section["n_sessions"] == 6
+    assert [s["session_id"] for s in section["sessions"]] == [2, 3, 4, 6]
     assert len(section["sessions"][0]["causes"]) == 2
 
 
