@@ -147,7 +147,10 @@ def pool(points: pd.DataFrame, value: str = "accuracy") -> pd.Series:
         lo, hi = (row["ci_low"], row["ci_high"]) if value == "accuracy" else (np.nan, np.nan)
         return pd.Series({"mean": x[0], "low": lo, "high": hi, "k": 1})
     half = stats.t.ppf(0.975, k - 1) * x.std(ddof=1) / np.sqrt(k)
-    return pd.Series({"mean": x.mean(), "low": x.mean() - half, "high": x.mean() + half, "k": k})
+    lo, hi = x.mean() - half, x.mean() + half
+    if value == "accuracy":  # a fraction: the interval stays in [0, 1]
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    return pd.Series({"mean": x.mean(), "low": lo, "high": hi, "k": k})
 
 
 def matched_units(table: pd.DataFrame, share: float = MATCHED_SHARE) -> int:
