@@ -55,8 +55,8 @@ def make_scorer(data: SessionData, model: str, train: TrainParams) -> Scorer:
         key = (np.asarray(units, dtype=np.int64).tobytes(), bins)
         if key not in cache:
             view = data.select(units, bins)
-            # hundreds of small lbfgs fits: one BLAS/OpenMP thread each is ~5x less CPU
-            # than two threads contending (and no slower on an idle 2-core machine)
+            # hundreds of small lbfgs fits: on a busy 2-core machine the default session's
+            # stage took 30 CPU-s with one BLAS/OpenMP thread per fit, 137 with two
             with threadpool_limits(1) if model == "logreg" else nullcontext():
                 net, _ = train_model(model, view, train)
                 logits = split_logits(net, view, "test", eval_batch(model, train))
