@@ -64,7 +64,9 @@ def test_temp_experiment_with_changed_C_runs_its_own_code_and_compares(
     assert "Running stage 'train_logreg@1'" in out
     assert "Running stage 'fetch@1'" not in out and "Running stage 'split@1'" not in out
     imported = traced_imports(trace)
-    assert len(imported) == 4  # check_params, train_logreg@1, fewshot_logreg@1 and report
+    assert (
+        len(imported) == 5
+    )  # check_params, train_logreg@1, fewshot_logreg@1, neurometric@1, report
     temp_root = (project / ".dvc" / "tmp" / "exps").resolve()
     assert all(temp_root in p.resolve().parents for p in imported), imported
     # --temp leaves the workspace alone

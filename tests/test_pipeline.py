@@ -52,6 +52,13 @@ def test_repro_writes_every_artifact(project):
         "plots/fewshot.png",
         "plots/raster.png",
         "plots/confusion_1.png",
+        "metrics/neurometric/1.json",
+        "results/neurometric.csv",
+        "results/flags.csv",
+        "results/medians.csv",
+        "plots/neurometric_units.png",
+        "plots/neurometric_areas.png",
+        "plots/neurometric_time.png",
     ):
         assert (project / rel).exists(), rel
     report = json.loads((project / "data/clean/1.report.json").read_text())
@@ -61,7 +68,8 @@ def test_repro_writes_every_artifact(project):
 def test_second_repro_reruns_nothing_that_is_cached(project, tmp_path):
     copy = copy_project(project, tmp_path / "copy")
     out = sh(["dvc", "repro"], copy).stdout
-    for stage in ("fetch@1", "bin@1", "clean@1", "split@1", "train_logreg@1", "fewshot_logreg@1"):
+    stages = ("fetch@1", "bin@1", "clean@1", "split@1", "train_logreg@1", "fewshot_logreg@1")
+    for stage in (*stages, "neurometric@1"):
         assert f"Running stage '{stage}'" not in out, stage
 
 

@@ -127,7 +127,9 @@ class GraphParams:
 
 @dataclass(frozen=True)
 class SplitParams:
-    method: Literal["time", "random"] = "time"
+    # time: per image, earliest train and latest test; random: per image, seeded;
+    # last: the last presentations in time test, unstratified (the lab's old protocol)
+    method: Literal["time", "random", "last"] = "time"
     val_fraction: float = _p(0.1, lo=0.0, lo_open=True, hi=0.5)
     test_fraction: float = _p(0.2, lo=0.0, lo_open=True, hi=0.5)
     seed: int = _p(0, lo=0)
@@ -144,6 +146,7 @@ class LogregParams:
     C: float = _p(0.01, lo=0.0, lo_open=True)
     features: Literal["summed", "binned"] = "summed"
     max_iter: int = _p(1000, lo=1)
+    pca: int | None = _p(None, lo=1)  # first project on this many train-split PCs (PCA + LR)
 
 
 @dataclass(frozen=True)
@@ -260,8 +263,53 @@ class FewshotParams:
 
 
 @dataclass(frozen=True)
+class NeurometricParams:
+    """Accuracy per brain area vs number of units and vs time (analyses/neurometric.py).
+
+    Every area (or those matching `areas`) and all units together are decoded from
+    `subsets` random subsets of n units for each n in `units` below the area's size, and
+    from all its units; the time course decodes all of an area's units from the first m
+    bins (m in `first_bins`, and every bin) and, if `window_bins` is set, from a window of
+    that many bins sliding by one bin. The decoder is `model` with its `train.<model>`
+    settings.
+    """
+
+    model: Literal["logreg", "lstm", "transformer", "stgat"] = "logreg"
+    units: tuple[int, ...] = (5, 10, 20, 40, 80, 160)
+    subsets: int = _p(5, lo=1)
+    areas: tuple[str, ...] = ()
+    first_bins: tuple[int, ...] = (1, 2, 3, 4, 6)
+    window_bins: int | None = _p(None, lo=1)
+    bootstrap: int = _p(1000, lo=100)
+    seed: int = _p(0, lo=0)
+
+    def __post_init__(self) -> None:
+        for key in ("units", "first_bins"):
+            values = list(getattr(self, key))
+            if not values or min(values) < 1 or values != sorted(set(values)):
+                raise ParamsError(
+                    f"neurometric.{key} must be a non-empty increasing list of ints >= 1, "
+                    f"got {values}"
+                )
+
+
+@dataclass(frozen=True)
+class FlagParams:
+    """When a session counts as decoding near chance, and the checks of its likely causes."""
+
+    near_chance: float = _p(5.0, lo=1.0)  # flag: best model's test accuracy < this x chance
+    min_visual_units: int = _p(20, lo=0)  # units in LGd, LP and VIS* areas
+    min_rate_hz: float = _p(0.5, lo=0.0)  # median unit rate during presentations
+    min_selective_fraction: float = _p(0.05, lo=0.0, hi=1.0)  # image-selective units (p < 0.01)
+    max_presentations_dropped: float = _p(0.2, lo=0.0, hi=1.0)  # by the clean stage
+    max_units_dropped: float = _p(0.9, lo=0.0, hi=1.0)  # by the clean stage
+    max_invalid_spikes: float = _p(0.1, lo=0.0, hi=1.0)  # fraction of spikes in invalid_times
+
+
+@dataclass(frozen=True)
 class ReportParams:
     raster_presentations: int = _p(8, lo=1)
+    flags: FlagParams = _section(FlagParams)
 
 
 # Session ids: Allen's are 9 digits; synthetic ones are small. The bound keeps every id
@@ -280,6 +328,7 @@ class Params:
     train: TrainParams = _section(TrainParams)
     fewshot: FewshotParams = _section(FewshotParams)
     multisession: MultisessionParams = _section(MultisessionParams)
+    neurometric: NeurometricParams = _section(NeurometricParams)
     report: ReportParams = _section(ReportParams)
     # CPU threads of each stage (torch, BLAS); null: the CPUs the process may use
     # (npdecode.threads). Not a DVC param: like the machine, it sets the speed of a run.

@@ -87,6 +87,10 @@ class Layout:
     def fewshot(self, model: str, session_id: int) -> Path:
         return self.root / "metrics" / "fewshot" / model / f"{session_id}.json"
 
+    def neurometric(self, session_id: int) -> Path:
+        """Accuracy per brain area vs units and time, and the session's diagnostics."""
+        return self.root / "metrics" / "neurometric" / f"{session_id}.json"
+
     def predictions(self, model: str, session_id: int) -> Path:
         return self.root / "predictions" / model / f"{session_id}.csv"
 

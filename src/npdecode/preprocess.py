@@ -159,7 +159,13 @@ def assign_splits(y: np.ndarray, start_time: np.ndarray, params: SplitParams) ->
     `time`: within each class, by start time (earliest train, latest test).
     `random`: within each class, a seeded permutation. Either way each class gets
     round(n * fraction) val and test presentations and at least one training one.
+    `last`: not stratified (the lab's old protocol): the last round(P * test_fraction)
+    presentations in time test, the round(P * val_fraction) before them validate.
     """
+    if params.method == "last":
+        code = _last_split(start_time, params)
+        _check_not_empty(code, y, params)
+        return code
     rng = np.random.default_rng(params.seed)
     code = np.zeros(len(y), np.int8)
     for c in np.unique(y):
@@ -174,6 +180,24 @@ def assign_splits(y: np.ndarray, start_time: np.ndarray, params: SplitParams) ->
             raise DataError(f"class {c} has only {len(idx)} presentations: too few to split")
         code[idx[len(idx) - n_test :]] = 2
         code[idx[len(idx) - n_test - n_val : len(idx) - n_test]] = 1
+    _check_not_empty(code, y, params)
+    return code
+
+
+def _last_split(start_time: np.ndarray, params: SplitParams) -> np.ndarray:
+    order = np.argsort(start_time, kind="stable")
+    n = len(order)
+    n_test = _round_half_up(n * params.test_fraction)
+    n_val = _round_half_up(n * params.val_fraction)
+    code = np.zeros(n, np.int8)
+    code[order[n - n_test :]] = 2
+    code[order[n - n_test - n_val : n - n_test]] = 1
+    if not (code == 0).any():
+        raise DataError(f"{n} presentations leave none to train on at split.method 'last'")
+    return code
+
+
+def _check_not_empty(code: np.ndarray, y: np.ndarray, params: SplitParams) -> None:
     for k, name in ((1, "val"), (2, "test")):
         if not (code == k).any():
             raise DataError(
@@ -181,7 +205,6 @@ def assign_splits(y: np.ndarray, start_time: np.ndarray, params: SplitParams) ->
                 f"classes round to no {name} presentation at split.{name}_fraction "
                 f"{getattr(params, f'{name}_fraction')}; raise it or record more repeats"
             )
-    return code
 
 
 def _round_half_up(x: float) -> int:
@@ -241,6 +264,10 @@ def make_split(
         "method": params.split.method,
         "graph": {"method": params.split.graph.method, "k": params.split.graph.k},
     }
+    if params.split.method == "last":  # unstratified: a class may miss from training
+        extra["frames_without_training_presentations"] = classes[
+            np.setdiff1d(np.arange(len(classes)), y[code == 0])
+        ].tolist()
     return data, extra
 
 

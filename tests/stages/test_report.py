@@ -1,7 +1,8 @@
 import pandas as pd
+import pytest
 
 from npdecode.formats.costs import write_cost
-from npdecode.formats.files import write_json
+from npdecode.formats.files import read_json, write_json
 from npdecode.params import params_from_dict
 from npdecode.paths import Layout
 from npdecode.stages import report
@@ -82,3 +83,14 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
         assert (layout.plots_dir / name).stat().st_size > 1000, name
     costs = pd.read_csv(layout.results_dir / "costs.csv")
     assert costs[["stage", "session_id", "wall_time_s"]].values.tolist() == [["bin", 1, 2.5]]
+    cost = read_json(layout.results_dir / "report.json")
+    assert "wall_time_s" not in cost  # run costs live in results/costs.csv
+    # no neurometric metrics: no neurometric figures, and flags say what is missing
+    assert cost["neurometric"] == {"n_sessions": 0}
+    assert not (layout.plots_dir / "neurometric_units.png").exists()
+    flags = pd.read_csv(layout.results_dir / "flags.csv")
+    assert flags["best_model"].tolist() == ["logreg", "lstm"] and not flags["near_chance"].any()
+    assert flags["causes"].str.contains("run the neurometric stage").all()
+    assert cost["near_chance"]["n_near_chance"] == 0
+    medians = pd.read_csv(layout.results_dir / "medians.csv").set_index("model")
+    assert medians.loc["lstm", "median_accuracy"] == pytest.approx(0.65)

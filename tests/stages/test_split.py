@@ -70,6 +70,33 @@ def test_random_split_is_seeded_and_stratified():
         assert np.bincount(a[y == cls], minlength=3).tolist() == [7, 1, 2]
 
 
+def test_last_split_tests_the_last_presentations_in_time_unstratified():
+    y = np.repeat(np.arange(3), 10)
+    rng = np.random.default_rng(2)
+    start = rng.permutation(30).astype(float)
+    code = assign_splits(y, start, SplitParams(method="last", val_fraction=0.1, test_fraction=0.2))
+    assert np.bincount(code, minlength=3).tolist() == [21, 3, 6]
+    order = np.argsort(start)
+    assert code[order].tolist() == [0] * 21 + [1] * 3 + [2] * 6  # time order: train, val, test
+    # not stratified: in this shuffle the classes' test counts differ
+    assert len({int(((y == c) & (code == 2)).sum()) for c in range(3)}) > 1
+
+
+def test_last_split_records_frames_that_never_train(tmp_path):
+    counts, pres, units = _session(n_classes=4, reps=10)
+    last = pres["frame"] == 2.0
+    pres.loc[last, "start_time"] += 1000.0  # frame 2 shown only at the end: all of it tests
+    counts[last.to_numpy()] += 1
+    params = params_from_dict(
+        {"sessions": [1], "split": {"method": "last", "test_fraction": 0.3, "graph": {"k": 2}}}
+    )
+    data = write_split_folder(tmp_path / "s", 1, counts, pres, units, params, bin_width_s=0.1)
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["method"] == "last"
+    assert meta["frames_without_training_presentations"] == [2]
+    assert 2 in data.frames[data.test.y] and 2 not in data.frames[data.train.y]
+
+
 def test_too_few_presentations_is_an_error():
     with pytest.raises(DataError, match="class 0 has only 1 presentations"):
         assign_splits(
@@ -151,3 +178,26 @@ def test_geometry_graph_links_neighbouring_channels():
     for src, dst in edge_index.T:
         assert abs(int(src) - int(dst)) <= 2
     assert (weight > 0).all() and (weight <= 1).all()
+
+
+def test_select_restricts_units_bins_and_the_graph(written):
+    out, *_ = written
+    data = load_session(out, 1)
+    same = data.select()
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(same, name).X, getattr(data, name).X)
+    np.testing.assert_array_equal(same.edge_index, data.edge_index)
+    view = data.select(np.array([3, 0]), bins=(1, 3))
+    np.testing.assert_array_equal(view.train.X, data.train.X[:, 1:3][:, :, [3, 0]])
+    np.testing.assert_array_equal(view.test.y, data.test.y)
+    assert view.n_bins == 2 and view.unit_ids.tolist() == data.unit_ids[[3, 0]].tolist()
+    np.testing.assert_array_equal(view.mean, data.mean[[3, 0]])
+    assert view.units["unit_id"].tolist() == data.units["unit_id"].iloc[[3, 0]].tolist()
+    # the graph keeps the edges between kept units, renumbered (3 -> 0, 0 -> 1)
+    old = {(int(a), int(b)) for a, b in data.edge_index.T}
+    new = {(int(a), int(b)) for a, b in view.edge_index.T}
+    assert new == {({3: 0, 0: 1}[a], {3: 0, 0: 1}[b]) for a, b in old if {a, b} <= {0, 3}}
+    with pytest.raises(ValueError, match="distinct column indices"):
+        data.select(np.array([1, 1]))
+    with pytest.raises(ValueError, match="bins must satisfy"):
+        data.select(bins=(2, 2))

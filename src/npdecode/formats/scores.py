@@ -75,3 +75,9 @@ def reference_scores(session_id: int, result: dict) -> dict[str, Any]:
     if result.get("ideal"):
         out["ideal"] = result["ideal"]["accuracy"]
     return {"reference": {str(session_id): out}}
+
+
+def neurometric_scores(session_id: int, result: dict) -> dict[str, Any]:
+    """Test accuracy from all of each area's units: `neurometric.<area>.<session>`."""
+    acc = {area: {str(session_id): r["accuracy"]} for area, r in result["areas"].items()}
+    return {"neurometric": acc} if acc else {}

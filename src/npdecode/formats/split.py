@@ -7,6 +7,7 @@ Files: `{train,val,test}.npz` (`X` (P, T, U) counts, `y`, `presentation_id`), `n
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,10 @@ class Split:
 
     def subset(self, index: np.ndarray) -> Split:
         return Split(self.X[index], self.y[index], self.presentation_id[index])
+
+    def columns(self, units: np.ndarray | slice, bins: slice = slice(None)) -> Split:
+        """The same presentations with only some bins and units: X[:, bins, units]."""
+        return Split(self.X[:, bins][:, :, units], self.y, self.presentation_id)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,48 @@ class SessionData:
     def normalise(self, X: np.ndarray) -> np.ndarray:
         """Counts -> float32 z-scores with the training split's statistics."""
         return ((X - self.mean) / self.std).astype(np.float32)
+
+    def select(
+        self, units: np.ndarray | None = None, bins: tuple[int, int] | None = None
+    ) -> SessionData:
+        """The session seen through some units (column indices, any order) and/or the bins
+        `[start, stop)` of every presentation.
+
+        Per-unit statistics are the split stage's (train split, all bins); the unit graph
+        keeps the edges between kept units, renumbered. With every unit in order and
+        every bin, the arrays equal the original ones, so a model fits identically.
+        """
+        idx = np.arange(self.n_units) if units is None else np.asarray(units, dtype=np.int64)
+        start, stop = (0, self.n_bins) if bins is None else bins
+        if (
+            len(idx) == 0
+            or len(np.unique(idx)) != len(idx)
+            or idx.min() < 0
+            or idx.max() >= self.n_units
+        ):
+            raise ValueError(
+                f"units must be distinct column indices below {self.n_units}, got {idx}"
+            )
+        if not 0 <= start < stop <= self.n_bins:
+            raise ValueError(f"bins must satisfy 0 <= start < stop <= {self.n_bins}, got {bins}")
+        new = np.full(self.n_units, -1, dtype=np.int64)
+        new[idx] = np.arange(len(idx))
+        src, dst = new[self.edge_index[0]], new[self.edge_index[1]]
+        kept = (src >= 0) & (dst >= 0)
+        window = slice(start, stop)
+        return dataclasses.replace(
+            self,
+            train=self.train.columns(idx, window),
+            val=self.val.columns(idx, window),
+            test=self.test.columns(idx, window),
+            unit_ids=self.unit_ids[idx],
+            mean=self.mean[idx],
+            std=self.std[idx],
+            edge_index=np.stack([src[kept], dst[kept]]).astype(self.edge_index.dtype),
+            edge_weight=self.edge_weight[kept],
+            units=self.units.iloc[idx].reset_index(drop=True),
+            n_bins=stop - start,
+        )
 
 
 def write_split(out_dir: str | Path, data: SessionData, extra: dict) -> dict:

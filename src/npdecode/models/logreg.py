@@ -1,7 +1,9 @@
 """Logistic regression on per-unit summed (or binned) counts: the fast, strong baseline.
 
 Fitted with scikit-learn (multinomial, L2, lbfgs), then held as a torch module so it
-is saved, loaded and applied exactly like the deep models.
+is saved, loaded and applied exactly like the deep models. With `pca: k` the features
+are first projected on their k leading principal components of the training split
+(the lab's old "PCA + logistic regression").
 """
 
 from __future__ import annotations
@@ -25,20 +27,32 @@ class LogReg(nn.Module):
 
     shift: torch.Tensor  # buffers: (F,) feature mean and sd of the training split
     scale: torch.Tensor
+    center: torch.Tensor  # with pca: (R,) mean of the raw features, (F, R) components
+    components: torch.Tensor
 
     def __init__(self, p: LogregParams, n_units: int, n_bins: int, n_classes: int) -> None:
         super().__init__()
         self.p = p  # params `train.logreg`: features here, C and max_iter in `fit_logreg`
         self.dims = {"n_units": n_units, "n_bins": n_bins, "n_classes": n_classes}
-        n_features = n_units if p.features == "summed" else n_units * n_bins
+        n_raw = n_units if p.features == "summed" else n_units * n_bins
+        n_features = min(p.pca, n_raw) if p.pca else n_raw
+        if p.pca:
+            self.register_buffer("center", torch.zeros(n_raw))
+            self.register_buffer("components", torch.zeros(n_features, n_raw))
         self.register_buffer("shift", torch.zeros(n_features))
         self.register_buffer("scale", torch.ones(n_features))
         self.linear = nn.Linear(n_features, n_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.p.features == "summed":
             return x.sum(dim=1)  # (B, T, U) -> (B, U)
         return x.flatten(1)  # (B, T, U) -> (B, T*U)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.raw_features(x)
+        if self.p.pca:
+            return (f - self.center) @ self.components.T  # (B, R) -> (B, F) PC scores
+        return f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear((self.features(x) - self.shift) / self.scale)
@@ -48,6 +62,8 @@ def fit_logreg(model: LogReg, x: np.ndarray, y: np.ndarray) -> LogReg:
     """Fit `model` on (P, T, U) normalised counts and class labels (in place); return it."""
     n_classes = model.dims["n_classes"]
     with torch.no_grad():
+        if model.p.pca:
+            _fit_pca(model, model.raw_features(torch.from_numpy(x)).double().numpy())
         feats = model.features(torch.from_numpy(x)).double().numpy()
     shift, scale = feats.mean(axis=0), feats.std(axis=0)
     scale[scale == 0] = 1.0
@@ -78,3 +94,15 @@ def fit_logreg(model: LogReg, x: np.ndarray, y: np.ndarray) -> LogReg:
         model.linear.weight.copy_(torch.from_numpy(coef))
         model.linear.bias.copy_(torch.from_numpy(intercept))
     return model
+
+
+def _fit_pca(model: LogReg, raw: np.ndarray) -> None:
+    """Set the PCA buffers from (P, R) training features: the leading right singular
+    vectors of the centred features (zero rows if P < the number of components)."""
+    center = raw.mean(axis=0)
+    _, _, vt = np.linalg.svd(raw - center, full_matrices=False)  # vt (min(P, R), R)
+    components = np.zeros(tuple(model.components.shape))
+    k = min(len(vt), len(components))
+    components[:k] = vt[:k]
+    model.center.copy_(torch.from_numpy(center))
+    model.components.copy_(torch.from_numpy(components))

@@ -13,7 +13,7 @@ from npdecode.formats.files import read_json
 from npdecode.paths import Layout
 
 MODEL_ORDER = ("logreg", "lstm", "transformer", "stgat", "multisession")
-NOT_MODELS = ("reference", "fewshot")
+NOT_MODELS = ("reference", "fewshot", "neurometric")
 
 
 def model_names(layout: Layout) -> list[str]:

@@ -10,9 +10,24 @@ from pathlib import Path
 
 from npdecode.cli import run_stage
 from npdecode.formats.costs import read_costs
-from npdecode.formats.files import write_csv
+from npdecode.formats.files import write_csv, write_json
 from npdecode.params import Params
 from npdecode.paths import Layout
+from npdecode.report.flags import (
+    best_train_accuracy,
+    flags_section,
+    flags_table,
+    medians_table,
+    session_facts,
+)
+from npdecode.report.neurometric import (
+    areas_table,
+    load_results,
+    neurometric_table,
+    plot_areas,
+    plot_time,
+    plot_units,
+)
 from npdecode.report.plots import (
     plot_accuracy,
     plot_confusion,
@@ -58,6 +73,17 @@ def main(params: Params, root: Path = Path(".")) -> None:
         params.report.raster_presentations,
         layout.plots_dir / "raster.png",
     )
+    neurometric = write_neurometric(layout, params)
+    facts = {sid: session_facts(layout, sid) for sid in params.sessions}
+    train_acc = best_train_accuracy(layout, summary)
+    flags = flags_table(summary, facts, train_acc, params.report.flags)
+    write_csv(flags, layout.results_dir / "flags.csv")
+    write_csv(medians_table(summary, flags), layout.results_dir / "medians.csv")
+    sections = {
+        "near_chance": flags_section(flags, params.report.flags),
+        "neurometric": neurometric,
+    }
+    write_json(layout.results_dir / "report.json", {"n_sessions": len(params.sessions), **sections})
     # what each stage's last run cost: read, not a dependency (costs change on every run)
     write_csv(read_costs(layout.costs_dir, params.sessions), layout.results_dir / "costs.csv")
     log.info(
@@ -65,6 +91,25 @@ def main(params: Params, root: Path = Path(".")) -> None:
         summary["session_id"].nunique(),
         summary["model"].nunique(),
     )
+
+
+def write_neurometric(layout: Layout, params: Params) -> dict:
+    """Neurometric tables and figures over the sessions that have them; what was skipped."""
+    results = load_results(layout, params.sessions)
+    if not results:
+        return {"n_sessions": 0}
+    table = neurometric_table(results)
+    areas = areas_table(results)
+    write_csv(table, layout.results_dir / "neurometric.csv")
+    write_csv(areas, layout.results_dir / "neurometric_areas.csv")
+    if len(table):
+        plot_units(table, layout.plots_dir / "neurometric_units.png")
+        plot_areas(table, layout.plots_dir / "neurometric_areas.png")
+        plot_time(table, areas, layout.plots_dir / "neurometric_time.png")
+    return {
+        "n_sessions": len(results),
+        "skipped_areas": {sid: r["skipped"] for sid, r in results.items()},
+    }
 
 
 if __name__ == "__main__":
