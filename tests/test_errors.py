@@ -163,7 +163,7 @@ needs_mount = pytest.mark.skipif(
     ("mount_options", "expected"),
     [
         ("size=16k", "No space left on device while writing the stage's outputs"),
-        ("ro", "Read-only file system: data/binned/.7.tmp"),
+        ("ro", "Read-only file system: data/binned/."),
     ],
 )
 def test_full_disk_and_read_only_folder_are_one_line_and_leave_nothing(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from npdecode.analyses.neurometric import ALL
 from npdecode.cli import run_stage
 from npdecode.formats.costs import read_costs
 from npdecode.formats.files import write_csv, write_json
@@ -104,7 +105,8 @@ def write_neurometric(layout: Layout, params: Params) -> dict:
     write_csv(areas, layout.results_dir / "neurometric_areas.csv")
     if len(table):
         plot_units(table, layout.plots_dir / "neurometric_units.png")
-        plot_areas(table, layout.plots_dir / "neurometric_areas.png")
+        if (table["area"] != ALL).any():  # some area had enough units of its own
+            plot_areas(table, layout.plots_dir / "neurometric_areas.png")
         plot_time(table, areas, layout.plots_dir / "neurometric_time.png")
     return {
         "n_sessions": len(results),
