@@ -8,6 +8,7 @@ from typing import Literal
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 
 from npdecode.formats.files import atomic_path
@@ -101,31 +102,77 @@ def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
 
 
 def plot_confusion(predictions: Path, session_id: int, model: str, path: Path) -> None:
-    """Row-normalised confusion matrix of one model's test predictions."""
+    """Row-normalised confusion matrix of one model's test predictions, on a log colour scale
+    so that the scattered errors (a few presentations each) show beside the diagonal."""
     pred = pd.read_csv(predictions)
     frames = np.union1d(pred["actual"], pred["predicted"])
     pos = {f: i for i, f in enumerate(frames)}
     cm = np.zeros((len(frames), len(frames)))
     np.add.at(cm, (pred["actual"].map(pos).to_numpy(), pred["predicted"].map(pos).to_numpy()), 1)
     cm /= np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6, 5.2))
-    im = ax.imshow(cm, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-    fig.colorbar(im, ax=ax, label="fraction of presentations")
+    floor = 1.0 / max(int(pred.groupby("actual").size().max()), 2)  # one presentation of a row
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(
+        np.ma.masked_less(cm, floor / 2),  # cells never predicted stay blank
+        cmap="viridis",
+        norm=LogNorm(vmin=floor, vmax=1),
+        interpolation="nearest",
+    )
+    ax.set_facecolor("white")
+    fig.colorbar(im, ax=ax, label="fraction of the presented image's test presentations (log)")
     ax.set_xlabel("predicted image (frame; -1 = blank)")
     ax.set_ylabel("presented image (frame)")
     ticks = np.linspace(0, len(frames) - 1, min(len(frames), 8)).round().astype(int)
     ax.set_xticks(ticks, frames[ticks].astype(int))
     ax.set_yticks(ticks, frames[ticks].astype(int))
     acc = float((pred["actual"] == pred["predicted"]).mean())
-    ax.set_title(f"session {session_id}: {model}, test accuracy {acc:.3f}")
+    ax.set_title(
+        f"session {session_id}: {model} (best model), test accuracy {acc:.3f}\n"
+        f"{len(pred)} test presentations; blank cells: never predicted"
+    )
     fig.tight_layout()
     _save(fig, path)
+
+
+# Area colours: one hue family per region, so areas of one region look related and
+# neighbouring areas differ (tab20's pairs are near-identical shades).
+REGION_COLOURS = {
+    "thalamus": ["#1b9e77", "#66c2a5", "#006d2c"],
+    "visual": ["#d95f02", "#e7298a", "#7570b3", "#e6ab02", "#a6761d", "#1f78b4", "#b2182b"],
+    "hippocampus": ["#66a61e", "#4d9221", "#b8e186", "#276419"],
+    "other": ["#999999", "#666666", "#cccccc", "#333333"],
+}
+THALAMUS = ("LGd", "LGv", "LP", "TH", "Eth", "PO", "POL", "SGN", "MGv", "MGd")
+HIPPOCAMPUS = ("CA1", "CA2", "CA3", "DG", "SUB", "ProS", "HPF", "POST", "PRE")
+
+
+def _region(area: str) -> str:
+    if area in THALAMUS:
+        return "thalamus"
+    if area.startswith("VIS"):
+        return "visual"
+    if area in HIPPOCAMPUS:
+        return "hippocampus"
+    return "other"
+
+
+def area_colours(areas: list[str]) -> dict[str, tuple | str]:
+    """A distinct colour per area, hue by region (thalamus, visual cortex, hippocampus, other)."""
+    used: dict[str, int] = {}
+    out: dict[str, tuple | str] = {}
+    for area in areas:
+        region = _region(area)
+        palette = REGION_COLOURS[region]
+        out[area] = palette[used.get(region, 0) % len(palette)]
+        used[region] = used.get(region, 0) + 1
+    return out
 
 
 def plot_raster(
     path_nwb: Path, session_id: int, stimulus: str, n_presentations: int, path: Path
 ) -> None:
-    """Spikes of every unit around the first presentations: units by probe and depth, coloured by area."""
+    """Spikes of every unit around the first presentations: units grouped by probe (separated
+    and labelled), surface to tip within a probe, coloured by area."""
     unit_ids, spikes = nwb.read_spike_times(path_nwb, session_id)
     units = nwb.read_units(path_nwb, session_id)
     pres = (
@@ -134,33 +181,65 @@ def plot_raster(
         .head(n_presentations)
     )
     t0, t1 = pres["start_time"].iloc[0] - 0.1, pres["stop_time"].iloc[-1] + 0.1
-    order = np.lexsort(
-        (-units["probe_vertical_position"].to_numpy(dtype=float), units["probe"].astype(str))
-    )
+    probes = units["probe"].astype(str).to_numpy()
+    order = np.lexsort((-units["probe_vertical_position"].to_numpy(dtype=float), probes))
     areas = list(dict.fromkeys(units["area"].astype(str).iloc[order]))
-    cmap = plt.get_cmap("tab20")
-    colour = {a: cmap(i % 20) for i, a in enumerate(areas)}
-    fig, ax = plt.subplots(figsize=(10, 6))
-    for row, u in enumerate(order):
+    colour = area_colours(areas)
+    fig, ax = plt.subplots(figsize=(11, 7))
+    gap = max(2, len(order) // 60)  # rows left empty between probes
+    row, rows, previous, starts = 0, np.empty(len(order), dtype=int), None, []
+    for i, u in enumerate(order):
+        if probes[u] != previous:
+            if previous is not None:
+                row += gap
+            starts.append((row, probes[u]))
+            previous = probes[u]
+        rows[i] = row
+        row += 1
+    for i, u in enumerate(order):
         s = spikes[u]
         s = s[(s >= t0) & (s < t1)]
         ax.plot(
-            s, np.full(len(s), row), "|", color=colour[str(units["area"].iloc[u])], markersize=2
+            s, np.full(len(s), rows[i]), "|", color=colour[str(units["area"].iloc[u])], markersize=2
+        )
+    for (start_row, probe), nxt in zip(
+        starts, [*(r for r, _ in starts[1:]), row + gap], strict=True
+    ):
+        ax.axhspan(start_row - 0.5, nxt - gap - 0.5, color="0.5", alpha=0.06, linewidth=0)
+        ax.text(
+            t0 - 0.01 * (t1 - t0),
+            (start_row + nxt - gap) / 2,
+            probe,
+            ha="right",
+            va="center",
+            fontsize=8,
         )
     for start, frame in zip(pres["start_time"], pres["frame"], strict=True):
         ax.axvline(start, color="k", linewidth=0.6, alpha=0.6)
-        ax.text(
-            start + 0.005, len(order) + 1, "blank" if frame == -1 else f"{int(frame)}", fontsize=7
-        )
+        ax.text(start + 0.005, row + 1, "blank" if frame == -1 else f"{int(frame)}", fontsize=7)
+    regions = list(REGION_COLOURS)
     handles = [
-        plt.Line2D([], [], color=colour[a], marker="|", linestyle="", label=a) for a in areas
+        plt.Line2D([], [], color=colour[a], marker="|", linestyle="", markersize=8, label=a)
+        for a in sorted(areas, key=lambda a: (regions.index(_region(a)), a))
     ]
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="area")
+    ax.legend(
+        handles=handles,
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        title="area (Allen CCF)",
+        ncol=2 if len(areas) > 20 else 1,
+    )
     ax.set_xlim(t0, t1)
-    ax.set_ylim(-1, len(order) + 4)
+    ax.set_ylim(-1, row + 4)
+    ax.set_yticks([])
     ax.set_xlabel("time in session (s); lines: image onsets, labelled by frame")
-    ax.set_ylabel("unit (by probe, surface to tip)")
-    ax.set_title(f"session {session_id}: spikes around {len(pres)} {stimulus} presentations")
+    ax.set_ylabel("units, one band per probe (surface to tip)", labelpad=45)
+    ax.set_title(
+        f"session {session_id}: spikes around {len(pres)} {stimulus} presentations\n"
+        "'grey': a unit on the probe outside any annotated structure (Allen's label)",
+        fontsize=10,
+    )
     fig.tight_layout()
     _save(fig, path)
 
