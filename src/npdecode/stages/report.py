@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from npdecode.analyses.neurometric import ALL
 from npdecode.cli import run_stage
 from npdecode.formats.costs import read_costs
 from npdecode.formats.files import write_csv, write_json
@@ -22,6 +21,7 @@ from npdecode.report.flags import (
     session_facts,
 )
 from npdecode.report.neurometric import (
+    ALL,
     areas_table,
     load_results,
     neurometric_table,
