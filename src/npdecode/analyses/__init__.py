@@ -1,0 +1,1 @@
+"""Analyses outside the DVC pipeline: published protocols run on any Allen-format NWB file."""
