@@ -10,16 +10,12 @@ import pytest
 
 from npdecode.analyses import protocols
 from npdecode.errors import DataError
-from npdecode.paths import Layout
-from npdecode.sources import twin
-from tests.sources.test_twin import QUICKSTART_TWIN, SMALL
+from tests.conftest import QUICKSTART_TWIN
 
 
 @pytest.fixture(scope="module")
-def nwb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("quickstart")
-    twin.fetch_twin(SMALL, QUICKSTART_TWIN, Layout(root))
-    return Layout(root).nwb(QUICKSTART_TWIN)
+def nwb_path(twin_dir: Path) -> Path:
+    return twin_dir / f"session_{QUICKSTART_TWIN}.nwb"
 
 
 def test_counts_use_allensdks_start_exclusive_stop_inclusive_windows():

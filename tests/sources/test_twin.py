@@ -18,23 +18,12 @@ from npdecode.params import SyntheticParams
 from npdecode.paths import Layout
 from npdecode.sources import twin
 from npdecode.sources.allen_vc import VISUAL_AREAS, allen_sessions
-
-# 2 % of the units (~55 of 2,746), 10 images, 12 repeats: seconds to write
-SMALL = SyntheticParams(preset="allen", unit_scale=0.02, n_images=10, n_repeats=12)
-QUICKSTART_TWIN = 29  # 791319847, the AllenSDK quick start's session
-
-
-@pytest.fixture(scope="module")
-def twin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The raw folder of reduced twin 29 (read-only)."""
-    root = tmp_path_factory.mktemp("twin")
-    twin.fetch_twin(SMALL, QUICKSTART_TWIN, Layout(root))
-    return Layout(root).raw_dir(QUICKSTART_TWIN)
+from tests.conftest import QUICKSTART_TWIN, SMALL_TWIN
 
 
 @pytest.fixture(scope="module")
 def small_twin() -> twin.TwinSession:
-    return twin.make_twin(SMALL, QUICKSTART_TWIN)
+    return twin.make_twin(SMALL_TWIN, QUICKSTART_TWIN)
 
 
 def _md5(path: Path) -> str:
@@ -58,7 +47,7 @@ def test_ids_mirror_the_real_sessions_without_taking_their_ids(twin_dir: Path) -
 @pytest.mark.parametrize("session_id", [0, 33])
 def test_an_id_outside_the_32_twins_names_the_range(session_id: int) -> None:
     with pytest.raises(ParamsError, match=rf"session {session_id}: .*ids are 1-32"):
-        twin.make_twin(SMALL, session_id)
+        twin.make_twin(SMALL_TWIN, session_id)
 
 
 def test_unit_plans_follow_the_csv_at_full_size() -> None:
@@ -140,12 +129,12 @@ def test_presentation_counts_follow_the_truth(twin_dir: Path, small_twin) -> Non
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path, twin_dir: Path) -> None:
-    twin.fetch_twin(SMALL, QUICKSTART_TWIN, Layout(tmp_path / "a"))
+    twin.fetch_twin(SMALL_TWIN, QUICKSTART_TWIN, Layout(tmp_path / "a"))
     again = Layout(tmp_path / "a").raw_dir(29)
     for name in ("session_29.nwb", "truth.npz", "twin.json", "units.csv"):
         assert _md5(again / name) == _md5(twin_dir / name), name
-    other = twin.make_twin(SyntheticParams(**{**SMALL.__dict__, "seed": 1}), 29)
-    assert not np.array_equal(other.counts, twin.make_twin(SMALL, 29).counts)
+    other = twin.make_twin(SyntheticParams(**{**SMALL_TWIN.__dict__, "seed": 1}), 29)
+    assert not np.array_equal(other.counts, twin.make_twin(SMALL_TWIN, 29).counts)
 
 
 def test_pynwb_reads_the_allen_layout(twin_dir: Path, small_twin) -> None:

@@ -19,6 +19,14 @@ from npdecode.errors import ParamsError
 CSV_NAME = "allen_vc_sessions.csv"
 # The eight visual areas with a units_<area> column, in Siegle et al. 2021's hierarchy order
 VISUAL_AREAS = ("LGd", "VISp", "VISl", "VISrl", "LP", "VISal", "VISpm", "VISam")
+# Families of the other structures the 32 sessions record (CCF acronyms)
+HIPPOCAMPUS = frozenset({"CA1", "CA2", "CA3", "DG", "SUB", "ProS", "HPF", "POST"})
+THALAMUS = frozenset(
+    {"TH", "Eth", "PO", "POL", "PoT", "VPM", "VPL", "VL", "LGv", "IGL", "IntG", "MGv", "MGd",
+     "MGm", "SGN", "PIL", "PP", "LD", "ZI"}
+)  # fmt: skip
+MIDBRAIN = frozenset({"APN", "MB", "NOT", "SCig", "PPT", "MRN", "OP"})
+VISUAL_OTHER = frozenset({"VIS", "VISmma", "VISmmp", "VISli"})
 
 
 @dataclass(frozen=True)

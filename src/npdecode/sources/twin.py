@@ -60,7 +60,15 @@ from npdecode.nwb.write import SessionRecord, SpikeStream, write_session_nwb
 from npdecode.params import SyntheticParams
 from npdecode.paths import Layout
 from npdecode.sources import spiketrains
-from npdecode.sources.allen_vc import VISUAL_AREAS, AllenSession, twin_of
+from npdecode.sources.allen_vc import (
+    HIPPOCAMPUS,
+    MIDBRAIN,
+    THALAMUS,
+    VISUAL_AREAS,
+    VISUAL_OTHER,
+    AllenSession,
+    twin_of,
+)
 from npdecode.sources.synthetic import (
     NOISE_RATE_HZ,
     PRESENTATION_S,
@@ -84,7 +92,7 @@ KNOWN_UNFILTERED = {715093703: 2073, 732592105: 2717}
 PROBE_NAMES = ("probeA", "probeB", "probeC", "probeD", "probeE", "probeF")
 # Allen's probe targets: the cortical area each probe letter aims at
 PROBE_TARGETS = ("VISam", "VISpm", "VISp", "VISl", "VISal", "VISrl")
-AMPLITUDE_SCALE = 1.8  # global evoked-response scale, calibrated on the quickstart anchor
+AMPLITUDE_SCALE = 1.85  # global evoked-response scale, calibrated on the quickstart anchor
 
 
 @dataclass(frozen=True)
@@ -124,28 +132,21 @@ def _visual(score: float, responsive: float, beta: float, amp: float) -> GroupPa
 
 
 GROUPS: dict[str, GroupParams] = {
-    "LGd": GroupParams(8.0, 0.7, 0.85, 37.0, 0.55, 1.3, 0.5, 25.0, 1),
-    "LP": GroupParams(6.0, 0.8, 0.60, 59.0, 0.65, 0.9, 0.4, 45.0, 1),
-    "VISp": _visual(-0.357, 0.75, 0.85, 1.0),
-    "VISl": _visual(-0.093, 0.70, 0.90, 0.9),
-    "VISrl": _visual(-0.059, 0.60, 0.90, 0.8),
-    "VISal": _visual(0.152, 0.60, 0.95, 0.8),
-    "VISpm": _visual(0.327, 0.55, 1.00, 0.75),
-    "VISam": _visual(0.441, 0.50, 1.00, 0.7),
-    "visual_other": _visual(0.2, 0.50, 0.95, 0.7),
-    "thalamus": GroupParams(6.0, 0.9, 0.30, 60.0, 0.6, 0.6, 0.4, 45.0, 1),
-    "midbrain": GroupParams(5.0, 1.0, 0.35, 50.0, 0.6, 0.7, 0.4, 40.0, 0),
-    "hippocampus": GroupParams(1.2, 1.1, 0.10, 90.0, 0.7, 0.4, 0.5, 60.0, 2),
-    "grey": GroupParams(2.5, 1.0, 0.30, 65.0, 0.8, 0.6, 0.4, 45.0, 5),
-    "other": GroupParams(2.0, 1.0, 0.15, 80.0, 0.7, 0.4, 0.4, 50.0, 3),
+    "LGd": GroupParams(8.0, 0.7, 0.85, 37.0, 0.65, 1.3, 0.5, 25.0, 1),
+    "LP": GroupParams(6.0, 0.8, 0.60, 59.0, 0.8, 0.9, 0.4, 45.0, 1),
+    "VISp": _visual(-0.357, 0.75, 1.0, 1.0),
+    "VISl": _visual(-0.093, 0.70, 1.05, 0.9),
+    "VISrl": _visual(-0.059, 0.60, 1.05, 0.8),
+    "VISal": _visual(0.152, 0.60, 1.1, 0.8),
+    "VISpm": _visual(0.327, 0.55, 1.2, 0.75),
+    "VISam": _visual(0.441, 0.50, 1.2, 0.7),
+    "visual_other": _visual(0.2, 0.50, 1.1, 0.7),
+    "thalamus": GroupParams(6.0, 0.9, 0.30, 60.0, 0.7, 0.6, 0.4, 45.0, 1),
+    "midbrain": GroupParams(5.0, 1.0, 0.35, 50.0, 0.7, 0.7, 0.4, 40.0, 0),
+    "hippocampus": GroupParams(1.2, 1.1, 0.10, 90.0, 0.8, 0.4, 0.5, 60.0, 2),
+    "grey": GroupParams(2.5, 1.0, 0.30, 65.0, 0.9, 0.6, 0.4, 45.0, 5),
+    "other": GroupParams(2.0, 1.0, 0.15, 80.0, 0.8, 0.4, 0.4, 50.0, 3),
 }
-HIPPOCAMPUS = frozenset({"CA1", "CA2", "CA3", "DG", "SUB", "ProS", "HPF", "POST"})
-THALAMUS = frozenset(
-    {"TH", "Eth", "PO", "POL", "PoT", "VPM", "VPL", "VL", "LGv", "IGL", "IntG", "MGv", "MGd",
-     "MGm", "SGN", "PIL", "PP", "LD", "ZI"}
-)  # fmt: skip
-MIDBRAIN = frozenset({"APN", "MB", "NOT", "SCig", "PPT", "MRN", "OP"})
-VISUAL_OTHER = frozenset({"VIS", "VISmma", "VISmmp", "VISli"})
 # weight of each group when the QC-passing units outside the eight areas are shared out
 OTHER_WEIGHTS = {"hippocampus": 3.0, "thalamus": 1.0, "midbrain": 1.0, "grey": 2.0,
                  "visual_other": 1.5, "other": 0.5}  # fmt: skip
@@ -176,7 +177,9 @@ class MouseParams:
     responsiveness: multiplies every evoked response; lapse: share of presentations seen
     as another image; gain_sd: sd of the log of the shared gain; gain_slow: its share of
     variance that is slow (AR(1), ~30 s); drift_sd: sd of each unit's slow log-rate drift;
-    n_units: unfiltered units (2,000-3,000 at full size).
+    n_units: unfiltered units (2,000-3,000 at full size); coverage: share of units whose
+    receptive field lies on the monitor (probes that miss the retinotopic centre record
+    units that no image drives; Siegle et al. select units with on-screen fields).
     """
 
     responsiveness: float
@@ -185,6 +188,7 @@ class MouseParams:
     gain_slow: float
     drift_sd: float
     n_units: int
+    coverage: float
 
 
 def mouse_rng(params: SyntheticParams, twin_id: int, stream: int) -> np.random.Generator:
@@ -197,12 +201,13 @@ def draw_mouse(params: SyntheticParams, real: AllenSession) -> MouseParams:
     rng = mouse_rng(params, real.twin_id, 0)
     n_units = KNOWN_UNFILTERED.get(real.session_id, int(rng.integers(2000, 3001)))
     return MouseParams(
-        responsiveness=float(np.exp(rng.normal(0.0, 0.35))),
-        lapse=float(rng.uniform(0.02, 0.15)),
+        responsiveness=float(np.exp(rng.normal(0.0, 0.7))),
+        lapse=float(rng.uniform(0.02, 0.3)),
         gain_sd=float(rng.uniform(0.15, 0.4)),
         gain_slow=float(rng.uniform(0.4, 0.8)),
         drift_sd=float(rng.uniform(0.1, 0.35)),
         n_units=max(1, round(n_units * params.unit_scale)),
+        coverage=float(1.0 - 0.65 * rng.uniform() ** 2),  # most mice well centred, a few not
     )
 
 
@@ -413,8 +418,8 @@ def unit_model(units: pd.DataFrame, mouse: MouseParams, rng: np.random.Generator
     )
     baseline = np.clip(np.where(fast, 3.0 * baseline, baseline), np.where(passes, 0.15, 0.01), 50.0)
 
-    weak = np.where(passes, 1.0, 0.6)
-    responsive = rng.random(n) < _by_group(units, "responsive") * weak
+    weak = np.where(passes, 1.0, 0.4)
+    responsive = rng.random(n) < _by_group(units, "responsive") * weak * mouse.coverage
     drive = 4.0 * np.sqrt(np.maximum(baseline, 0.5)) * _by_group(units, "amp") * AMPLITUDE_SCALE
     amplitude = mouse.responsiveness * drive * np.exp(rng.normal(0.0, 0.5, n)) * weak * responsive
     suppressed = responsive & cortical & (rng.random(n) < 0.12)
