@@ -98,7 +98,7 @@ def main() -> None:
             for path in (layout.binned(sid), layout.clean(sid)):
                 path.unlink(missing_ok=True)
     table = pd.DataFrame(rows)
-    print(table.to_markdown(index=False, floatfmt=".3f"))
+    print(table.to_markdown(index=False, floatfmt=".3f", intfmt="d"))
     table.to_csv(project / "twin_table.csv", index=False)
 
 

@@ -16,7 +16,7 @@ from npdecode.formats.truth import read_truth
 from npdecode.nwb import read as nwb
 from npdecode.params import SyntheticParams
 from npdecode.paths import Layout
-from npdecode.sources import twin
+from npdecode.sources import twin, twin_model
 from npdecode.sources.allen_vc import VISUAL_AREAS, allen_sessions
 from tests.conftest import QUICKSTART_TWIN, SMALL_TWIN
 
@@ -54,20 +54,20 @@ def test_unit_plans_follow_the_csv_at_full_size() -> None:
     """Passing units per visual area = CSV count x AREA_QC_RATIO; totals as published."""
     params = SyntheticParams(preset="allen")
     for real in allen_sessions():
-        mouse = twin.draw_mouse(params, real)
-        plan = twin.unit_plan(real, mouse, 1.0).set_index("structure")
+        mouse = twin_model.draw_mouse(params, real)
+        plan = twin_model.unit_plan(real, mouse, 1.0).set_index("structure")
         assert plan["n_pass"].sum() == real.units_passing_default_qc
         assert 2000 <= mouse.n_units <= 3000
         assert plan[["n_pass", "n_fail"]].to_numpy().sum() == mouse.n_units
         for area in VISUAL_AREAS:
-            want = real.area_units[area] * twin.AREA_QC_RATIO
+            want = real.area_units[area] * twin_model.AREA_QC_RATIO
             got = plan["n_pass"].get(area, 0)
             assert abs(got - want) <= 1, (real.session_id, area, got, want)
         assert set(plan.index) <= set(real.structures) | set(VISUAL_AREAS) | {"grey"}
-    assert twin.draw_mouse(params, allen_sessions()[0]).n_units == 2073  # issue 12's figure
+    assert twin_model.draw_mouse(params, allen_sessions()[0]).n_units == 2073  # issue 12's figure
     # the anchor: 93 VISp units of 791319847 pass the default filters
     real = allen_sessions()[QUICKSTART_TWIN - 1]
-    plan = twin.unit_plan(real, twin.draw_mouse(params, real), 1.0).set_index("structure")
+    plan = twin_model.unit_plan(real, twin_model.draw_mouse(params, real), 1.0).set_index("structure")
     assert plan.loc["VISp", "n_pass"] == 93
 
 
@@ -106,7 +106,7 @@ def test_spikes_sorted_inside_the_session_and_as_counted(twin_dir: Path, small_t
     np.testing.assert_array_equal(ids, small_twin.units["id"])
     assert [len(s) for s in spikes] == small_twin.n_spikes.tolist()
     for s in spikes:
-        assert (np.diff(s) >= 0).all() and (s >= 0).all() and (s < twin.SESSION_S).all()
+        assert (np.diff(s) >= 0).all() and (s >= 0).all() and (s < twin_model.SESSION_S).all()
 
 
 def test_presentation_counts_follow_the_truth(twin_dir: Path, small_twin) -> None:
