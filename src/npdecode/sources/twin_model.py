@@ -73,7 +73,7 @@ def _visual(score: float, responsive: float, beta: float, amp: float) -> GroupPa
         baseline_hz=2.0,
         baseline_sd=1.0,
         responsive=responsive,
-        latency_ms=55.0 + 35.0 * score,
+        latency_ms=50.0 + 40.0 * score,
         beta=beta,
         amp=amp,
         sustained=0.3,
@@ -83,8 +83,8 @@ def _visual(score: float, responsive: float, beta: float, amp: float) -> GroupPa
 
 
 GROUPS: dict[str, GroupParams] = {
-    "LGd": GroupParams(8.0, 0.7, 0.85, 37.0, 0.65, 1.3, 0.5, 25.0, 1),
-    "LP": GroupParams(6.0, 0.8, 0.60, 59.0, 0.8, 0.9, 0.4, 45.0, 1),
+    "LGd": GroupParams(8.0, 0.7, 0.85, 29.0, 0.65, 1.3, 0.5, 25.0, 1),
+    "LP": GroupParams(6.0, 0.8, 0.60, 54.0, 0.8, 0.9, 0.4, 45.0, 1),
     "VISp": _visual(-0.357, 0.75, 1.0, 1.0),
     "VISl": _visual(-0.093, 0.70, 1.05, 0.9),
     "VISrl": _visual(-0.059, 0.60, 1.05, 0.8),
@@ -92,10 +92,10 @@ GROUPS: dict[str, GroupParams] = {
     "VISpm": _visual(0.327, 0.55, 1.2, 0.75),
     "VISam": _visual(0.441, 0.50, 1.2, 0.7),
     "visual_other": _visual(0.2, 0.50, 1.1, 0.7),
-    "thalamus": GroupParams(6.0, 0.9, 0.30, 60.0, 0.7, 0.6, 0.4, 45.0, 1),
-    "midbrain": GroupParams(5.0, 1.0, 0.35, 50.0, 0.7, 0.7, 0.4, 40.0, 0),
+    "thalamus": GroupParams(6.0, 0.9, 0.30, 55.0, 0.7, 0.6, 0.4, 45.0, 1),
+    "midbrain": GroupParams(5.0, 1.0, 0.35, 45.0, 0.7, 0.7, 0.4, 40.0, 0),
     "hippocampus": GroupParams(1.2, 1.1, 0.10, 90.0, 0.8, 0.4, 0.5, 60.0, 2),
-    "grey": GroupParams(2.5, 1.0, 0.30, 65.0, 0.9, 0.6, 0.4, 45.0, 5),
+    "grey": GroupParams(2.5, 1.0, 0.30, 60.0, 0.9, 0.6, 0.4, 45.0, 5),
     "other": GroupParams(2.0, 1.0, 0.15, 80.0, 0.8, 0.4, 0.4, 50.0, 3),
 }
 # weight of each group when the QC-passing units outside the eight areas are shared out
