@@ -9,8 +9,8 @@ For each twin: `python -m npdecode.stages.<stage>` fetch, bin, clean, split, ref
 `fetch.synthetic.preset: allen` and `sessions` = the ids), then one row: unfiltered units,
 units passing AllenSDK's default filters, the logreg test accuracy (summed counts, the
 default time-ordered split), the plug-in Poisson and ideal-observer accuracies on the same
-test split, fetch wall time and peak RSS. For twin 29 (791319847) the quick-start protocol
-runs on its NWB too. `--prune` deletes a twin's NWB and binned tables after its row (about
+test split, fetch wall time, CPU time and peak RSS (`costs/fetch@<id>.json`). For twin 29
+(791319847) the quick-start protocol runs on its NWB too. `--prune` deletes a twin's NWB and binned tables after its row (about
 2 GB each). Stages already done (their metrics file exists) are not run again.
 """
 
@@ -48,6 +48,7 @@ def run(project: Path, args: tuple[str, ...], session_id: int) -> float:
 def row(project: Path, session_id: int) -> dict:
     layout = Layout(project)
     fetch = json.loads(layout.fetch_report(session_id).read_text())
+    cost = json.loads(layout.cost(f"fetch@{session_id}").read_text())  # run_stage writes it
     units = pd.read_csv(layout.raw_dir(session_id) / "units.csv")
     twin = json.loads(layout.twin_record(session_id).read_text())
     reference = json.loads(layout.reference(session_id).read_text())
@@ -61,8 +62,9 @@ def row(project: Path, session_id: int) -> dict:
         "plug-in": reference["poisson_plugin"]["accuracy"],
         "ideal": reference["ideal"]["accuracy"],
         "logreg / ideal": logreg["test"]["accuracy"] / reference["ideal"]["accuracy"],
-        "fetch s": fetch["wall_time_s"],
-        "fetch GiB": fetch["peak_rss_mb"] / 1024,
+        "fetch s": cost["wall_time_s"],
+        "fetch CPU s": cost["cpu_time_s"],
+        "fetch GiB": cost["peak_rss_mb"] / 1024,
         "spikes M": fetch["n_spikes"] / 1e6,
         **{k: round(v, 3) for k, v in twin["mouse"].items() if k != "n_units"},
     }

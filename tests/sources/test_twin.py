@@ -67,7 +67,9 @@ def test_unit_plans_follow_the_csv_at_full_size() -> None:
     assert twin_model.draw_mouse(params, allen_sessions()[0]).n_units == 2073  # issue 12's figure
     # the anchor: 93 VISp units of 791319847 pass the default filters
     real = allen_sessions()[QUICKSTART_TWIN - 1]
-    plan = twin_model.unit_plan(real, twin_model.draw_mouse(params, real), 1.0).set_index("structure")
+    plan = twin_model.unit_plan(real, twin_model.draw_mouse(params, real), 1.0).set_index(
+        "structure"
+    )
     assert plan.loc["VISp", "n_pass"] == 93
 
 

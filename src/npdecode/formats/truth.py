@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from npdecode.formats.files import corrupt, read_npz
+
 
 @dataclass(frozen=True)
 class SyntheticTruth:
@@ -62,14 +64,21 @@ def write_truth(path: str | Path, t: SyntheticTruth, gains: np.ndarray) -> None:
 
 def read_truth(path: str | Path) -> SyntheticTruth:
     """The `SyntheticTruth` saved by `write_truth`."""
-    with np.load(path, allow_pickle=False) as z:
-        return SyntheticTruth(
-            rates_hz=z["rates_hz"],
-            frames=z["frames"],
-            unit_ids=z["unit_ids"],
-            baseline_hz=z["baseline_hz"],
-            step_s=float(z["step_s"]),
-            gain_sd=float(z["gain_sd"]),
-            unit_gain=z["unit_gain"] if "unit_gain" in z.files else None,
-            confusion=z["confusion"] if "confusion" in z.files else None,
-        )
+    required = ("rates_hz", "frames", "unit_ids", "baseline_hz", "step_s", "gain_sd")
+    optional = ("unit_gain", "confusion")  # Allen twin only
+    z = read_npz(path)  # CRC-checked
+    missing = {*required, "presentation_gain"} - set(z)
+    unknown = set(z) - {*required, "presentation_gain", *optional}
+    if missing or unknown:
+        raise corrupt(path, f"npz members {sorted(z)}, missing {sorted(missing)}, "
+                      f"unexpected {sorted(unknown)}")  # fmt: skip
+    return SyntheticTruth(
+        rates_hz=z["rates_hz"],
+        frames=z["frames"],
+        unit_ids=z["unit_ids"],
+        baseline_hz=z["baseline_hz"],
+        step_s=float(z["step_s"]),
+        gain_sd=float(z["gain_sd"]),
+        unit_gain=z.get("unit_gain"),
+        confusion=z.get("confusion"),
+    )
