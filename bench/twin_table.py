@@ -70,6 +70,14 @@ def row(project: Path, session_id: int) -> dict:
     }
 
 
+def markdown(table: pd.DataFrame) -> str:
+    """The table as markdown: integer columns as integers, the rest to 3 decimals."""
+    ints = {"twin", "real session", "units", "default QC"}
+    return table.to_markdown(
+        index=False, floatfmt=tuple(".0f" if c in ints else ".3f" for c in table.columns)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ids", type=int, nargs="+", default=[29, 1, 4, 5, 9, 13, 17, 21])
@@ -100,7 +108,7 @@ def main() -> None:
             for path in (layout.binned(sid), layout.clean(sid)):
                 path.unlink(missing_ok=True)
     table = pd.DataFrame(rows)
-    print(table.to_markdown(index=False, floatfmt=".3f", intfmt="d"))
+    print(markdown(table))
     table.to_csv(project / "twin_table.csv", index=False)
 
 
