@@ -54,9 +54,23 @@ def _imported(path: Path) -> set[str]:
     return found
 
 
+def _package_data(path: Path) -> set[Path]:
+    """Non-Python files beside `path` that it names in a string (package data it reads,
+    e.g. `CSV_NAME = "allen_vc_sessions.csv"`): their content is code-like input too."""
+    found: set[Path] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if re.fullmatch(r"[\w.-]+\.(csv|json|yaml)", node.value):
+                data = path.parent / node.value
+                if data.is_file():
+                    found.add(data)
+    return found
+
+
 @cache
 def closure(module: str) -> frozenset[Path]:
-    """Files of `module`, of everything it imports transitively, and of their packages."""
+    """Files of `module`, of everything it imports transitively, of their packages, and the
+    package data they read."""
     seen: set[str] = set()
     todo = [module]
     while todo:
@@ -70,7 +84,8 @@ def closure(module: str) -> frozenset[Path]:
         if path is None:
             raise ImportError(f"{name} is imported but has no file under {SRC}")
         todo += sorted(_imported(path))
-    return frozenset(module_file(m) for m in seen)  # type: ignore[misc]
+    files = {module_file(m) for m in seen}
+    return frozenset(files | {d for f in list(files) for d in _package_data(f)})  # type: ignore[arg-type]
 
 
 def stages() -> dict[str, dict]:

@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 
 from npdecode.params import SyntheticParams
+from npdecode.paths import Layout
 from npdecode.sources.synthetic import SyntheticSession, as_record, make_session
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 SMALL = SyntheticParams(n_units=30, n_images=10, n_repeats=12, n_blocks=3, seed=0)
+# A reduced Allen twin: 2 % of the units of twin 29 (791319847, ~55 units), 10 images
+SMALL_TWIN = SyntheticParams(preset="allen", unit_scale=0.02, n_images=10, n_repeats=12)
+QUICKSTART_TWIN = 29
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +46,13 @@ def small_nwb(small_session: SyntheticSession, tmp_path_factory: pytest.TempPath
     path = tmp_path_factory.mktemp("nwb") / "session_7.nwb"
     write_session_nwb(path, as_record(small_session))
     return path
+
+
+@pytest.fixture(scope="session")
+def twin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The raw folder of reduced twin 29: NWB, truth, tables, twin.json (read-only)."""
+    from npdecode.sources.twin import fetch_twin
+
+    root = tmp_path_factory.mktemp("twin")
+    fetch_twin(SMALL_TWIN, QUICKSTART_TWIN, Layout(root))
+    return Layout(root).raw_dir(QUICKSTART_TWIN)

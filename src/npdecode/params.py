@@ -42,10 +42,15 @@ def _section(cls: type) -> Any:
 class SyntheticParams:
     """The synthetic session: Allen-format NWB with image-tuned Poisson units.
 
-    The defaults are the project's fixed benchmark difficulty (see synthetic.py):
-    do not retune them to flatter a model.
+    `preset: none` is the project's small benchmark world (sources/synthetic.py); its
+    defaults are the fixed benchmark difficulty: do not retune them to flatter a model.
+    `preset: allen` makes session ids 1-32 twins of the 32 real natural-scenes sessions
+    (sources/twin.py): units, areas and response model come from each real session and
+    its mouse; `unit_scale` (0, 1] shrinks every unit count of a twin (tests, laptops);
+    n_images, n_repeats, n_blocks and seed apply to both.
     """
 
+    preset: Literal["none", "allen"] = "none"
     n_units: int = _p(200, lo=1)
     n_images: int = _p(118, lo=2, hi=118)  # Allen's natural_scenes image ids 0..117
     n_repeats: int = _p(50, lo=3)
@@ -54,7 +59,35 @@ class SyntheticParams:
     timing_strength: float = _p(1.0, lo=0.0)
     gain_sd: float = _p(0.2, lo=0.0, hi=2.0)
     sessions_per_mouse: int = _p(1, lo=1)
+    unit_scale: float = _p(1.0, lo=0.0, lo_open=True, hi=1.0)
     seed: int = _p(0, lo=0)
+
+    def __post_init__(self) -> None:
+        if self.preset == "allen":
+            # a twin's units, tuning, timing and gain are its mouse's (sources/twin.py):
+            # a knob that would silently do nothing is refused instead
+            unused = [
+                f.name
+                for f in dataclasses.fields(self)
+                if f.name in _TWIN_UNUSED and getattr(self, f.name) != f.default
+            ]
+            if unused:
+                raise ParamsError(
+                    f"fetch.synthetic.{unused[0]} has no effect with preset allen (each twin "
+                    "takes its units and response model from its real session and mouse); "
+                    "leave it at its default, or use fetch.synthetic.unit_scale to shrink a twin"
+                )
+        elif self.unit_scale != 1.0:
+            raise ParamsError(
+                "fetch.synthetic.unit_scale shrinks a twin of preset allen; with preset none "
+                "set fetch.synthetic.n_units instead"
+            )
+
+
+# SyntheticParams fields the allen preset does not use (see its __post_init__)
+_TWIN_UNUSED = frozenset(
+    {"n_units", "tuning_strength", "timing_strength", "gain_sd", "sessions_per_mouse"}
+)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,10 @@ class Layout:
         """Ground truth of a synthetic session (absent for real sessions)."""
         return self.raw_dir(session_id) / "truth.npz"
 
+    def twin_record(self, session_id: int) -> Path:
+        """A synthetic twin's real session, mouse parameters and unit plan (preset allen)."""
+        return self.raw_dir(session_id) / "twin.json"
+
     def binned(self, session_id: int) -> Path:
         """(P, T, U) spike counts with presentation and unit ids (formats/binned.py)."""
         return self.root / "data" / "binned" / f"{session_id}.counts.npz"

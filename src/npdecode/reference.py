@@ -1,8 +1,9 @@
 """Reference decoders that bracket what a learned model can reach.
 
 - `ideal_observer`: the Bayes-optimal decoder of a synthetic session. It knows every
-  unit's true rate in every bin for every image and integrates over the shared gain,
-  so no decoder can beat it on average.
+  unit's true rate in every bin for every image (and, for an Allen twin, each unit's
+  drift and the perceptual-lapse kernel) and integrates over the shared gain, so no
+  decoder can beat it on average.
 - `PoissonPlugin`: the right model class (independent Poisson units) with rates
   estimated from the training split. The gap between the two is what finite training
   data alone costs.
@@ -47,18 +48,31 @@ def expected_counts(
     return np.diff(at_edges, axis=1)
 
 
-def ideal_observer(counts: np.ndarray, expected: np.ndarray, gain_sd: float) -> np.ndarray:
+def ideal_observer(
+    counts: np.ndarray,
+    expected: np.ndarray,
+    gain_sd: float,
+    unit_gain: np.ndarray | None = None,
+    confusion: np.ndarray | None = None,
+) -> np.ndarray:
     """Log posterior over classes (uniform prior) of each presentation: (P, C).
 
     Args:
         counts: (P, T, U) observed spike counts.
-        expected: (C, T, U) true expected counts at gain 1.
+        expected: (K, T, U) true expected counts at gain 1 for each response class k.
         gain_sd: sd of the log of the per-presentation gain shared by all units.
+        unit_gain: (P, U) known multiplier of each unit's rate on each presentation (slow
+            drift, 0 while a unit is off the probe); None: 1.
+        confusion: (C, K) P(response class k | class c shown) (perceptual lapses); None:
+            the identity (K == C).
     """
     x = counts.reshape(len(counts), -1).astype(np.float64)  # (P, T*U)
-    lam = expected.reshape(len(expected), -1)  # (C, T*U)
-    a = x @ np.log(np.maximum(lam, 1e-12)).T  # (P, C)  sum x log(lam)
-    total = lam.sum(axis=1)  # (C,)
+    lam = expected.reshape(len(expected), -1)  # (K, T*U)
+    a = x @ np.log(np.maximum(lam, 1e-12)).T  # (P, K)  sum x log(lam); log m is class-free
+    if unit_gain is None:
+        total = np.broadcast_to(lam.sum(axis=1), a.shape)  # (P, K)
+    else:
+        total = unit_gain.astype(np.float64) @ expected.sum(axis=1).T  # (P, U) @ (U, K)
     n = x.sum(axis=1)  # (P,)
     if gain_sd > 0:
         nodes, weights = np.polynomial.hermite_e.hermegauss(N_GAIN_NODES)
@@ -66,9 +80,12 @@ def ideal_observer(counts: np.ndarray, expected: np.ndarray, gain_sd: float) -> 
         log_w = np.log(weights / weights.sum())
     else:
         log_g, log_w = np.zeros(1), np.zeros(1)
-    # log p(x | c, g) = sum x log(g lam) - g sum(lam) + const(x)
-    ll = a[:, :, None] + n[:, None, None] * log_g - np.exp(log_g) * total[None, :, None]
-    log_lik = logsumexp(ll + log_w, axis=2)  # (P, C)
+    # log p(x | k, g) = sum x log(g m lam) - g sum(m lam) + const(x)
+    ll = a[:, :, None] + n[:, None, None] * log_g - np.exp(log_g) * total[:, :, None]
+    log_lik = logsumexp(ll + log_w, axis=2)  # (P, K)
+    if confusion is not None:  # p(x | c) = sum_k P(k | c) p(x | k)
+        with np.errstate(divide="ignore"):
+            log_lik = logsumexp(log_lik[:, None, :] + np.log(confusion)[None], axis=2)
     return log_lik - logsumexp(log_lik, axis=1, keepdims=True)
 
 
@@ -124,8 +141,16 @@ def ideal_metrics(data: SessionData, truth: SyntheticTruth) -> dict:
         raise DataError(
             f"session {data.session_id}: truth.npz does not cover unit/frame {err}"
         ) from err
-    rates = truth.rates_hz[classes][:, :, units]  # (C, S, U) for the model's classes and units
     duration = data.bin_width_s * data.n_bins
+    if truth.confusion is None:
+        rates = truth.rates_hz[classes][:, :, units]  # (C, S, U): the model's classes, units
+        confusion = None
+    else:  # a lapse may evoke any class's response, one the model never labels included
+        rates = truth.rates_hz[:, :, units]
+        confusion = truth.confusion[classes]  # (C, K)
     expected = expected_counts(rates, truth.step_s, duration, data.n_bins)
-    log_post = ideal_observer(data.test.X, expected, truth.gain_sd)
+    unit_gain = None
+    if truth.unit_gain is not None:
+        unit_gain = truth.unit_gain[data.test.presentation_id][:, units]
+    log_post = ideal_observer(data.test.X, expected, truth.gain_sd, unit_gain, confusion)
     return classification_metrics(log_post, data.test.y, data.n_classes)

@@ -155,3 +155,28 @@ def test_setup_script_pins_match_the_allen_extra() -> None:
     assert pins
     for pin in pins:
         assert f'"{pin}"' in script, pin
+
+
+def test_synthetic_allen_preset_lists_and_writes_the_32_twins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "params.yaml"
+    text = (REPO / "params.yaml").read_text()
+    assert text.count("\n    preset: none") == 1
+    path.write_text(text.replace("\n    preset: none", "\n    preset: allen"))
+    assert sessions.main(["--params", str(path), "--write"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 32 and out[0].split("\t") == [
+        "1",
+        "brain_observatory_1.1",
+        "twin of 715093703",
+    ]
+    assert load_params(path).sessions == tuple(range(1, 33))
+    assert sessions.main(["--params", str(path), "--type", "functional_connectivity"]) == 2
+
+
+def test_synthetic_none_preset_has_no_list(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    assert sessions.main(["--params", str(path)]) == 2
+    assert "fetch.synthetic.preset: allen" in capsys.readouterr().err

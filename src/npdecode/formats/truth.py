@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npdecode.formats.files import read_npz
+from npdecode.formats.files import corrupt, read_npz
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class SyntheticTruth:
         baseline_hz: (U,) spontaneous rate, outside presentations.
         step_s: width of a rate step (s); S * step_s is the presentation duration.
         gain_sd: sd of log gain; gain ~ LogNormal(-gain_sd**2 / 2, gain_sd) per presentation.
+        unit_gain: (P, U) float32 or None: each unit's rate multiplier on presentation p
+            (row = the presentation's id in the NWB table; slow drift, 0 while the unit is
+            off the probe), known to the ideal observer. None: 1 everywhere.
+        confusion: (C, C) or None: P(the visual system responds as to class k | class c
+            shown) (perceptual lapses, Allen twin). None: the identity.
     """
 
     rates_hz: np.ndarray
@@ -34,10 +39,15 @@ class SyntheticTruth:
     baseline_hz: np.ndarray
     step_s: float
     gain_sd: float
+    unit_gain: np.ndarray | None = None
+    confusion: np.ndarray | None = None
 
 
 def write_truth(path: str | Path, t: SyntheticTruth, gains: np.ndarray) -> None:
     """Write the truth (and the gain drawn for each presentation, `gains`) to `path`."""
+    optional = {
+        k: v for k, v in (("unit_gain", t.unit_gain), ("confusion", t.confusion)) if v is not None
+    }
     with open(path, "wb") as fh:
         np.savez(
             fh,
@@ -48,13 +58,20 @@ def write_truth(path: str | Path, t: SyntheticTruth, gains: np.ndarray) -> None:
             step_s=np.float64(t.step_s),
             gain_sd=np.float64(t.gain_sd),
             presentation_gain=gains,
+            **optional,  # type: ignore[arg-type]  # numpy stub: kwargs as bool
         )
 
 
 def read_truth(path: str | Path) -> SyntheticTruth:
     """The `SyntheticTruth` saved by `write_truth`."""
-    names = ("rates_hz", "frames", "unit_ids", "baseline_hz", "step_s", "gain_sd")
-    z = read_npz(path, (*names, "presentation_gain"))  # CRC-checked, every member present
+    required = ("rates_hz", "frames", "unit_ids", "baseline_hz", "step_s", "gain_sd")
+    optional = ("unit_gain", "confusion")  # Allen twin only
+    z = read_npz(path)  # CRC-checked
+    missing = {*required, "presentation_gain"} - set(z)
+    unknown = set(z) - {*required, "presentation_gain", *optional}
+    if missing or unknown:
+        raise corrupt(path, f"npz members {sorted(z)}, missing {sorted(missing)}, "
+                      f"unexpected {sorted(unknown)}")  # fmt: skip
     return SyntheticTruth(
         rates_hz=z["rates_hz"],
         frames=z["frames"],
@@ -62,4 +79,6 @@ def read_truth(path: str | Path) -> SyntheticTruth:
         baseline_hz=z["baseline_hz"],
         step_s=float(z["step_s"]),
         gain_sd=float(z["gain_sd"]),
+        unit_gain=z.get("unit_gain"),
+        confusion=z.get("confusion"),
     )

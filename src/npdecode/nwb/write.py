@@ -10,6 +10,7 @@ import functools
 import tempfile
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
@@ -20,6 +21,7 @@ import pandas as pd
 import pynwb
 from hdmf.build.warnings import MissingRequiredBuildWarning
 from hdmf.common import VectorData, VectorIndex
+from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
 from pynwb.ecephys import ElectrodesTable
 from pynwb.spec import NWBAttributeSpec, NWBGroupSpec, NWBNamespaceBuilder
 
@@ -98,8 +100,32 @@ def ecephys_types() -> tuple[type, type, type]:
 
 
 @dataclass(frozen=True)
+class SpikeStream:
+    """Spike times and amplitudes drawn chunk by chunk while the file is written.
+
+    A big session never holds its spikes twice (generated, then concatenated): the ragged
+    columns are written one chunk at a time, in unit order, as the chunks are drawn.
+
+    Attributes:
+        counts: (U,) spikes of each unit; the ragged index is written from it first.
+        times: returns a fresh iterator of float64 arrays: unit 0's sorted times, unit 1's,
+            ... in any chunking; together exactly counts.sum() values.
+        amplitudes: the same for each spike's amplitude (V).
+    """
+
+    counts: np.ndarray
+    times: Callable[[], Iterator[np.ndarray]]
+    amplitudes: Callable[[], Iterator[np.ndarray]]
+
+
+@dataclass(frozen=True)
 class SessionRecord:
-    """A session in Allen's layout, ready to write (see `synthetic.make_session`)."""
+    """A session in Allen's layout, ready to write (see `synthetic.make_session`).
+
+    `spike_times` is one sorted array per unit, or a `SpikeStream` for a big session.
+    `description` and `notes` become the NWB's session_description and notes (a synthetic
+    twin says there which real session it mirrors); `specimen_name` that of the subject.
+    """
 
     session_id: int
     specimen_id: int
@@ -107,12 +133,15 @@ class SessionRecord:
     probes: pd.DataFrame
     channels: pd.DataFrame
     units: pd.DataFrame
-    spike_times: list[np.ndarray]
+    spike_times: list[np.ndarray] | SpikeStream
     presentations: dict[str, pd.DataFrame]  # stimulus name -> presentations table
     invalid_times: pd.DataFrame
     # stimulus name -> how many images it shows (frames -1..n-1), recorded in the file so
     # readers check labels against it (`npdecode.nwb.read.images_shown`)
     n_images: dict[str, int] = field(default_factory=dict)
+    description: str = "Data and metadata for an Ecephys session"
+    notes: str | None = None
+    specimen_name: str | None = None
 
 
 UNIT_COLUMNS = (
@@ -154,18 +183,20 @@ def write_session_nwb(path: str | Path, record: SessionRecord) -> None:
 
 def _build_nwbfile(record: SessionRecord) -> pynwb.NWBFile:
     probe_cls, group_cls, specimen_cls = ecephys_types()
+    extra = {"notes": record.notes} if record.notes is not None else {}
     nwb = pynwb.NWBFile(
-        session_description="Data and metadata for an Ecephys session",
+        session_description=record.description,
         identifier=str(record.session_id),
         session_id=str(record.session_id),
         session_start_time=record.start_time,
         file_create_date=record.start_time,  # fixed, so the same session gives the same bytes
         institution="Allen Institute for Brain Science",
         stimulus_notes=SESSION_TYPE,
+        **extra,
     )
     nwb.subject = specimen_cls(
         subject_id=str(record.specimen_id),
-        specimen_name=f"Sst-IRES-Cre;Ai32-{record.specimen_id}",
+        specimen_name=record.specimen_name or f"Sst-IRES-Cre;Ai32-{record.specimen_id}",
         age_in_days=110.0,
         age="P110D",
         strain="C57BL/6J",
@@ -248,13 +279,83 @@ def _add_electrodes(nwb: pynwb.NWBFile, channels: pd.DataFrame, groups: dict) ->
     nwb.electrodes = ElectrodesTable(id=channels["id"].to_numpy(np.int64), columns=columns)
 
 
-def _add_units(nwb: pynwb.NWBFile, units: pd.DataFrame, spike_times: list[np.ndarray]) -> None:
-    amplitudes = [
-        np.full(len(s), a * 1e-6) for s, a in zip(spike_times, units["amplitude"], strict=True)
-    ]
+class _Stream(AbstractDataChunkIterator):
+    """hdmf's chunk-by-chunk writer fed from an iterator of 1-D arrays of known total length."""
+
+    def __init__(self, name: str, total: int, arrays: Iterator[np.ndarray]) -> None:
+        self.name, self.total, self.arrays, self.pos = name, total, arrays, 0
+
+    def __iter__(self) -> _Stream:
+        return self
+
+    def __len__(self) -> int:  # hdmf sizes the ragged index by it
+        return self.total
+
+    def __next__(self) -> DataChunk:
+        for data in self.arrays:
+            if len(data) == 0:
+                continue
+            start, self.pos = self.pos, self.pos + len(data)
+            if self.pos > self.total:
+                raise ValueError(f"{self.name}: more than the {self.total} values announced")
+            return DataChunk(data=np.asarray(data, np.float64), selection=np.s_[start : self.pos])
+        if self.pos != self.total:
+            raise ValueError(f"{self.name}: {self.pos} values, {self.total} announced")
+        raise StopIteration
+
+    def recommended_chunk_shape(self) -> tuple[int, ...]:
+        return (min(max(self.total, 1), 2**18),)  # 2 MB chunks
+
+    def recommended_data_shape(self) -> tuple[int, ...]:
+        return (0,)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float64)
+
+    @property
+    def maxshape(self) -> tuple[int, ...]:
+        return (self.total,)
+
+
+def _streamed(
+    name: str, counts: np.ndarray, arrays: Callable[[], Iterator[np.ndarray]], doc: str
+) -> tuple[VectorIndex, VectorData]:
+    """A ragged column whose data are written chunk by chunk (see SpikeStream).
+
+    Returned index first: hdmf's DynamicTable forgets an iterator-backed column before it
+    meets the column's index when the data come first.
+    """
+    total = int(np.sum(counts))
+    data = _vector(name, _Stream(name, total, arrays()), doc)
+    ends = np.cumsum(counts).astype(np.int64)
+    return VectorIndex(name=f"{name}_index", data=ends, target=data), data
+
+
+def _add_units(
+    nwb: pynwb.NWBFile, units: pd.DataFrame, spike_times: list[np.ndarray] | SpikeStream
+) -> None:
     waveforms = np.random.default_rng(0).normal(0, 1e-6, (len(units), 82))
-    columns = [*_ragged("spike_times", spike_times, "spike times (s)")]
-    columns += [*_ragged("spike_amplitudes", amplitudes, "amplitude of each spike (V)")]
+    if isinstance(spike_times, SpikeStream):
+        if len(spike_times.counts) != len(units):
+            raise ValueError(f"{len(spike_times.counts)} spike counts for {len(units)} units")
+        columns = [
+            *_streamed("spike_times", spike_times.counts, spike_times.times, "spike times (s)")
+        ]
+        columns += [
+            *_streamed(
+                "spike_amplitudes",
+                spike_times.counts,
+                spike_times.amplitudes,
+                "amplitude of each spike (V)",
+            )
+        ]
+    else:
+        amplitudes = [
+            np.full(len(s), a * 1e-6) for s, a in zip(spike_times, units["amplitude"], strict=True)
+        ]
+        columns = [*_ragged("spike_times", spike_times, "spike times (s)")]
+        columns += [*_ragged("spike_amplitudes", amplitudes, "amplitude of each spike (V)")]
     columns.append(_vector("waveform_mean", waveforms, "mean waveform on the peak channel"))
     for name in UNIT_COLUMNS:
         values = units[name].to_numpy()

@@ -13,7 +13,9 @@ Which sessions: `--type` (an Allen session type, or `all`); else a string alread
 params.yaml `sessions` (`all` or a session type, e.g. `sessions: brain_observatory_1.1`);
 else every session whose type shows `bin.stimulus` (natural_scenes: the 32
 brain_observatory_1.1 sessions). `--source allen` asks AllenSDK's session table (in the
-AllenSDK environment); `--source local` reads the files below `fetch.path`.
+AllenSDK environment); `--source local` reads the files below `fetch.path`; `--source
+synthetic` with `fetch.synthetic.preset: allen` lists the 32 twins (ids 1-32, each with
+the real session it mirrors).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from npdecode.errors import NpdecodeError, ParamsError
 from npdecode.formats.files import atomic_path
 from npdecode.nwb import read as nwb_read
 from npdecode.params import Params, params_from_dict
-from npdecode.sources import allen
+from npdecode.sources import allen, allen_vc
 from npdecode.sources.local import scan
 
 log = logging.getLogger("npdecode.sources.sessions")
@@ -86,6 +88,20 @@ def local_sessions(params: Params, root: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def twin_sessions(params: Params) -> list[dict[str, Any]]:
+    """The 32 twins of `fetch.synthetic.preset: allen` (ids 1-32), each with its real session."""
+    if params.fetch.synthetic.preset != "allen":
+        raise ParamsError(
+            "fetch.source is synthetic with fetch.synthetic.preset none: its sessions are any "
+            "ids you choose; set fetch.synthetic.preset: allen for the 32 twins of the real "
+            "sessions, or pass --source allen or --source local"
+        )
+    return [
+        {"id": s.twin_id, "session_type": "brain_observatory_1.1", "twin_of": s.session_id}
+        for s in allen_vc.allen_sessions()
+    ]
+
+
 def write_sessions(path: Path, ids: list[int], query: str) -> None:
     """Replace the top-level `sessions:` entry of `path` by `ids`, keeping everything else.
 
@@ -120,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--source", choices=("allen", "local"), help="default: fetch.source")
+    parser.add_argument(
+        "--source", choices=("allen", "local", "synthetic"), help="default: fetch.source"
+    )
     parser.add_argument("--type", help="an Allen session type, or `all`")
     parser.add_argument("--write", action="store_true", help="write the ids into params.yaml")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -130,13 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params, query = load_params_with_query(args.params)
         source = args.source or params.fetch.source
-        if source == "synthetic":
-            raise ParamsError(
-                "fetch.source is synthetic: its sessions are any ids you choose; "
-                "pass --source allen or --source local"
-            )
         type_filter = args.type or query
-        rows = (allen_sessions if source == "allen" else local_sessions)(params, args.root)
+        if source == "synthetic":
+            rows = twin_sessions(params)
+        else:
+            rows = (allen_sessions if source == "allen" else local_sessions)(params, args.root)
         chosen = [r for r in rows if wanted(r["session_type"], type_filter, params.bin.stimulus)]
         if not chosen:
             raise ParamsError(
@@ -144,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"({len(rows)} sessions in all)"
             )
         for r in chosen:
-            print(f"{r['id']}\t{r['session_type']}")
+            twin = f"\ttwin of {r['twin_of']}" if "twin_of" in r else ""
+            print(f"{r['id']}\t{r['session_type']}{twin}")
         what = type_filter or f"sessions showing {params.bin.stimulus}"
         log.info("%d of %d %s sessions match %s", len(chosen), len(rows), source, what)
         if args.write:

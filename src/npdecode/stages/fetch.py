@@ -1,7 +1,8 @@
 """Stage `fetch`: put one session's NWB file (and its metadata tables) under data/raw/.
 
 `fetch.source` picks where it comes from:
-- `synthetic` (default): generate an Allen-format session with known ground truth.
+- `synthetic` (default): generate an Allen-format session with known ground truth;
+  with `fetch.synthetic.preset: allen`, ids 1-32 are twins of the real sessions.
 - `allen`: download it from the Allen Brain Observatory with AllenSDK's project cache,
   run in the separate AllenSDK environment (`fetch.allen.python`, see `npdecode.sources.allen_runner`).
 - `local`: an NWB file already on disk below `fetch.path` (a DANDI download, a
@@ -20,7 +21,7 @@ from npdecode.formats.files import write_json
 from npdecode.nwb import read as nwb_read
 from npdecode.params import Params
 from npdecode.paths import Layout
-from npdecode.sources import allen, synthetic
+from npdecode.sources import allen, synthetic, twin
 from npdecode.sources.local import fetch_local
 
 PARAMS = ("fetch.source", "fetch.path", "fetch.synthetic", "bin.stimulus")
@@ -35,7 +36,9 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
     layout = Layout(root)
     source = params.fetch.source
     stimulus = params.bin.stimulus
-    if source == "synthetic":
+    if source == "synthetic" and params.fetch.synthetic.preset == "allen":
+        twin.fetch_twin(params.fetch.synthetic, session_id, layout, stimulus)
+    elif source == "synthetic":
         synthetic.fetch_synthetic(params.fetch.synthetic, session_id, layout, stimulus)
     elif source == "allen":
         allen.fetch_allen(params.fetch.allen, session_id, stimulus, layout)
