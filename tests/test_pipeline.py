@@ -57,7 +57,6 @@ def test_repro_writes_every_artifact(project):
         "results/flags.csv",
         "results/medians.csv",
         "plots/neurometric_units.png",
-        "plots/neurometric_areas.png",
         "plots/neurometric_time.png",
     ):
         assert (project / rel).exists(), rel
