@@ -1,40 +1,89 @@
-"""One decoder shared across sessions: grouping, training, scoring and few-shot transfer.
+"""One decoder shared across sessions and mice: batches, training, scoring, transfer by folds.
 
-Sessions are grouped by specimen (`multisession.group: mouse`) or all together (`all`).
-A `MultiSessionDecoder` (per-session read-ins, shared core) is trained on the training
-splits of a group's sessions, with early stopping on their pooled validation splits.
-Transfer: a core trained on the other sessions is frozen and only a new read-in for a
-held-out session is fitted on k presentations per image, on exactly the draws of the
-single-session few-shot stage (`npdecode.evaluation.fewshot_curve`).
+Sessions are grouped all together (`multisession.group: all`, the default: in the Allen
+data every mouse has one session) or by specimen (`mouse`, for data sets where mice
+repeat). A `MultiSessionDecoder` (per-session read-ins, shared core) is trained on the
+training splits of a group's sessions with early stopping on their pooled validation
+splits. Its memory is bounded by a batch and the model, not by the number of sessions:
+sessions are loaded lazily (`load_session(..., lazy=True)`), and each batch is read from
+one session's file, at that session's width, normalised on the fly (`SessionBatches`).
+
+Transfer to a new mouse (`transfer_by_folds`): the group's mice (its sessions, with
+`group: mouse`) are split into `multisession.folds` seeded folds; for each fold a core is
+trained on the other folds' sessions and frozen, and each held-out session gets only a new
+read-in, fitted on k presentations per image (the few-shot stage's draws) under the strict
+protocol of `fit_readin`, and scored on its test split. `folds` core trainings in all.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from npdecode.decoders import fewshot_budget, fit_options
-from npdecode.errors import DataError
+from npdecode.decoders import fit_options
+from npdecode.errors import DataError, ParamsError
 from npdecode.evaluation import Draw, fewshot_curve
-from npdecode.formats.split import SessionData
-from npdecode.models.multisession import MultiSessionDecoder, pack
-from npdecode.params import Params
-from npdecode.training import fit, predict_logits, seed_everything
+from npdecode.formats.split import SessionData, Split
+from npdecode.models.multisession import MultiSessionDecoder
+from npdecode.params import MultisessionParams, Params, TrainParams
+from npdecode.training import (
+    Batch,
+    FitOptions,
+    fit_batches,
+    predict_logits,
+    seed_everything,
+)
+
+log = logging.getLogger(__name__)
+PROTOCOL = "strict"  # what a k-shot read-in sees: its shots only (see `fit_readin`)
+
+
+# --- groups and folds -------------------------------------------------------------------
+
+
+def mouse_of(data: SessionData) -> str:
+    """The mouse a session comes from (its own name when the file names no specimen)."""
+    return f"mouse_{data.specimen_id}" if data.specimen_id else f"session_{data.session_id}"
 
 
 def group_sessions(data: dict[int, SessionData], by: str) -> dict[str, list[int]]:
-    """Groups of session ids: one per specimen (mouse), or one named `all`."""
+    """Groups of session ids: one named `all`, or one per specimen (mouse)."""
     if by == "all":
         return {"all": sorted(data)}
     groups: dict[str, list[int]] = {}
     for sid, d in sorted(data.items()):
-        groups.setdefault(
-            f"mouse_{d.specimen_id}" if d.specimen_id else f"session_{sid}", []
-        ).append(sid)
+        groups.setdefault(mouse_of(d), []).append(sid)
     return groups
+
+
+def transfer_units(data: dict[int, SessionData], sids: list[int], by: str) -> dict[str, list[int]]:
+    """What transfer holds out together: a mouse with all its sessions (`group: all`), or
+    a single session of the group's one mouse (`group: mouse`)."""
+    if by == "mouse":
+        return {f"session_{s}": [s] for s in sorted(sids)}
+    units: dict[str, list[int]] = {}
+    for sid in sorted(sids):
+        units.setdefault(mouse_of(data[sid]), []).append(sid)
+    return units
+
+
+def make_folds(units: list[str], folds: int, seed: int, what: str = "mice") -> list[list[str]]:
+    """Split `units` (mice) into `folds` folds of near-equal size, in a seeded order."""
+    if folds > len(units):
+        raise ParamsError(
+            f"multisession.folds is {folds} but there are only {len(units)} {what} "
+            f"({', '.join(sorted(units))}) to split: lower multisession.folds to at most "
+            f"{len(units)}, or add sessions"
+        )
+    order = np.random.default_rng(seed).permutation(len(units))
+    ranked = [sorted(units)[i] for i in order]
+    return [sorted(ranked[f::folds]) for f in range(folds)]
 
 
 def check_compatible(data: dict[int, SessionData], sids: list[int]) -> None:
@@ -46,6 +95,63 @@ def check_compatible(data: dict[int, SessionData], sids: list[int]) -> None:
                 f"sessions {sids[0]} and {sid} differ in their images (frames) or bins: "
                 "a shared decoder needs the same classes and bins in every session"
             )
+
+
+# --- batches ----------------------------------------------------------------------------
+
+
+class SessionBatches:
+    """Batches for a shared decoder (a `training.BatchSource`): each holds one session's
+    presentations at that session's width, read from its split file and normalised with
+    its training statistics when the batch is needed.
+
+    An epoch shuffles each session's presentations into batches, then interleaves all
+    sessions' batches in one seeded order; validation is every session's val split in
+    file order. Peak memory: one batch, whatever the number of sessions.
+    """
+
+    def __init__(self, sessions: list[SessionData], train: str = "train", val: str = "val"):
+        self.sessions, self.train, self.val = sessions, train, val
+
+    def n_train(self) -> int:
+        return sum(len(getattr(d, self.train)) for d in self.sessions)
+
+    def n_val(self) -> int:
+        return sum(len(getattr(d, self.val)) for d in self.sessions)
+
+    def n_steps(self, batch_size: int) -> int:
+        return sum(-(-len(getattr(d, self.train)) // batch_size) for d in self.sessions)
+
+    def plan(self, batch_size: int, gen: torch.Generator) -> list[tuple[int, np.ndarray]]:
+        """One epoch's batches, (session index, presentation indices), in training order."""
+        chunks: list[tuple[int, np.ndarray]] = []
+        for s, d in enumerate(self.sessions):
+            perm = torch.randperm(len(getattr(d, self.train)), generator=gen).numpy()
+            chunks += [(s, perm[i : i + batch_size]) for i in range(0, len(perm), batch_size)]
+        order = torch.randperm(len(chunks), generator=gen).tolist()
+        return [chunks[j] for j in order]
+
+    def train_batches(
+        self, batch_size: int, gen: torch.Generator, device: torch.device
+    ) -> Iterator[Batch]:
+        for s, idx in self.plan(batch_size, gen):
+            yield self.batch(s, self.train, idx, device)
+
+    def val_batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
+        for s, d in enumerate(self.sessions):
+            n = len(getattr(d, self.val))
+            for i in range(0, n, batch_size):
+                yield self.batch(s, self.val, np.arange(i, min(i + batch_size, n)), device)
+
+    def batch(self, s: int, split: str, idx: np.ndarray, device: torch.device) -> Batch:
+        """Presentations `idx` of session index `s`'s `split`: ((x, s), y)."""
+        d = self.sessions[s]
+        part: Split = getattr(d, split)
+        x = torch.from_numpy(d.normalise(part.rows(idx))).to(device)  # (B, T, U_s)
+        return Batch((x, s), torch.from_numpy(part.y[idx]).to(device))
+
+
+# --- the shared decoder -----------------------------------------------------------------
 
 
 def build_shared(
@@ -66,81 +172,245 @@ def build_shared(
     )
 
 
-def packed(
-    data: dict[int, SessionData], model: MultiSessionDecoder, split: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """All of the model's sessions' samples of one split, packed: (sum P, T, U_max + 1), labels."""
-    u_max = max(model.n_units)
-    xs, ys = [], []
-    for i, sid in enumerate(model.session_ids):
-        part = getattr(data[sid], split)
-        xs.append(pack(data[sid].normalise(part.X), i, u_max))
-        ys.append(part.y)
-    return np.concatenate(xs), np.concatenate(ys)
-
-
 def train_shared(
     data: dict[int, SessionData], sids: list[int], params: Params, live_dir: Path | None = None
 ) -> tuple[MultiSessionDecoder, dict[str, Any]]:
     """Train one shared decoder on the sessions `sids` (early stopping on pooled val)."""
     model = build_shared(data, sids, params, params.train.seed)
     opts = fit_options(params.train, params.multisession)
-    _, info = fit(model, packed(data, model, "train"), packed(data, model, "val"), opts, live_dir)
-    return model, info  # fit trains `model` in place
+    source = SessionBatches([data[s] for s in sids])
+    log.info(
+        "shared decoder on %d sessions: %d training presentations, %d parameters",
+        len(sids),
+        source.n_train(),
+        sum(p.numel() for p in model.parameters()),
+    )
+    _, info = fit_batches(model, source, opts, live_dir)
+    return model, info  # fit_batches trains `model` in place
 
 
 def session_logits(
     model: MultiSessionDecoder, data: SessionData, split: str, batch_size: int
 ) -> np.ndarray:
-    """(P, C) logits of the shared model for one of its sessions."""
-    index = model.session_ids.index(data.session_id)
-    x = pack(data.normalise(getattr(data, split).X), index, max(model.n_units))
-    return predict_logits(model, x, batch_size).cpu().numpy()
+    """(P, C) logits of the shared model for one of its sessions' splits, read in batches."""
+    source = SessionBatches([data], val=split)
+    device = next(model.parameters()).device
+    index = model.index(data.session_id)
+    out = [
+        predict_logits(_Bound(model, index), b.inputs[0], batch_size)
+        for b in source.val_batches(batch_size, device)
+    ]
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, model.n_classes), np.float32)
 
 
-def transfer_curve(
-    data: dict[int, SessionData], sids: list[int], held_out: int, params: Params
-) -> dict[str, Any]:
-    """Few-shot accuracy of a new read-in for `held_out` on a core trained on the others."""
-    others = [s for s in sids if s != held_out]
-    donor, info = train_shared(data, others, params)
-    target = data[held_out]
-    fs = params.fewshot
-    budget = fewshot_budget(params.multisession, fs)
+class _Bound(torch.nn.Module):
+    """A shared decoder with its session fixed: x (B, T, U_s) -> logits (B, C)."""
 
-    def fit_and_score(idx: np.ndarray, draw: Draw) -> np.ndarray:
-        shot = {held_out: dataclasses.replace(target, train=target.train.subset(idx))}
-        model = new_readin(data, held_out, donor, params, draw.train_seed)
-        opts = dataclasses.replace(fit_options(params.train, budget), seed=draw.train_seed)
-        fit(model, packed(shot, model, "train"), packed(shot, model, "val"), opts)
-        return session_logits(model, target, "test", params.train.batch_size)
+    def __init__(self, model: MultiSessionDecoder, index: int) -> None:
+        super().__init__()
+        self.model, self.index = model, index
 
-    return {
-        "session_id": held_out,
-        "specimen_id": target.specimen_id,
-        "model": "transfer",
-        "seed": fs.seed,
-        "n_test": len(target.test),
-        "core_sessions": others,
-        "core_best_val_accuracy": info["best_val_accuracy"],
-        "shots": fewshot_curve(
-            fit_and_score,
-            target.train.y,
-            target.test.y,
-            target.n_classes,
-            fs.shots,
-            fs.repeats,
-            fs.seed,
-            describe=f"transfer to session {held_out}",
-        ),
-    }
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.index)
 
 
-def new_readin(
-    data: dict[int, SessionData], sid: int, donor: MultiSessionDecoder, params: Params, seed: int
+# --- a new read-in on a frozen core (transfer, adapt) -----------------------------------
+
+
+def shot_normalisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit (mean, sd) of counts X (P, T, U) over presentations and bins, float32.
+
+    A unit that never varied in X gets sd = inf: it reads as 0 everywhere, since its
+    read-in weights could learn nothing from it.
+    """
+    flat = X.reshape(-1, X.shape[2]).astype(np.float64)  # (P, T, U) -> (P*T, U)
+    mean, sd = flat.mean(axis=0), flat.std(axis=0)
+    return mean.astype(np.float32), np.where(sd > 0, sd, np.inf).astype(np.float32)
+
+
+def readin_model(
+    donor: MultiSessionDecoder, session_id: int, n_units: int, seed: int
 ) -> MultiSessionDecoder:
-    """A one-session model for `sid` with a fresh read-in and the donor's frozen core."""
-    model = build_shared(data, [sid], params, seed)
+    """A one-session decoder for `session_id`: a fresh read-in (seeded by `seed`) and the
+    donor's core, frozen."""
+    seed_everything(seed)
+    model = MultiSessionDecoder(
+        donor.p,
+        donor.core_p,
+        session_ids=(session_id,),
+        n_units=(n_units,),
+        n_bins=donor.n_bins,
+        n_classes=donor.n_classes,
+    )
     model.core.load_state_dict(donor.core_state())
     model.freeze_core()
     return model
+
+
+def readin_options(p: MultisessionParams, train: TrainParams, seed: int) -> FitOptions:
+    """The fixed training budget of a new read-in: `adapt_epochs` at `adapt_lr`."""
+    return dataclasses.replace(
+        fit_options(train, p),
+        lr=p.adapt_lr,
+        max_epochs=p.adapt_epochs,
+        patience=p.adapt_epochs,
+        schedule="constant",
+        seed=seed,
+    )
+
+
+def fit_readin(
+    donor: MultiSessionDecoder,
+    session_id: int,
+    shots: Split,
+    p: MultisessionParams,
+    train: TrainParams,
+    seed: int,
+) -> tuple[MultiSessionDecoder, np.ndarray, np.ndarray]:
+    """Fit a new read-in for `session_id` on `shots` under the donor's frozen core.
+
+    The strict protocol: the learner sees only its labelled shots. The normalisation is
+    the shots' own (`shot_normalisation`), and training runs a fixed budget
+    (`multisession.adapt_epochs` epochs at `adapt_lr`, chosen on sessions other than those
+    reported) with no validation data and no early stopping. This is the one function to
+    swap for the shared few-shot protocol's "fit one learner on these shots".
+
+    Returns:
+        The adapted model (eval mode) and the (mean, sd) it normalises counts with.
+    """
+    mean, sd = shot_normalisation(shots.X)
+    model = readin_model(donor, session_id, shots.X.shape[2], seed)
+    x = ((shots.X - mean) / sd).astype(np.float32)
+    opts = readin_options(p, train, seed)
+    source = _ShotBatches(x, shots.y)
+    fit_batches(model, source, opts, validate=False)
+    return model, mean, sd
+
+
+class _ShotBatches:
+    """The shots of one session in memory, as a `training.BatchSource` with no val split."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+
+    def n_train(self) -> int:
+        return len(self.y)
+
+    def n_val(self) -> int:
+        return 0
+
+    def n_steps(self, batch_size: int) -> int:
+        return -(-len(self.y) // batch_size)
+
+    def train_batches(
+        self, batch_size: int, gen: torch.Generator, device: torch.device
+    ) -> Iterator[Batch]:
+        order = torch.randperm(len(self.y), generator=gen)
+        for i in range(0, len(self.y), batch_size):
+            idx = order[i : i + batch_size]
+            yield Batch((self.x[idx].to(device), 0), self.y[idx].to(device))
+
+    def val_batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
+        return iter(())
+
+
+def adapted_logits(
+    model: MultiSessionDecoder, mean: np.ndarray, sd: np.ndarray, X: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """(P, C) logits of a one-session adapted model on counts X (P, T, U), in batches."""
+    out = []
+    for i in range(0, len(X), batch_size):
+        x = ((X[i : i + batch_size] - mean) / sd).astype(np.float32)
+        out.append(predict_logits(_Bound(model, 0), x, batch_size).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.n_classes), np.float32)
+
+
+# --- transfer to new mice by folds ------------------------------------------------------
+
+
+def transfer_curve(donor: MultiSessionDecoder, target: SessionData, params: Params) -> dict:
+    """Few-shot accuracy per k of new read-ins for `target` on the donor's frozen core,
+    on exactly the draws of the single-session few-shot stage."""
+    fs = params.fewshot
+    test_X = target.test.rows(np.arange(len(target.test)))  # this session's test counts
+
+    def fit_and_score(idx: np.ndarray, draw: Draw) -> np.ndarray:
+        model, mean, sd = fit_readin(
+            donor,
+            target.session_id,
+            target.train.subset(idx),
+            params.multisession,
+            params.train,
+            draw.train_seed,
+        )
+        return adapted_logits(model, mean, sd, test_X, params.train.batch_size)
+
+    return fewshot_curve(
+        fit_and_score,
+        target.train.y,
+        target.test.y,
+        target.n_classes,
+        fs.shots,
+        fs.repeats,
+        fs.seed,
+        describe=f"transfer to session {target.session_id}",
+    )
+
+
+def transfer_by_folds(
+    data: dict[int, SessionData], sids: list[int], params: Params
+) -> dict[int, dict[str, Any]]:
+    """Transfer results of every session of the group `sids` (see the module docstring).
+
+    A group with a single mouse (or, with `group: mouse`, a single session) has nothing
+    to transfer from: each of its sessions gets a result with `skipped` saying so.
+    """
+    p = params.multisession
+    units = transfer_units(data, sids, p.group)
+    what = "mice" if p.group == "all" else "sessions of this mouse"
+    if len(units) < 2:
+        why = f"only one of the {what} in this group: no other to train a core on"
+        return {s: skipped_transfer(data[s], why) for s in sids}
+    folds = make_folds(list(units), p.folds, p.fold_seed, what)
+    out: dict[int, dict[str, Any]] = {}
+    for f, held_units in enumerate(folds):
+        held = sorted(s for u in held_units for s in units[u])
+        core_sids = sorted(s for s in sids if s not in held)
+        log.info("fold %d/%d: core on %d sessions", f + 1, len(folds), len(core_sids))
+        donor, info = train_shared(data, core_sids, params)
+        for sid in held:
+            target = data[sid]
+            out[sid] = {
+                "session_id": sid,
+                "specimen_id": target.specimen_id,
+                "model": "transfer",
+                "protocol": PROTOCOL,
+                "readin_fit": {
+                    "normalisation": "from the shots",
+                    "selection": "fixed budget, no validation data",
+                    "epochs": p.adapt_epochs,
+                    "lr": p.adapt_lr,
+                },
+                "seed": params.fewshot.seed,
+                "n_test": len(target.test),
+                "fold": f,
+                "n_folds": len(folds),
+                "held_out": held_units,
+                "core_sessions": core_sids,
+                "core_best_val_accuracy": info["best_val_accuracy"],
+                "core_epochs": info["epochs"],
+                "shots": transfer_curve(donor, target, params),
+            }
+    return out
+
+
+def skipped_transfer(d: SessionData, why: str) -> dict[str, Any]:
+    """The transfer result of a session that had none, and why (logged and recorded)."""
+    log.info("no transfer to session %d: %s", d.session_id, why)
+    return {
+        "session_id": d.session_id,
+        "specimen_id": d.specimen_id,
+        "model": "transfer",
+        "skipped": why,
+        "shots": {},
+    }

@@ -230,16 +230,24 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class MultisessionParams(FitParams):
-    """One decoder across sessions (models/multisession.py) and few-shot transfer with it.
+    """One decoder across sessions and mice (models/multisession.py), and transfer with it.
 
     The core's architecture is that of `train.<core>`; its optimiser settings are these.
+    Transfer holds out mice (`group: all`) or sessions of one mouse (`group: mouse`) in
+    `folds` folds drawn with `fold_seed`; a held-out session's new read-in is fitted on its
+    k shots per image for a fixed budget, `adapt_epochs` at `adapt_lr` (no validation
+    data: the strict few-shot protocol), which the adapt command uses too.
     """
 
-    group: Literal["mouse", "all"] = "mouse"
+    group: Literal["mouse", "all"] = "all"
     core: Literal["lstm", "transformer"] = "lstm"
     latent: int = _p(128, lo=1)
     input_dropout: float = _p(0.4, lo=0.0, hi=0.95)
     transfer: bool = True
+    folds: int = _p(4, lo=2)
+    fold_seed: int = _p(0, lo=0)
+    adapt_epochs: int = _p(30, lo=1)
+    adapt_lr: float = _p(3e-3, lo=0.0, lo_open=True)
 
 
 @dataclass(frozen=True)
