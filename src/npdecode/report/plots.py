@@ -166,39 +166,66 @@ def plot_raster(
 
 
 def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
-    """Left: single-session vs shared accuracy per session. Right: transfer vs scratch vs k."""
+    """Left: single-session vs shared accuracy per session. Right: transfer to a held-out
+    mouse vs the core model from scratch, vs k. Says so when nothing was shared or
+    transferred, instead of drawing it as if it had been."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     x = np.arange(len(table))
+    shared_with = table["shared_with"].astype(int)
     left.bar(x - 0.2, table["single_session"], 0.4, label=f"single session ({core})")
-    left.bar(x + 0.2, table["shared"], 0.4, label="shared across sessions")
+    if (shared_with > 0).any():
+        label = f"shared decoder ({int(shared_with.max()) + 1} sessions)"
+        title = "One decoder per session vs one shared across sessions"
+    else:
+        label = "multisession model, trained on this session alone"
+        title = "Nothing shared: every group holds one session"
+    left.bar(x + 0.2, table["shared"], 0.4, label=label)
     left.set_xticks(x, [str(s) for s in table["session_id"]])
     left.set_xlabel("session")
     left.set_ylabel("test accuracy (fraction)")
     left.set_ylim(0, 1)
     left.legend(fontsize=8)
-    left.set_title("One decoder per session vs one per mouse")
+    left.set_title(title)
     handles = []
     ks = sorted({int(c.rsplit("_k", 1)[1]) for c in table if "_k" in c})
     styles: tuple[tuple[str, Literal["--", "-"]], ...] = (("scratch", "--"), ("transfer", "-"))
     for name, style in styles:
-        cols = [f"{name}_k{k}" for k in ks]
-        if not set(cols) <= set(table):
+        cols = [f"{name}_k{k}" for k in ks if f"{name}_k{k}" in table]
+        if not cols:
             continue
+        kk = [int(c.rsplit("_k", 1)[1]) for c in cols]
         for i, (_, row) in enumerate(table.iterrows()):
-            right.plot(ks, row[cols].astype(float), style, marker="o", color=f"C{i}")
-        what = "transfer (frozen core)" if name == "transfer" else f"{core} from scratch"
+            right.plot(kk, row[cols].astype(float), style, marker="o", color=f"C{i % 10}")
+        what = (
+            "transfer (frozen core, new read-in)" if name == "transfer" else f"{core} from scratch"
+        )
         handles.append(Line2D([], [], linestyle=style, marker="o", color="0.3", label=what))
-    handles += [
-        Line2D([], [], color=f"C{i}", label=f"session {sid}")
-        for i, sid in enumerate(table["session_id"])
-    ]
-    right.set_xscale("log")
-    right.set_xticks(ks, [str(k) for k in ks])
-    right.minorticks_off()
-    right.set_xlabel("training presentations per image (k), new session")
+    skipped = table["transfer_skipped"].fillna("").astype(str)
+    if (skipped != "").all():
+        right.text(
+            0.5,
+            0.5,
+            "no transfer:\n" + "\n".join(sorted(set(skipped))),
+            ha="center",
+            va="center",
+            wrap=True,
+            fontsize=9,
+            transform=right.transAxes,
+        )
+    if len(table) <= 10:
+        handles += [
+            Line2D([], [], color=f"C{i}", label=f"session {sid}")
+            for i, sid in enumerate(table["session_id"])
+        ]
+    if ks:
+        right.set_xscale("log")
+        right.set_xticks(ks, [str(k) for k in ks])
+        right.minorticks_off()
+    right.set_xlabel("training presentations per image (k), held-out mouse")
     right.set_ylabel("test accuracy (fraction)")
     right.set_ylim(0, 1)
-    right.set_title("Few-shot on a held-out session")
-    right.legend(handles=handles, fontsize=8)
+    right.set_title("Few-shot on a held-out mouse")
+    if handles:
+        right.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     _save(fig, path)

@@ -119,17 +119,38 @@ def fewshot_table(layout: Layout, sessions: tuple[int, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def multisession_table(summary: pd.DataFrame, fewshot: pd.DataFrame, core: str) -> pd.DataFrame:
-    """Per session: the single-session core model vs the shared one, and per k few-shot
-    transfer vs the core model trained from scratch on the same draws."""
+def multisession_table(
+    layout: Layout, summary: pd.DataFrame, fewshot: pd.DataFrame, core: str
+) -> pd.DataFrame:
+    """Per session, on its own test split: the single-session core model (full training
+    split), the shared decoder, and per k the core model trained from scratch on k
+    presentations per image vs a new read-in on a frozen core trained on other mice
+    (transfer), on the same draws.
+
+    `shared_with` counts the other sessions that decoder was trained on (0: nothing was
+    shared); `transfer_skipped` says why a session has no transfer results.
+    """
     if "multisession" not in set(summary["model"]):
         return pd.DataFrame()
     acc = summary.pivot(index="session_id", columns="model", values="accuracy")
+    acc = acc[acc["multisession"].notna()]
+    sids = [int(s) for s in acc.index]
+    shared = {s: read_json(layout.metrics("multisession", s)) for s in sids}
+    transfer_path = {s: layout.fewshot("transfer", s) for s in sids}
+    transfer = {s: read_json(p) for s, p in transfer_path.items() if p.exists()}
     out = pd.DataFrame(
         {
-            "session_id": acc.index,
-            "single_session": acc[core] if core in acc else np.nan,
-            "shared": acc["multisession"],
+            "session_id": sids,
+            "specimen_id": [shared[s].get("specimen_id") for s in sids],
+            "group": [shared[s].get("group") for s in sids],
+            "shared_with": [len(shared[s].get("group_sessions", [s])) - 1 for s in sids],
+            "single_session": acc[core].to_numpy() if core in acc else np.nan,
+            "shared": acc["multisession"].to_numpy(),
+            "transfer_fold": [transfer.get(s, {}).get("fold") for s in sids],
+            "transfer_skipped": [
+                transfer[s].get("skipped", "") if s in transfer else "no transfer results"
+                for s in sids
+            ],
         }
     )
     for source, name in ((core, "scratch"), ("transfer", "transfer")):

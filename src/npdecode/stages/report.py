@@ -44,7 +44,7 @@ def main(params: Params, root: Path = Path(".")) -> None:
                 model,
                 layout.plots_dir / f"confusion_{sid}.png",
             )
-        comparison = multisession_table(summary, fewshot, params.multisession.core)
+        comparison = multisession_table(layout, summary, fewshot, params.multisession.core)
         if len(comparison):
             write_csv(comparison, layout.results_dir / "multisession.csv")
             plot_multisession(
