@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +108,19 @@ class SessionBatches:
 
     An epoch shuffles each session's presentations into batches, then interleaves all
     sessions' batches in one seeded order; validation is every session's val split in
-    file order. Peak memory: one batch, whatever the number of sessions.
+    file order. Peak memory: a batch or two (the next one is read ahead on CUDA), whatever
+    the number of sessions.
     """
 
-    def __init__(self, sessions: list[SessionData], train: str = "train", val: str = "val"):
+    def __init__(
+        self,
+        sessions: list[SessionData],
+        train: str = "train",
+        val: str = "val",
+        prefetch: bool = False,
+    ) -> None:
         self.sessions, self.train, self.val = sessions, train, val
+        self.prefetch = prefetch  # read ahead in a thread off CUDA too (always on CUDA)
 
     def n_train(self) -> int:
         return sum(len(getattr(d, self.train)) for d in self.sessions)
@@ -134,21 +143,48 @@ class SessionBatches:
     def train_batches(
         self, batch_size: int, gen: torch.Generator, device: torch.device
     ) -> Iterator[Batch]:
-        for s, idx in self.plan(batch_size, gen):
-            yield self.batch(s, self.train, idx, device)
+        jobs = [(s, self.train, idx) for s, idx in self.plan(batch_size, gen)]
+        return self._load(jobs, device)
 
     def val_batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
+        jobs = []
         for s, d in enumerate(self.sessions):
             n = len(getattr(d, self.val))
-            for i in range(0, n, batch_size):
-                yield self.batch(s, self.val, np.arange(i, min(i + batch_size, n)), device)
+            jobs += [
+                (s, self.val, np.arange(i, min(i + batch_size, n))) for i in range(0, n, batch_size)
+            ]
+        return self._load(jobs, device)
 
-    def batch(self, s: int, split: str, idx: np.ndarray, device: torch.device) -> Batch:
-        """Presentations `idx` of session index `s`'s `split`: ((x, s), y)."""
+    def batch(self, s: int, split: str, idx: np.ndarray) -> Batch:
+        """Presentations `idx` of session index `s`'s `split`, on the CPU: ((x, s), y)."""
         d = self.sessions[s]
         part: Split = getattr(d, split)
-        x = torch.from_numpy(d.normalise(part.rows(idx))).to(device)  # (B, T, U_s)
-        return Batch((x, s), torch.from_numpy(part.y[idx]).to(device))
+        x = torch.from_numpy(d.normalise(part.rows(idx)))  # (B, T, U_s)
+        return Batch((x, s), torch.from_numpy(part.y[idx]))
+
+    def _load(
+        self, jobs: list[tuple[int, str, np.ndarray]], device: torch.device
+    ) -> Iterator[Batch]:
+        """The batches of `jobs` on `device`. On CUDA the next batch is read and normalised
+        in a thread while the device works on this one (the order never changes)."""
+        if device.type != "cuda" and not self.prefetch:
+            for job in jobs:
+                yield _to(self.batch(*job), device)
+            return
+        with ThreadPoolExecutor(1) as pool:
+            pending: Future[Batch] | None = None
+            for job in jobs:
+                ahead = pool.submit(self.batch, *job)
+                if pending is not None:
+                    yield _to(pending.result(), device)
+                pending = ahead
+            if pending is not None:
+                yield _to(pending.result(), device)
+
+
+def _to(b: Batch, device: torch.device) -> Batch:
+    x, s = b.inputs
+    return Batch((x.to(device), s), b.y.to(device))
 
 
 # --- the shared decoder -----------------------------------------------------------------

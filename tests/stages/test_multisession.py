@@ -109,6 +109,14 @@ def test_training_batches_hold_one_sessions_width_interleaved_in_a_seeded_order(
     assert [s for s, _ in again] == order
     other = source.plan(4, torch.Generator().manual_seed(1))
     assert [s for s, _ in other] != order
+    # reading ahead in a thread (as on CUDA) gives the same batches in the same order
+    ahead = SessionBatches([data[s] for s in SESSIONS], prefetch=True)
+    cpu = torch.device("cpu")
+    read_ahead = list(ahead.train_batches(4, torch.Generator().manual_seed(0), cpu))
+    for a, b in zip(read_ahead, batches, strict=True):
+        assert a.inputs[1] == b.inputs[1] and torch.equal(a.inputs[0], b.inputs[0])
+        assert torch.equal(a.y, b.y)
+    assert len(list(ahead.val_batches(4, cpu))) == len(list(source.val_batches(4, cpu)))
 
 
 def test_folds_partition_mice(project):
