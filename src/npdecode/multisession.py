@@ -13,6 +13,8 @@ Transfer to a new mouse (`transfer_by_folds`): the group's mice (its sessions, w
 trained on the other folds' sessions and frozen, and each held-out session gets only a new
 read-in, fitted on k presentations per image (the few-shot stage's draws) under the strict
 protocol of `fit_readin`, and scored on its test split. `folds` core trainings in all.
+A trained core keeps the mean latent of each image in each bin over its sessions
+(`latent_templates`); a new read-in starts as the ridge map of its shots onto them.
 """
 
 from __future__ import annotations
@@ -222,7 +224,37 @@ def train_shared(
         sum(p.numel() for p in model.parameters()),
     )
     _, info = fit_batches(model, source, opts, live_dir)
+    model.templates.copy_(latent_templates(model, source, opts.batch_size))
     return model, info  # fit_batches trains `model` in place
+
+
+@torch.no_grad()
+def latent_templates(
+    model: MultiSessionDecoder, source: SessionBatches, batch_size: int
+) -> torch.Tensor:
+    """(C, T, D) the mean read-in output of each class in each bin over the training
+    presentations of each session, averaged over sessions (eval mode).
+
+    Every session's read-in maps into the one latent space the core reads, so these are
+    the core's view of each image; a new session's read-in starts as the ridge map of its
+    shots onto them (`multisession.readin_init: template`).
+    """
+    model.eval()
+    total = torch.zeros_like(model.templates)  # (C, T, D)
+    n_sessions = torch.zeros(model.n_classes, device=total.device)
+    for s, d in enumerate(source.sessions):
+        sums, counts = torch.zeros_like(total), torch.zeros_like(n_sessions)
+        n = len(getattr(d, source.train))
+        for i in range(0, n, batch_size):
+            b = _to(
+                source.batch(s, source.train, np.arange(i, min(i + batch_size, n))), total.device
+            )
+            sums.index_add_(0, b.y, model.latent(b.inputs[0], s))  # (B, T, D) summed by class
+            counts += torch.bincount(b.y, minlength=model.n_classes)
+        seen = counts > 0
+        total[seen] += sums[seen] / counts[seen, None, None]
+        n_sessions += seen
+    return total / n_sessions.clamp(min=1)[:, None, None]
 
 
 def session_logits(
@@ -279,6 +311,7 @@ def readin_model(
         n_classes=donor.n_classes,
     )
     model.core.load_state_dict(donor.core_state())
+    model.templates.copy_(donor.templates)
     model.freeze_core()
     return model
 
@@ -305,11 +338,13 @@ def fit_readin(
 ) -> tuple[MultiSessionDecoder, np.ndarray, np.ndarray]:
     """Fit a new read-in for `session_id` on `shots` under the donor's frozen core.
 
-    The strict protocol: the learner sees only its labelled shots. The normalisation is
-    the shots' own (`shot_normalisation`), and training runs a fixed budget
-    (`multisession.adapt_epochs` epochs at `adapt_lr`, chosen on sessions other than those
-    reported) with no validation data and no early stopping. This is the one function to
-    swap for the shared few-shot protocol's "fit one learner on these shots".
+    The strict protocol: the learner sees only its labelled shots (and the donor). The
+    normalisation is the shots' own (`shot_normalisation`); with `readin_init: template`
+    the read-in starts as the ridge map (`readin_ridge`) of the shots' counts onto the
+    donor's mean latent of their images (`latent_templates`); then training runs a fixed
+    budget (`multisession.adapt_epochs` epochs at `adapt_lr`, chosen on sessions other than
+    those reported) with no validation data and no early stopping. This is the one
+    function to swap for the shared few-shot protocol's "fit one learner on these shots".
 
     Returns:
         The adapted model (eval mode) and the (mean, sd) it normalises counts with.
@@ -317,10 +352,35 @@ def fit_readin(
     mean, sd = shot_normalisation(shots.X)
     model = readin_model(donor, session_id, shots.X.shape[2], seed)
     x = ((shots.X - mean) / sd).astype(np.float32)
+    if p.readin_init == "template":
+        weight, bias = ridge_map(x, donor.templates.cpu().numpy()[shots.y], p.readin_ridge)
+        with torch.no_grad():
+            model.readin(0).weight.copy_(torch.from_numpy(weight.T))
+            model.readin(0).bias.copy_(torch.from_numpy(bias))
     opts = readin_options(p, train, seed)
     source = _ShotBatches(x, shots.y)
     fit_batches(model, source, opts, validate=False)
     return model, mean, sd
+
+
+def ridge_map(x: np.ndarray, target: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression of target (P, T, D) on x (P, T, U) over presentations and bins:
+    (weight (U, D), bias (D,)), float32, penalty `alpha` times the number of samples.
+
+    The primal or the dual form, whichever is smaller, so the solve costs at most
+    min(P*T, U)^3 (a 2,500-unit session: a 2,500 x 2,500 system).
+    """
+    X = x.reshape(-1, x.shape[2]).astype(np.float64)  # (P*T, U)
+    Y = target.reshape(-1, target.shape[2]).astype(np.float64)  # (P*T, D)
+    x_mean, y_mean = X.mean(axis=0), Y.mean(axis=0)
+    X, Y = X - x_mean, Y - y_mean
+    lam = alpha * len(X)
+    if X.shape[1] <= X.shape[0]:  # (U, U) system
+        weight = np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), X.T @ Y)
+    else:  # (N, N) system
+        weight = X.T @ np.linalg.solve(X @ X.T + lam * np.eye(X.shape[0]), Y)
+    bias = y_mean - x_mean @ weight
+    return weight.astype(np.float32), bias.astype(np.float32)
 
 
 class _ShotBatches:

@@ -246,8 +246,10 @@ class MultisessionParams(FitParams):
     transfer: bool = True
     folds: int = _p(4, lo=2)
     fold_seed: int = _p(0, lo=0)
-    adapt_epochs: int = _p(30, lo=1)
+    adapt_epochs: int = _p(30, lo=0)
     adapt_lr: float = _p(3e-3, lo=0.0, lo_open=True)
+    readin_init: Literal["template", "random"] = "template"
+    readin_ridge: float = _p(1.0, lo=0.0, lo_open=True)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ updates) only the read-in of the session in the batch.
 from __future__ import annotations
 
 import dataclasses
+from typing import cast
 
 import torch
 from torch import nn
@@ -31,6 +32,8 @@ ADAPT_COMMAND = "python -m npdecode.adapt"
 
 class MultiSessionDecoder(nn.Module):
     """(x (B, T, U_s) normalised counts of session index s, s) -> logits (B, C)."""
+
+    templates: torch.Tensor  # buffer (C, T, D)
 
     def __init__(
         self,
@@ -61,10 +64,12 @@ class MultiSessionDecoder(nn.Module):
         # the core's architecture is train.<core>'s; dropout acts on units, above
         core_p = dataclasses.replace(core, input_dropout=0.0)
         self.core = CORES[p.core](core_p, n_units=p.latent, n_bins=n_bins, n_classes=n_classes)
+        # (C, T, D) the mean latent of each class in each bin over the training sessions
+        # (`multisession.latent_templates`): what a new session's read-in is first fitted to
+        self.register_buffer("templates", torch.zeros(n_classes, n_bins, p.latent))
 
     def forward(self, x: torch.Tensor, session: int) -> torch.Tensor:
-        h = self.readins[session](self.input_dropout(x))  # (B, T, U_s) -> (B, T, D)
-        return self.core(h)  # (B, T, D) -> (B, C)
+        return self.core(self.latent(x, session))  # (B, T, U_s) -> (B, T, D) -> (B, C)
 
     def index(self, session_id: int) -> int:
         """The read-in index of `session_id`; a clear error if the model has none for it."""
@@ -82,3 +87,11 @@ class MultiSessionDecoder(nn.Module):
 
     def core_state(self) -> dict[str, torch.Tensor]:
         return self.core.state_dict()
+
+    def readin(self, session: int) -> nn.Linear:
+        """The read-in of session index `session`."""
+        return cast(nn.Linear, self.readins[session])
+
+    def latent(self, x: torch.Tensor, session: int) -> torch.Tensor:
+        """The read-in's output (B, T, D) for x (B, T, U_s), as the core sees it."""
+        return self.readins[session](self.input_dropout(x))
