@@ -5,20 +5,22 @@ A `MultiSessionDecoder` (per-session read-ins, shared core) is trained on the tr
 splits of a group's sessions, with early stopping on their pooled validation splits.
 Transfer: a core trained on the other sessions is frozen and only a new read-in for a
 held-out session is fitted on k presentations per image, on exactly the draws of the
-single-session few-shot stage (`npdecode.evaluation.fewshot_curve`).
+single-session few-shot stage (`npdecode.evaluation.fewshot_curve`) and under the same
+protocol (`fewshot.protocol`, `npdecode.decoders.shot_view` / `fit_shot_learners`): under
+strict, the read-in's input z-scoring comes from the shots and it trains a fixed budget.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from npdecode.decoders import fewshot_budget, fit_options
+from npdecode.decoders import fit_options
 from npdecode.errors import DataError
 from npdecode.evaluation import Draw, fewshot_curve
+from npdecode.fewshot import fit_shot_learners, protocol_detail, shot_view
 from npdecode.formats.split import SessionData
 from npdecode.models.multisession import MultiSessionDecoder, pack
 from npdecode.params import Params
@@ -100,40 +102,57 @@ def session_logits(
 
 def transfer_curve(
     data: dict[int, SessionData], sids: list[int], held_out: int, params: Params
-) -> dict[str, Any]:
-    """Few-shot accuracy of a new read-in for `held_out` on a core trained on the others."""
+) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
+    """Few-shot accuracy of a new read-in for `held_out` on a core trained on the others.
+
+    Returns the result JSON and {k: (repeats, P_test) predicted class} of every draw.
+    """
     others = [s for s in sids if s != held_out]
     donor, info = train_shared(data, others, params)
     target = data[held_out]
     fs = params.fewshot
-    budget = fewshot_budget(params.multisession, fs)
 
-    def fit_and_score(idx: np.ndarray, draw: Draw) -> np.ndarray:
-        shot = {held_out: dataclasses.replace(target, train=target.train.subset(idx))}
-        model = new_readin(data, held_out, donor, params, draw.train_seed)
-        opts = dataclasses.replace(fit_options(params.train, budget), seed=draw.train_seed)
-        fit(model, packed(shot, model, "train"), packed(shot, model, "val"), opts)
-        return session_logits(model, target, "test", params.train.batch_size)
+    def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
+        views = [shot_view(target, idx, fs.protocol) for idx, _ in group]
+        seeds = [d.train_seed for _, d in group]
+        models = [new_readin(data, held_out, donor, params, seed) for seed in seeds]
+        fit_shot_learners(models, views, seeds, packed_one, params.multisession, params.train, fs)
+        return [
+            session_logits(m, v, "test", params.train.batch_size)
+            for m, v in zip(models, views, strict=True)
+        ]
 
-    return {
+    shots, predicted = fewshot_curve(
+        fit_group,
+        target.train.y,
+        target.test.y,
+        target.n_classes,
+        fs.shots,
+        fs.repeats,
+        fs.seed,
+        describe=f"transfer to session {held_out}",
+        frames=target.frames,
+    )
+    result = {
         "session_id": held_out,
         "specimen_id": target.specimen_id,
         "model": "transfer",
+        "protocol": fs.protocol,
+        "protocol_detail": protocol_detail("transfer", fs, params.train, params.multisession),
         "seed": fs.seed,
         "n_test": len(target.test),
         "core_sessions": others,
         "core_best_val_accuracy": info["best_val_accuracy"],
-        "shots": fewshot_curve(
-            fit_and_score,
-            target.train.y,
-            target.test.y,
-            target.n_classes,
-            fs.shots,
-            fs.repeats,
-            fs.seed,
-            describe=f"transfer to session {held_out}",
-        ),
+        "shots": shots,
     }
+    return result, predicted
+
+
+def packed_one(view: SessionData, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split of a one-session model's view, z-scored with the view's statistics and
+    packed as its only session (index 0)."""
+    part = getattr(view, split)
+    return pack(view.normalise(part.X), 0, view.n_units), part.y
 
 
 def new_readin(

@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -128,14 +129,7 @@ def fit(
     y_val = torch.as_tensor(val[1]).to(device)
     if len(y_tr) == 0 or len(y_val) == 0:
         raise ValueError("fit needs a non-empty train and val split")
-    opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-    steps = opts.max_epochs * -(-len(y_tr) // opts.batch_size)
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        if opts.schedule == "cosine"
-        else None
-    )
-    scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
+    opt, sched, scaler = _optimiser(model, opts, len(y_tr), amp)
     live = _live(live_dir)
     best = {"accuracy": -1.0, "loss": float("inf"), "epoch": 0}
     best_state: dict[str, torch.Tensor] = {}
@@ -198,6 +192,71 @@ def fit(
         best["epoch"],
     )
     return model.eval(), info
+
+
+def fit_fixed(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    opts: FitOptions,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train `model` for exactly `opts.max_epochs` epochs on (x (P, T, U), y (P,)), with no
+    validation data, and keep the last weights (a fixed budget: the strict few-shot
+    protocol, where a learner has no labelled data to stop on besides its training set).
+
+    `on_epoch(epoch, model)` is called after every epoch (e.g. to choose a budget on other
+    sessions, `bench/fewshot_budget.py`); the model is back in train mode after it.
+
+    Returns the model, on the training device and in eval mode, and a dict of facts
+    (epochs, final training loss and accuracy, device, precision).
+    """
+    device = resolve_device(opts.device)
+    amp = autocast_dtype(opts.amp, device)
+    seed_everything(opts.seed)
+    order_gen = torch.Generator().manual_seed(opts.seed)
+    model.to(device)
+    x_tr, y_tr = torch.as_tensor(train[0]).to(device), torch.as_tensor(train[1]).to(device)
+    if len(y_tr) == 0:
+        raise ValueError("fit_fixed needs a non-empty training set")
+    opt, sched, scaler = _optimiser(model, opts, len(y_tr), amp)
+    loss = acc = float("nan")
+    for epoch in range(1, opts.max_epochs + 1):
+        loss, acc = _train_epoch(
+            model, opt, sched, scaler, x_tr, y_tr, opts.batch_size, order_gen, amp
+        )
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss} at epoch {epoch}: lower the learning rate, or set "
+                "train.amp to off if this happens only on CUDA"
+            )
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+    info = {
+        "epochs": opts.max_epochs,
+        "train_loss": loss,
+        "train_accuracy": acc,
+        "device": str(device),
+        "amp": str(amp).removeprefix("torch.") if amp is not None else "off",
+    }
+    return model.eval(), info
+
+
+def _optimiser(
+    model: nn.Module, opts: FitOptions, n_train: int, amp: torch.dtype | None
+) -> tuple[
+    torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None, torch.amp.GradScaler | None
+]:
+    """AdamW (frozen parameters get no gradient, so it leaves them alone), its schedule
+    (stepped per batch) and, for fp16, a gradient scaler."""
+    opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    steps = opts.max_epochs * -(-n_train // opts.batch_size)
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        if opts.schedule == "cosine"
+        else None
+    )
+    scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
+    return opt, sched, scaler
 
 
 def _train_epoch(

@@ -72,6 +72,10 @@ class MultiSessionDecoder(nn.Module):
         weight = self.readin_weight * self.unit_mask[:, :, None]  # padding rows never learn
         # one matmul per session in the batch: the backward of a batched gather `weight[session]`
         # accumulates with atomics on CPU, which made training differ from run to run
+        if len(self.session_ids) == 1:  # one read-in (transfer): no data-dependent loop, so
+            # several such models train as one batch under torch.func.vmap (npdecode.ensemble)
+            # (contiguous, like the gathered rows below: the same kernel, the same numbers)
+            return self.core(counts.contiguous() @ weight[0] + self.readin_bias[0])
         h = counts.new_empty(*counts.shape[:2], self.p.latent)  # (B, T, D)
         for s in torch.unique(session).tolist():
             rows = torch.nonzero(session == s).squeeze(1)
