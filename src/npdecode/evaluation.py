@@ -15,6 +15,7 @@ Intervals (DESIGN rule 9):
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -152,10 +153,7 @@ def paired_draws(
         raise ValueError("paired draws need two non-empty (R, P) arrays of the same shape")
     n_draws, n_pres = correct_a.shape
     diff = correct_a.astype(np.float64) - correct_b  # (R, P)
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    # resampling rows and columns with replacement = weighting them by multinomial counts
-    w_draw = rng.multinomial(n_draws, np.full(n_draws, 1 / n_draws), size=n_boot)  # (B, R)
-    w_pres = rng.multinomial(n_pres, np.full(n_pres, 1 / n_pres), size=n_boot)  # (B, P)
+    w_draw, w_pres = _resampling_weights(n_draws, n_pres, n_boot)
     boot = np.einsum("br,rp,bp->b", w_draw, diff, w_pres) / (n_draws * n_pres)  # (B,)
     lo, hi = np.quantile(boot, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
@@ -168,6 +166,22 @@ def paired_draws(
         "p_value": float(p),
         "method": f"paired bootstrap over {n_draws} draws and test presentations",
     }
+
+
+@functools.lru_cache(maxsize=8)
+def _resampling_weights(n_draws: int, n_pres: int, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, R) and (B, P) counts of each draw and presentation in `n_boot` resamples with
+    replacement (seeded; cached: a report compares many pairs on one test set)."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+
+    def counts(n: int) -> np.ndarray:
+        picks = rng.integers(0, n, size=(n_boot, n))  # (B, n) indices drawn with replacement
+        rows = np.arange(n_boot)[:, None] * n
+        return np.bincount((rows + picks).ravel(), minlength=n_boot * n).reshape(n_boot, n)
+
+    w_draw, w_pres = counts(n_draws), counts(n_pres)
+    w_draw.flags.writeable = w_pres.flags.writeable = False
+    return w_draw, w_pres
 
 
 def verdict(lo: float, hi: float, a: str, b: str) -> str:

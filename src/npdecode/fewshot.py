@@ -8,10 +8,11 @@ through them, inside the one loop over draws (`npdecode.evaluation.fewshot_curve
 
 - strict (default): the learner sees its k*C labelled shots and nothing else: the per-unit
   normalisation (and ST-GAT's unit graph) are fitted on the shots, there is no validation
-  data, and deep models train for a fixed epoch budget (`fewshot.max_epochs`, capped by the
-  model's own `max_epochs`; chosen once on other sessions with `bench/fewshot_budget.py`)
-  and keep their last weights. The draws of one k may train as one batch
-  (`fewshot.batch_draws`, `npdecode.ensemble`).
+  data, and deep models train for a fixed budget of `fewshot.steps` optimiser steps (whole
+  epochs, at least that many steps, at most the model's own `max_epochs`: `strict_epochs`;
+  chosen once on other sessions with `bench/fewshot_budget.py`) and keep their last
+  weights. The draws of one k may train as one batch (`fewshot.batch_draws`,
+  `npdecode.ensemble`).
 - transductive (the old behaviour, as a named option): the shots are the training set, but
   normalisation and the unit graph come from the whole training split, and deep models stop
   early on the whole validation split (at most `fewshot.max_epochs`, `fewshot.patience`).
@@ -46,13 +47,21 @@ def fewshot_train(train: TrainParams, name: str, fs: FewshotParams, seed: int) -
 
 
 def fewshot_budget(fit_params: FitT, fs: FewshotParams) -> FitT:
-    """`fit_params` capped at `fewshot.max_epochs` and `fewshot.patience`. Under the strict
-    protocol `max_epochs` is the exact number of epochs trained (patience is unused)."""
+    """`fit_params` capped at `fewshot.max_epochs` and `fewshot.patience` (transductive)."""
     return dataclasses.replace(
         fit_params,
         max_epochs=min(fit_params.max_epochs, fs.max_epochs),
         patience=min(fit_params.patience, fs.patience),
     )
+
+
+def strict_epochs(max_epochs: int, fs: FewshotParams, n_train: int, batch_size: int) -> int:
+    """Epochs a strict learner with `n_train` shots trains: the fewest whole epochs of
+    `batch_size` that make `fewshot.steps` optimiser steps, at most `max_epochs` (the model's
+    own cap). A step budget gives every k the same optimisation: k = 1 (2 steps an epoch at
+    119 shots) needs many more epochs than k = 10 (19)."""
+    steps_per_epoch = -(-n_train // batch_size)
+    return max(1, min(max_epochs, -(-fs.steps // steps_per_epoch)))
 
 
 # --- the few-shot protocol ----------------------------------------------------------------
@@ -119,11 +128,15 @@ def fit_shot_learners(
     under `fs.protocol`, with optimiser settings `fit_params` and seed `seeds[i]`.
 
     The one training step of the few-shot protocol, for scratch models and transfer alike:
-    strict trains exactly `fewshot.max_epochs` epochs (capped by `fit_params.max_epochs`)
-    on the shots alone; transductive stops early on the view's validation split.
-    Returns the trained models (in place), in eval mode.
+    strict trains a fixed budget (`strict_epochs`) on the shots alone; transductive stops
+    early on the view's validation split. Returns the trained models (in place), in eval mode.
     """
-    opts = fit_options(train, fewshot_budget(fit_params, fs))
+    if fs.protocol == "strict":
+        n_train = len(views[0].train) if views else 0
+        epochs = strict_epochs(fit_params.max_epochs, fs, n_train, train.batch_size)
+        opts = fit_options(train, dataclasses.replace(fit_params, max_epochs=epochs))
+    else:
+        opts = fit_options(train, fewshot_budget(fit_params, fs))
     per_draw = [dataclasses.replace(opts, seed=seed) for seed in seeds]
     if fs.protocol == "strict" and batch_draws(fs, train) and len(models) > 1:
         fit_fixed_batched(list(models), [inputs(v, "train") for v in views], per_draw)
@@ -162,12 +175,21 @@ def fit_on_shots(
 
 
 def protocol_detail(
-    name: str, fs: FewshotParams, train: TrainParams, fit_params: FitParams | None
+    name: str,
+    fs: FewshotParams,
+    train: TrainParams,
+    fit_params: FitParams | None,
+    n_classes: int,
 ) -> dict[str, str]:
     """What a few-shot learner saw and how it was trained, in words, for the result JSON."""
     budget = fewshot_budget(fit_params, fs) if fit_params is not None else None
     if fs.protocol == "strict":
         batched = budget is not None and fs.repeats > 1 and batch_draws(fs, train)
+        epochs = ", ".join(
+            f"k={k}: {strict_epochs(fit_params.max_epochs, fs, k * n_classes, train.batch_size)}"
+            for k in fs.shots
+            if fit_params is not None
+        )
         out = {
             "draws": (
                 "the draws of each k trained as one batch (npdecode.ensemble)"
@@ -177,8 +199,9 @@ def protocol_detail(
             "labels": "the k presentations per image of the draw (its shots) and nothing else",
             "normalisation": "per-unit mean and sd of the shots",
             "stopping": (
-                f"a fixed budget of {budget.max_epochs} epochs (fewshot.max_epochs capped by "
-                "the model's max_epochs), last weights; no validation data"
+                f"a fixed budget of {fs.steps} optimiser steps (fewshot.steps) in whole epochs, "
+                f"at most the model's max_epochs ({epochs} epochs), last weights; "
+                "no validation data"
                 if budget is not None
                 else "none (fitted to convergence)"
             ),
@@ -187,7 +210,11 @@ def protocol_detail(
             out["unit_graph"] = "kNN graph (split.graph) on the correlation of the shots"
         return out | _transfer_core(name)
     out = {
-        "labels": "the shots, plus the whole validation split for early stopping",
+        "labels": (
+            "the shots, plus the whole validation split for early stopping"
+            if budget is not None
+            else "the shots"
+        ),
         "normalisation": "per-unit mean and sd of the whole training split (split stage)",
         "stopping": (
             f"early stopping on the validation split, at most {budget.max_epochs} epochs, "

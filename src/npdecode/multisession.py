@@ -138,7 +138,9 @@ def transfer_curve(
         "specimen_id": target.specimen_id,
         "model": "transfer",
         "protocol": fs.protocol,
-        "protocol_detail": protocol_detail("transfer", fs, params.train, params.multisession),
+        "protocol_detail": protocol_detail(
+            "transfer", fs, params.train, params.multisession, target.n_classes
+        ),
         "seed": fs.seed,
         "n_test": len(target.test),
         "core_sessions": others,

@@ -51,7 +51,14 @@ def _params(model_overrides=None, **fewshot):
     return params_from_dict(
         {
             "sessions": [1],
-            "fewshot": {"shots": [1, 3], "repeats": 2, "max_epochs": 6, "patience": 2, **fewshot},
+            "fewshot": {
+                "shots": [1, 3],
+                "repeats": 2,
+                "steps": 6,
+                "max_epochs": 6,
+                "patience": 2,
+                **fewshot,
+            },
             "train": {**TINY, **(model_overrides or {})},
         }
     )

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from npdecode.evaluation import draw_seed, sample_shots
@@ -26,7 +27,7 @@ RAW = {
             "sessions_per_mouse": 3,
         }
     },
-    "fewshot": {"shots": [1, 2], "repeats": 2, "max_epochs": 3, "patience": 2},
+    "fewshot": {"shots": [1, 2], "repeats": 2, "steps": 3, "max_epochs": 3, "patience": 2},
     "multisession": {"latent": 16, "max_epochs": 4, "patience": 2},
     "train": {"lstm": {"hidden": 16}},
 }
@@ -77,6 +78,9 @@ def test_transfer_uses_the_few_shot_draws(project):
     for sid in SESSIONS:
         out = json.loads((root / "metrics" / "fewshot" / "transfer" / f"{sid}.json").read_text())
         assert out["model"] == "transfer" and out["session_id"] == sid
+        assert out["protocol"] == "strict" and "read-in" in out["protocol_detail"]["core"]
+        preds = pd.read_csv(layout.fewshot_predictions("transfer", sid))
+        assert len(preds) == 2 * 2 * out["n_test"]  # 2 k x 2 repeats x every test presentation
         assert out["core_sessions"] == [s for s in SESSIONS if s != sid]
         data = load_session(layout.split_dir(sid), sid)
         for k in ("1", "2"):
@@ -101,14 +105,24 @@ def test_sessions_with_other_images_cannot_share(project):
 
 
 def test_report_compares_single_shared_and_transfer(project):
-    import pandas as pd
-
-    from npdecode.stages import report
+    from npdecode.stages import fewshot, report, train
 
     root, params = project
+    for model in ("lstm",):  # the scratch side of transfer vs scratch, on session 1
+        train.main(params, model, 1, root=root)
+        fewshot.main(params, model, 1, root=root)
     report.main(params, root=root)
     table = pd.read_csv(root / "results" / "multisession.csv")
     assert list(table["session_id"]) == SESSIONS
     assert {"single_session", "shared", "transfer_k1", "transfer_k2"} <= set(table.columns)
+    assert {"shared_lo", "shared_hi", "transfer_k1_lo", "transfer_k1_hi"} <= set(table.columns)
     assert table["shared"].between(0, 1).all()
+    assert (table["transfer_k2_lo"] <= table["transfer_k2"]).all()
+    assert table.loc[0, "protocol"] == "strict"
+    comp = pd.read_csv(root / "results" / "comparisons.csv")
+    pairs = comp[(comp["kind"] == "fewshot") & (comp["session_id"] == 1)]
+    assert set(zip(pairs["model_a"], pairs["model_b"], strict=True)) == {("lstm", "transfer")}
+    assert sorted(pairs["k"]) == [1, 2] and (pairs["n_draws"] == 2).all()
+    shared = comp[(comp["kind"] == "model") & (comp["session_id"] == 1)]
+    assert set(zip(shared["model_a"], shared["model_b"], strict=True)) == {("lstm", "multisession")}
     assert (root / "plots" / "multisession.png").stat().st_size > 1000

@@ -70,7 +70,11 @@ def run_fewshot(
         "model": model,
         "protocol": fs.protocol,
         "protocol_detail": protocol_detail(
-            model, fs, params.train, fit_params if isinstance(fit_params, FitParams) else None
+            model,
+            fs,
+            params.train,
+            fit_params if isinstance(fit_params, FitParams) else None,
+            data.n_classes,
         ),
         "seed": fs.seed,
         "n_test": len(data.test),
