@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from npdecode.errors import ParamsError
-from npdecode.multisession import make_folds, ridge_map, shot_normalisation
+from npdecode.fewshot import shot_statistics
+from npdecode.multisession import make_folds, ridge_map
 
 
 def test_ridge_map_recovers_a_linear_map_in_both_forms():
@@ -27,11 +28,11 @@ def test_ridge_map_recovers_a_linear_map_in_both_forms():
     np.testing.assert_allclose(w, primal, rtol=1e-4, atol=1e-5)
 
 
-def test_shot_normalisation_silences_units_that_never_varied():
+def test_shot_statistics_silence_units_that_never_varied():
     x = np.zeros((4, 2, 3), np.uint16)
     x[:, :, 0] = [[1, 3], [1, 3], [1, 3], [1, 3]]
     x[:, :, 2] = 5  # constant
-    mean, sd = shot_normalisation(x)
+    mean, sd = shot_statistics(x)
     np.testing.assert_allclose(mean, [2, 0, 5])
     assert sd[0] == pytest.approx(1.0) and np.isinf(sd[1]) and np.isinf(sd[2])
     later = np.array([[[2, 4, 9]]], np.float32)

@@ -26,10 +26,11 @@ import numpy as np
 
 from npdecode.errors import DataError, NpdecodeError
 from npdecode.evaluation import classification_metrics, sample_shots
+from npdecode.fewshot import shot_view
 from npdecode.formats.checkpoint import load_checkpoint, save_shared
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.multisession import PROTOCOL, adapted_logits, fit_readin
+from npdecode.multisession import adapted_logits, fit_readin
 from npdecode.params import Params, load_params
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,9 @@ def adapt(
         idx = np.arange(len(data.train))
     else:
         idx = sample_shots(data.train.y, data.n_classes, shots, np.random.default_rng(seed))
-    model, mean, sd = fit_readin(
-        donor, session_id, data.train.subset(idx), params.multisession, params.train, seed
-    )
+    view = shot_view(data, idx, "strict")  # its labelled presentations and their statistics
+    model = fit_readin(donor, view, params, seed)
+    mean, sd = view.mean, view.std
     adapted = dataclasses.replace(data, mean=mean, std=sd)
     summary: dict[str, Any] = {
         "session_id": session_id,
@@ -79,7 +80,7 @@ def adapt(
         "shots_per_image": shots if shots is not None else "all",
         "n_train": len(idx),
         "seed": seed,
-        "protocol": PROTOCOL,
+        "protocol": "strict",
         "epochs": params.multisession.adapt_epochs,
         "lr": params.multisession.adapt_lr,
     }

@@ -11,8 +11,9 @@ one session's file, at that session's width, normalised on the fly (`SessionBatc
 Transfer to a new mouse (`transfer_by_folds`): the group's mice (its sessions, with
 `group: mouse`) are split into `multisession.folds` seeded folds; for each fold a core is
 trained on the other folds' sessions and frozen, and each held-out session gets only a new
-read-in, fitted on k presentations per image (the few-shot stage's draws) under the strict
-protocol of `fit_readin`, and scored on its test split. `folds` core trainings in all.
+read-in, fitted on k presentations per image in the few-shot stage's loop, on its draws and
+under its protocol (`fewshot.protocol`, `npdecode.fewshot`: strict by default; `fit_readins`),
+and scored on its test split. `folds` core trainings in all.
 A trained core keeps the mean latent of each image in each bin over its sessions
 (`latent_templates`); a new read-in starts as the ridge map of its shots onto them.
 """
@@ -32,9 +33,10 @@ import torch
 from npdecode.decoders import fit_options
 from npdecode.errors import DataError, ParamsError
 from npdecode.evaluation import Draw, fewshot_curve
+from npdecode.fewshot import batch_draws, fit_shot_learners, normalised, protocol_detail, shot_view
 from npdecode.formats.split import SessionData, Split
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.params import MultisessionParams, Params, TrainParams
+from npdecode.params import FewshotParams, MultisessionParams, Params, TrainParams
 from npdecode.training import (
     Batch,
     FitOptions,
@@ -44,7 +46,6 @@ from npdecode.training import (
 )
 
 log = logging.getLogger(__name__)
-PROTOCOL = "strict"  # what a k-shot read-in sees: its shots only (see `fit_readin`)
 
 
 # --- groups and folds -------------------------------------------------------------------
@@ -265,13 +266,13 @@ def session_logits(
     device = next(model.parameters()).device
     index = model.index(data.session_id)
     out = [
-        predict_logits(_Bound(model, index), b.inputs[0], batch_size)
+        predict_logits(BoundSession(model, index), b.inputs[0], batch_size)
         for b in source.val_batches(batch_size, device)
     ]
     return torch.cat(out).cpu().numpy() if out else np.zeros((0, model.n_classes), np.float32)
 
 
-class _Bound(torch.nn.Module):
+class BoundSession(torch.nn.Module):
     """A shared decoder with its session fixed: x (B, T, U_s) -> logits (B, C)."""
 
     def __init__(self, model: MultiSessionDecoder, index: int) -> None:
@@ -283,17 +284,6 @@ class _Bound(torch.nn.Module):
 
 
 # --- a new read-in on a frozen core (transfer, adapt) -----------------------------------
-
-
-def shot_normalisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-unit (mean, sd) of counts X (P, T, U) over presentations and bins, float32.
-
-    A unit that never varied in X gets sd = inf: it reads as 0 everywhere, since its
-    read-in weights could learn nothing from it.
-    """
-    flat = X.reshape(-1, X.shape[2]).astype(np.float64)  # (P, T, U) -> (P*T, U)
-    mean, sd = flat.mean(axis=0), flat.std(axis=0)
-    return mean.astype(np.float32), np.where(sd > 0, sd, np.inf).astype(np.float32)
 
 
 def readin_model(
@@ -316,51 +306,92 @@ def readin_model(
     return model
 
 
-def readin_options(p: MultisessionParams, train: TrainParams, seed: int) -> FitOptions:
-    """The fixed training budget of a new read-in: `adapt_epochs` at `adapt_lr`."""
+def readin_options(p: MultisessionParams, train: TrainParams, fs: FewshotParams) -> FitOptions:
+    """The budget of a new read-in under `fewshot.protocol`: strict, a fixed
+    `multisession.adapt_epochs` epochs at `adapt_lr` with no validation data; transductive
+    (the old behaviour, as a named option), early stopping on the session's validation
+    split within `fewshot.max_epochs` and `fewshot.patience`, at `adapt_lr`."""
+    base = dataclasses.replace(fit_options(train, p), lr=p.adapt_lr, schedule="constant")
+    if fs.protocol == "strict":
+        return dataclasses.replace(base, max_epochs=p.adapt_epochs, patience=max(1, p.adapt_epochs))
     return dataclasses.replace(
-        fit_options(train, p),
-        lr=p.adapt_lr,
-        max_epochs=p.adapt_epochs,
-        patience=p.adapt_epochs,
-        schedule="constant",
-        seed=seed,
+        base, max_epochs=min(p.max_epochs, fs.max_epochs), patience=min(p.patience, fs.patience)
     )
 
 
-def fit_readin(
-    donor: MultiSessionDecoder,
-    session_id: int,
-    shots: Split,
-    p: MultisessionParams,
-    train: TrainParams,
-    seed: int,
-) -> tuple[MultiSessionDecoder, np.ndarray, np.ndarray]:
-    """Fit a new read-in for `session_id` on `shots` under the donor's frozen core.
+def fit_readins(
+    donor: MultiSessionDecoder, views: list[SessionData], seeds: list[int], params: Params
+) -> list[MultiSessionDecoder]:
+    """Fit one new read-in per few-shot draw under the donor's frozen core: transfer's
+    "fit one learner on these shots", under the few-shot protocol of `npdecode.fewshot`.
 
-    The strict protocol: the learner sees only its labelled shots (and the donor). The
-    normalisation is the shots' own (`shot_normalisation`); with `readin_init: template`
-    the read-in starts as the ridge map (`readin_ridge`) of the shots' counts onto the
-    donor's mean latent of their images (`latent_templates`); then training runs a fixed
-    budget (`multisession.adapt_epochs` epochs at `adapt_lr`, chosen on sessions other than
-    those reported) with no validation data and no early stopping. This is the one
-    function to swap for the shared few-shot protocol's "fit one learner on these shots".
+    Each `views[i]` is what draw i may see (`npdecode.fewshot.shot_view`: under strict, its
+    shots and their own normalisation, no validation data). With `readin_init: template`
+    the read-in starts as the ridge map (`readin_ridge`) of the shots' normalised counts
+    onto the donor's mean latent of their images (`latent_templates`); then
+    `fit_shot_learners` trains it, the core frozen, with `readin_options`'s budget (strict:
+    `adapt_epochs` at `adapt_lr`, chosen on sessions other than those reported).
 
-    Returns:
-        The adapted model (eval mode) and the (mean, sd) it normalises counts with.
+    Returns the adapted one-session models (eval mode), each normalising counts with its
+    view's (mean, std).
     """
-    mean, sd = shot_normalisation(shots.X)
-    model = readin_model(donor, session_id, shots.X.shape[2], seed)
-    x = ((shots.X - mean) / sd).astype(np.float32)
+    p = params.multisession
+    models = [
+        readin_model(donor, v.session_id, v.n_units, seed)
+        for v, seed in zip(views, seeds, strict=True)
+    ]
     if p.readin_init == "template":
-        weight, bias = ridge_map(x, donor.templates.cpu().numpy()[shots.y], p.readin_ridge)
-        with torch.no_grad():
-            model.readin(0).weight.copy_(torch.from_numpy(weight.T))
-            model.readin(0).bias.copy_(torch.from_numpy(bias))
-    opts = readin_options(p, train, seed)
-    source = _ShotBatches(x, shots.y)
-    fit_batches(model, source, opts, validate=False)
-    return model, mean, sd
+        templates = donor.templates.cpu().numpy()
+        for model, view in zip(models, views, strict=True):
+            x, y = normalised(view, "train")
+            weight, bias = ridge_map(x, templates[y], p.readin_ridge)
+            with torch.no_grad():
+                model.readin(0).weight.copy_(torch.from_numpy(weight.T))
+                model.readin(0).bias.copy_(torch.from_numpy(bias))
+    opts = readin_options(p, params.train, params.fewshot)
+    bound = [BoundSession(m, 0) for m in models]  # model(x): the protocol's learners' interface
+    fit_shot_learners(bound, views, seeds, normalised, opts, params.fewshot, params.train)
+    return [m.eval() for m in models]
+
+
+def fit_readin(
+    donor: MultiSessionDecoder, view: SessionData, params: Params, seed: int
+) -> MultiSessionDecoder:
+    """One new read-in fitted on `view` (`shot_view`) under the strict protocol, whatever
+    `fewshot.protocol` says: the adapt command's learner (it has no validation labels to
+    stop on)."""
+    fs = dataclasses.replace(params.fewshot, protocol="strict")
+    return fit_readins(donor, [view], [seed], dataclasses.replace(params, fewshot=fs))[0]
+
+
+def readin_detail(params: Params) -> dict[str, str]:
+    """What a transfer read-in saw and how it was fitted, in words, for the result JSON."""
+    fs, p = params.fewshot, params.multisession
+    detail = protocol_detail("transfer", fs, params.train, None, 0)
+    opts = readin_options(p, params.train, fs)
+    detail["init"] = (
+        f"ridge map (penalty {p.readin_ridge}) of the normalised shots onto the core's mean "
+        "latent of each image (multisession.readin_init: template)"
+        if p.readin_init == "template"
+        else "random (multisession.readin_init: random)"
+    )
+    if fs.protocol == "strict":
+        detail["stopping"] = (
+            f"a fixed budget of {opts.max_epochs} epochs (multisession.adapt_epochs) at lr "
+            f"{opts.lr} (adapt_lr), last weights; no validation data"
+        )
+    else:
+        detail["labels"] = "the shots, plus the whole validation split for early stopping"
+        detail["stopping"] = (
+            f"early stopping on the validation split, at most {opts.max_epochs} epochs, "
+            f"patience {opts.patience}, lr {opts.lr}"
+        )
+    detail["draws"] = (
+        "the draws of each k trained as one batch (npdecode.ensemble)"
+        if fs.protocol == "strict" and fs.repeats > 1 and batch_draws(fs, params.train)
+        else "each draw trained on its own"
+    )
+    return detail
 
 
 def ridge_map(x: np.ndarray, target: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -383,33 +414,6 @@ def ridge_map(x: np.ndarray, target: np.ndarray, alpha: float) -> tuple[np.ndarr
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
-class _ShotBatches:
-    """The shots of one session in memory, as a `training.BatchSource` with no val split."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
-        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
-
-    def n_train(self) -> int:
-        return len(self.y)
-
-    def n_val(self) -> int:
-        return 0
-
-    def n_steps(self, batch_size: int) -> int:
-        return -(-len(self.y) // batch_size)
-
-    def train_batches(
-        self, batch_size: int, gen: torch.Generator, device: torch.device
-    ) -> Iterator[Batch]:
-        order = torch.randperm(len(self.y), generator=gen)
-        for i in range(0, len(self.y), batch_size):
-            idx = order[i : i + batch_size]
-            yield Batch((self.x[idx].to(device), 0), self.y[idx].to(device))
-
-    def val_batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
-        return iter(())
-
-
 def adapted_logits(
     model: MultiSessionDecoder, mean: np.ndarray, sd: np.ndarray, X: np.ndarray, batch_size: int
 ) -> np.ndarray:
@@ -417,32 +421,34 @@ def adapted_logits(
     out = []
     for i in range(0, len(X), batch_size):
         x = ((X[i : i + batch_size] - mean) / sd).astype(np.float32)
-        out.append(predict_logits(_Bound(model, 0), x, batch_size).cpu().numpy())
+        out.append(predict_logits(BoundSession(model, 0), x, batch_size).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.n_classes), np.float32)
 
 
 # --- transfer to new mice by folds ------------------------------------------------------
 
 
-def transfer_curve(donor: MultiSessionDecoder, target: SessionData, params: Params) -> dict:
-    """Few-shot accuracy per k of new read-ins for `target` on the donor's frozen core,
-    on exactly the draws of the single-session few-shot stage."""
+def transfer_curve(
+    donor: MultiSessionDecoder, target: SessionData, params: Params
+) -> tuple[dict[str, dict], dict[int, np.ndarray]]:
+    """Few-shot accuracy per k of new read-ins for `target` on the donor's frozen core, in
+    the few-shot stage's loop (`fewshot_curve`): the same draws, the same protocol.
+
+    Returns the curve and {k: (repeats, P_test) predicted class} of every draw.
+    """
     fs = params.fewshot
     test_X = target.test.rows(np.arange(len(target.test)))  # this session's test counts
 
-    def fit_and_score(idx: np.ndarray, draw: Draw) -> np.ndarray:
-        model, mean, sd = fit_readin(
-            donor,
-            target.session_id,
-            target.train.subset(idx),
-            params.multisession,
-            params.train,
-            draw.train_seed,
-        )
-        return adapted_logits(model, mean, sd, test_X, params.train.batch_size)
+    def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
+        views = [shot_view(target, idx, fs.protocol) for idx, _ in group]
+        models = fit_readins(donor, views, [d.train_seed for _, d in group], params)
+        return [
+            adapted_logits(m, v.mean, v.std, test_X, params.train.batch_size)
+            for m, v in zip(models, views, strict=True)
+        ]
 
     return fewshot_curve(
-        fit_and_score,
+        fit_group,
         target.train.y,
         target.test.y,
         target.n_classes,
@@ -450,13 +456,15 @@ def transfer_curve(donor: MultiSessionDecoder, target: SessionData, params: Para
         fs.repeats,
         fs.seed,
         describe=f"transfer to session {target.session_id}",
+        frames=target.frames,
     )
 
 
 def transfer_by_folds(
     data: dict[int, SessionData], sids: list[int], params: Params
-) -> dict[int, dict[str, Any]]:
-    """Transfer results of every session of the group `sids` (see the module docstring).
+) -> tuple[dict[int, dict[str, Any]], dict[int, dict[int, np.ndarray]]]:
+    """Transfer results of every session of the group `sids` (see the module docstring),
+    and each transferred session's {k: (repeats, P_test) predicted class}.
 
     A group with a single mouse (or, with `group: mouse`, a single session) has nothing
     to transfer from: each of its sessions gets a result with `skipped` saying so.
@@ -466,9 +474,11 @@ def transfer_by_folds(
     what = "mice" if p.group == "all" else "sessions of this mouse"
     if len(units) < 2:
         why = f"only one of the {what} in this group: no other to train a core on"
-        return {s: skipped_transfer(data[s], why) for s in sids}
+        return {s: skipped_transfer(data[s], why, params) for s in sids}, {}
     folds = make_folds(list(units), p.folds, p.fold_seed, what)
     out: dict[int, dict[str, Any]] = {}
+    predicted: dict[int, dict[int, np.ndarray]] = {}
+    detail = readin_detail(params)
     for f, held_units in enumerate(folds):
         held = sorted(s for u in held_units for s in units[u])
         core_sids = sorted(s for s in sids if s not in held)
@@ -476,17 +486,13 @@ def transfer_by_folds(
         donor, info = train_shared(data, core_sids, params)
         for sid in held:
             target = data[sid]
+            shots, predicted[sid] = transfer_curve(donor, target, params)
             out[sid] = {
                 "session_id": sid,
                 "specimen_id": target.specimen_id,
                 "model": "transfer",
-                "protocol": PROTOCOL,
-                "readin_fit": {
-                    "normalisation": "from the shots",
-                    "selection": "fixed budget, no validation data",
-                    "epochs": p.adapt_epochs,
-                    "lr": p.adapt_lr,
-                },
+                "protocol": params.fewshot.protocol,
+                "protocol_detail": detail,
                 "seed": params.fewshot.seed,
                 "n_test": len(target.test),
                 "fold": f,
@@ -495,18 +501,19 @@ def transfer_by_folds(
                 "core_sessions": core_sids,
                 "core_best_val_accuracy": info["best_val_accuracy"],
                 "core_epochs": info["epochs"],
-                "shots": transfer_curve(donor, target, params),
+                "shots": shots,
             }
-    return out
+    return out, predicted
 
 
-def skipped_transfer(d: SessionData, why: str) -> dict[str, Any]:
+def skipped_transfer(d: SessionData, why: str, params: Params) -> dict[str, Any]:
     """The transfer result of a session that had none, and why (logged and recorded)."""
     log.info("no transfer to session %d: %s", d.session_id, why)
     return {
         "session_id": d.session_id,
         "specimen_id": d.specimen_id,
         "model": "transfer",
+        "protocol": params.fewshot.protocol,
         "skipped": why,
         "shots": {},
     }

@@ -254,13 +254,25 @@ class MultisessionParams(FitParams):
 
 @dataclass(frozen=True)
 class FewshotParams:
-    """k training presentations per image, drawn from the train split, `repeats` times."""
+    """k training presentations per image, drawn from the train split, `repeats` times.
 
+    `protocol` (npdecode.fewshot): strict, the learner sees its k*C shots and nothing
+    else, and deep models train a fixed budget of `steps` optimiser steps (whole epochs,
+    capped by their own max_epochs); or transductive, the old behaviour: whole-split
+    normalisation and graph, early stopping on the validation split within `max_epochs` and
+    `patience`.
+    """
+
+    protocol: Literal["strict", "transductive"] = "strict"
     shots: tuple[int, ...] = (1, 3, 5, 10)
     repeats: int = _p(5, lo=1)
     seed: int = _p(0, lo=0)
-    max_epochs: int = _p(30, lo=1)  # caps each deep model's own max_epochs / patience
-    patience: int = _p(6, lo=1)
+    steps: int = _p(600, lo=1)  # strict: the budget (bench/fewshot_budget.py, other sessions)
+    max_epochs: int = _p(30, lo=1)  # transductive: the cap on each deep model's own
+    patience: int = _p(6, lo=1)  # transductive only
+    # strict deep learners: train the draws of one k as one batch (npdecode.ensemble);
+    # auto: on CUDA only (on a CPU it does not pay)
+    batch_draws: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         if not self.shots or min(self.shots) < 1:

@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -203,6 +203,7 @@ def fit_batches(
     opts: FitOptions,
     live_dir: Path | None = None,
     validate: bool = True,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """`fit` on batches from `source` (e.g. one session per batch, read from disk).
 
@@ -211,32 +212,23 @@ def fit_batches(
     weights kept; stops after `patience` epochs without a better val accuracy.
     With `validate=False` no validation data is read: exactly `max_epochs` epochs run
     and the last weights are kept (a fixed budget, for learners that may see nothing
-    but their training data). Returns as `fit` does.
+    but their training data: `fit_fixed`). `on_epoch(epoch, model)`, if given, is called
+    after every epoch. Returns as `fit` does (with the last epoch's training loss and
+    accuracy when `validate=False`).
     """
     device = resolve_device(opts.device)
     amp = autocast_dtype(opts.amp, device)
     seed_everything(opts.seed)
     order_gen = torch.Generator().manual_seed(opts.seed)
     model.to(device)
-    if source.n_train() == 0 or (validate and source.n_val() == 0):
-        raise ValueError("fit needs a non-empty train and val split")
-    opt = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=opts.lr,
-        weight_decay=opts.weight_decay,
-    )
-    steps = opts.max_epochs * source.n_steps(opts.batch_size)
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        if opts.schedule == "cosine"
-        else None
-    )
-    scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
+    _check_source(source, validate)
+    opt, sched, scaler = _optimiser(model, opts, source.n_steps(opts.batch_size), amp)
     live = _live(live_dir)
     best = {"accuracy": -1.0, "loss": float("inf"), "epoch": 0}
     best_state: dict[str, torch.Tensor] = {}
     bar = tqdm(range(1, opts.max_epochs + 1), desc="epochs", disable=None, leave=False)
     epoch = 0
+    loss = acc = float("nan")
     for epoch in bar:
         batches = source.train_batches(opts.batch_size, order_gen, device)
         loss, acc = _train_epoch(model, opt, sched, scaler, batches, source.n_train(), amp)
@@ -250,18 +242,9 @@ def fit_batches(
         if validate:
             val_loss, val_acc = _score(model, source.val_batches(opts.batch_size, device), amp)
             curves.update({"val/loss": val_loss, "val/accuracy": val_acc})
-        if live is not None:
-            for name, value in curves.items():
-                live.log_metric(name, value)
-            live.next_step()
-        bar.set_postfix({k.replace("/", " "): f"{v:.3f}" for k, v in curves.items()})
-        # progress for logs without a TTY (SLURM, dvc repro): every 10th epoch at INFO
-        log.log(
-            logging.INFO if validate and (epoch == 1 or epoch % 10 == 0) else logging.DEBUG,
-            "epoch %d: %s",
-            epoch,
-            ", ".join(f"{k} {v:.3f}" for k, v in curves.items() if k != "train/lr"),
-        )
+        _log_epoch(live, bar, epoch, curves, loud=validate)
+        if on_epoch is not None:
+            on_epoch(epoch, model)
         if not validate:  # a fixed budget: the last epoch's weights are kept
             continue
         if val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"]):
@@ -280,6 +263,8 @@ def fit_batches(
         "amp": str(amp).removeprefix("torch.") if amp is not None else "off",
         "n_parameters": sum(p.numel() for p in model.parameters()),
     }
+    if not validate:
+        info.update(train_loss=loss, train_accuracy=acc)
     if live is not None:
         live.summary.update(
             {k: v for k, v in info.items() if k not in ("device", "amp") and v is not None}
@@ -293,6 +278,75 @@ def fit_batches(
         best["epoch"],
     )
     return model.eval(), info
+
+
+def fit_fixed(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    opts: FitOptions,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train `model` for exactly `opts.max_epochs` epochs on (x (P, T, U), y (P,)), with no
+    validation data, and keep the last weights (a fixed budget: the strict few-shot
+    protocol, where a learner has no labelled data to stop on besides its training set).
+
+    `fit_batches(..., validate=False)` on the in-memory arrays; `on_epoch(epoch, model)` is
+    called after every epoch (e.g. to choose a budget on other sessions,
+    `bench/fewshot_budget.py`); the model is back in train mode after it.
+
+    Returns the model, on the training device and in eval mode, and a dict of facts
+    (epochs, final training loss and accuracy, device, precision).
+    """
+    x, y = train
+    none = (x[:0], y[:0])  # no validation data
+    source = ArraySource(train, none, resolve_device(opts.device))
+    return fit_batches(model, source, opts, validate=False, on_epoch=on_epoch)
+
+
+def _optimiser(
+    model: nn.Module, opts: FitOptions, steps_per_epoch: int, amp: torch.dtype | None
+) -> tuple[
+    torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None, torch.amp.GradScaler | None
+]:
+    """AdamW over the trainable parameters (a frozen core is left out), its schedule
+    (stepped per batch, over `max_epochs` epochs of `steps_per_epoch`) and, for fp16, a
+    gradient scaler."""
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=opts.lr,
+        weight_decay=opts.weight_decay,
+    )
+    steps = opts.max_epochs * steps_per_epoch
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        if opts.schedule == "cosine"
+        else None
+    )
+    scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
+    return opt, sched, scaler
+
+
+def _check_source(source: BatchSource, validate: bool) -> None:
+    if source.n_train() == 0:
+        raise ValueError("fit needs a non-empty training set")
+    if validate and source.n_val() == 0:
+        raise ValueError("fit needs a non-empty train and val split")
+
+
+def _log_epoch(live: Any, bar: Any, epoch: int, curves: dict[str, float], loud: bool) -> None:
+    """One epoch's curves to DVCLive (if any), the progress bar and the log (every 10th
+    epoch at INFO when `loud`: progress for logs without a TTY, e.g. SLURM, dvc repro)."""
+    if live is not None:
+        for name, value in curves.items():
+            live.log_metric(name, value)
+        live.next_step()
+    bar.set_postfix({k.replace("/", " "): f"{v:.3f}" for k, v in curves.items()})
+    log.log(
+        logging.INFO if loud and (epoch == 1 or epoch % 10 == 0) else logging.DEBUG,
+        "epoch %d: %s",
+        epoch,
+        ", ".join(f"{k} {v:.3f}" for k, v in curves.items() if k != "train/lr"),
+    )
 
 
 @torch.no_grad()

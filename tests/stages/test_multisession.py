@@ -13,6 +13,7 @@ import torch
 from npdecode import adapt
 from npdecode.errors import DataError, ParamsError
 from npdecode.evaluation import draw_seed, sample_shots
+from npdecode.fewshot import shot_view
 from npdecode.formats.checkpoint import load_checkpoint, predict, save_shared
 from npdecode.formats.split import load_session
 from npdecode.multisession import (
@@ -44,7 +45,7 @@ RAW = {
             "sessions_per_mouse": 2,
         }
     },
-    "fewshot": {"shots": [1, 2], "repeats": 2, "max_epochs": 3, "patience": 2},
+    "fewshot": {"shots": [1, 2], "repeats": 2, "steps": 3, "max_epochs": 3, "patience": 2},
     "multisession": {"latent": 16, "max_epochs": 4, "patience": 2, "folds": 2, "adapt_epochs": 3},
     "train": {"lstm": {"hidden": 16}},
 }
@@ -147,6 +148,10 @@ def test_transfer_uses_the_few_shot_draws(project):
     for sid in SESSIONS:
         out = json.loads((root / "metrics" / "fewshot" / "transfer" / f"{sid}.json").read_text())
         assert out["model"] == "transfer" and out["session_id"] == sid
+        assert out["protocol"] == "strict" and "read-in" in out["protocol_detail"]["core"]
+        assert "adapt_epochs" in out["protocol_detail"]["stopping"]
+        preds = pd.read_csv(Layout(root).fewshot_predictions("transfer", sid))
+        assert len(preds) == 2 * 2 * out["n_test"]  # 2 k x 2 repeats x every test presentation
         for k in ("1", "2"):
             runs = out["shots"][k]["repeats"]
             assert [r["seed"] for r in runs] == [draw_seed(0, int(k), r) for r in range(2)]
@@ -173,9 +178,9 @@ def test_transfer_trains_only_the_new_read_in(donor):
     core_before = {k: v.clone() for k, v in model.core_state().items()}
     target = data[3]
     idx = sample_shots(target.train.y, target.n_classes, 2, np.random.default_rng(0))
-    adapted, mean, sd = fit_readin(
-        model, 3, target.train.subset(idx), params.multisession, params.train, seed=5
-    )
+    view = shot_view(target, idx, "strict")
+    adapted = fit_readin(model, view, params, seed=5)
+    mean = view.mean
     for k, v in adapted.core_state().items():
         assert torch.equal(v, core_before[k]), k  # the frozen core, bitwise
         assert torch.equal(model.core_state()[k], core_before[k]), k  # the donor untouched
@@ -206,7 +211,16 @@ def test_transfer_sees_nothing_but_its_shots(donor):
         mean=target.mean + 100.0,  # the split stage's whole-train-split statistics
         std=target.std * 7.0,
     )
-    assert transfer_curve(model, poisoned, params) == transfer_curve(model, target, params)
+    clean, clean_pred = transfer_curve(model, target, params)
+    dirty, dirty_pred = transfer_curve(model, poisoned, params)
+    assert dirty == clean
+    for k in clean_pred:
+        assert np.array_equal(dirty_pred[k], clean_pred[k])
+    # the transductive option (the old behaviour) is what reads them
+    raw = json.loads(json.dumps(RAW))
+    raw["fewshot"]["protocol"] = "transductive"
+    old = params_from_dict(raw)
+    assert transfer_curve(model, poisoned, old)[0] != transfer_curve(model, target, old)[0]
 
 
 def test_shared_training_is_deterministic_on_cpu(donor):
@@ -267,14 +281,30 @@ def test_sessions_with_other_images_cannot_share(project):
 
 
 def test_report_compares_single_shared_scratch_and_transfer(project):
+    from npdecode.stages import fewshot, train
+
     root, params = project
+    for model in ("lstm",):  # the scratch side of transfer vs scratch, on session 1
+        train.main(params, model, 1, root=root)
+        fewshot.main(params, model, 1, root=root)
     report.main(params, root=root)
     table = pd.read_csv(root / "results" / "multisession.csv")
     assert list(table["session_id"]) == SESSIONS
     assert {"single_session", "shared", "transfer_k1", "transfer_k2"} <= set(table.columns)
     assert (table["shared_with"] == 3).all() and table["transfer_skipped"].isna().all()
-    assert table["shared"].between(0, 1).all()
     assert table["transfer_fold"].notna().all()
+    assert {"shared_lo", "shared_hi", "transfer_k1_lo", "transfer_k1_hi"} <= set(table.columns)
+    assert {"scratch_k1", "scratch_k2"} <= set(table.columns)
+    assert table["shared"].between(0, 1).all()
+    assert (table["transfer_k2_lo"] <= table["transfer_k2"]).all()
+    assert table.loc[0, "protocol"] == "strict"
+    comp = pd.read_csv(root / "results" / "comparisons.csv")
+    pairs = comp[(comp["kind"] == "fewshot") & (comp["session_id"] == 1)]
+    assert set(zip(pairs["model_a"], pairs["model_b"], strict=True)) == {("lstm", "transfer")}
+    assert sorted(pairs["k"]) == [1, 2] and (pairs["n_draws"] == 2).all()
+    assert (pairs["protocol"] == "strict").all()
+    shared = comp[(comp["kind"] == "model") & (comp["session_id"] == 1)]
+    assert set(zip(shared["model_a"], shared["model_b"], strict=True)) == {("lstm", "multisession")}
     assert (root / "plots" / "multisession.png").stat().st_size > 1000
 
 

@@ -16,10 +16,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from npdecode.cli import measure, run_stage
 from npdecode.decoders import SHARED_TRAIN_PARAMS, model_metrics, predictions_table
 from npdecode.formats.checkpoint import save_shared
 from npdecode.formats.files import atomic_path, read_json, write_csv, write_json
+from npdecode.formats.predictions import fewshot_predictions_table
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.multisession import (
@@ -48,7 +51,9 @@ def main(params: Params, root: Path = Path(".")) -> None:
     """Train the shared decoders and write per-session metrics and transfer curves."""
     layout = Layout(root)
     data = {sid: load_session(layout.split_dir(sid), sid, lazy=True) for sid in params.sessions}
-    models, metrics, predictions, transfer = {}, {}, {}, {}
+    models, metrics, predictions = {}, {}, {}
+    transfer: dict[int, dict[str, Any]] = {}
+    transfer_predictions: dict[int, pd.DataFrame] = {}
     for name, sids in group_sessions(data, params.multisession.group).items():
         with measure() as cost:
             models[name], info = train_shared(data, sids, params)
@@ -63,18 +68,28 @@ def main(params: Params, root: Path = Path(".")) -> None:
             log.info("%s, session %d: test accuracy %.3f", name, sid, m["test"]["accuracy"])
         if not params.multisession.transfer:
             for sid in sids:
-                transfer[sid] = skipped_transfer(data[sid], "multisession.transfer is off")
+                transfer[sid] = skipped_transfer(data[sid], "multisession.transfer is off", params)
             continue
         with measure() as cost:
-            curves = transfer_by_folds(data, sids, params)
+            curves, predicted = transfer_by_folds(data, sids, params)
         for sid, result in curves.items():
             transfer[sid] = {**result, "chance": 1.0 / data[sid].n_classes, **cost}
+        for sid, pred in predicted.items():  # every draw's test predictions: paired tests
+            shots = transfer[sid]["shots"]
+            seeds = {int(k): [r["seed"] for r in v["repeats"]] for k, v in shots.items()}
+            test = data[sid].test
+            transfer_predictions[sid] = fewshot_predictions_table(
+                pred, seeds, test.presentation_id, test.y, data[sid].frames
+            )
     outputs: dict[Path, dict[str, Any]] = {
         layout.root / "models" / MODEL: {f"{n}.pt": m for n, m in models.items()},
         layout.root / "metrics" / MODEL: {f"{s}.json": m for s, m in metrics.items()},
         layout.predictions(MODEL, 0).parent: {f"{s}.csv": p for s, p in predictions.items()},
         layout.root / "metrics" / "fewshot" / "transfer": {
             f"{s}.json": t for s, t in transfer.items()
+        },
+        layout.fewshot_predictions("transfer", 0).parent: {
+            f"{s}.csv": p for s, p in transfer_predictions.items()
         },
     }
     for folder, files in outputs.items():  # each folder whole, or not at all
