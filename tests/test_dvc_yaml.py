@@ -82,6 +82,10 @@ def test_artifact_paths_match_the_layout():
         layout.metrics("logreg", 1),
         layout.predictions("logreg", 1),
         layout.fewshot("logreg", 1),
+        layout.scores("logreg_1"),
+        layout.scores("fewshot_logreg_1"),
+        layout.scores("reference_1"),
+        layout.scores("multisession"),
         layout.results_dir,
         layout.plots_dir,
     ]
@@ -114,7 +118,8 @@ def test_train_stage_writes_model_metrics_and_curves(model):
     assert "src/npdecode/training.py" in body["deps"]  # scoring goes through it
     assert "src/npdecode/models" in body["deps"]
     assert f"models/{model}/${{item}}.pt" in _paths(body["outs"])
-    assert _paths(body["metrics"]) == [f"metrics/{model}/${{item}}.json"]
+    assert f"metrics/{model}/${{item}}.json" in _paths(body["outs"])
+    assert _paths(body["metrics"]) == [f"scores/{model}_${{item}}.json"]
     if model != "logreg":  # DVCLive learning curves, drawn by `dvc plots show`
         assert f"dvclive/{model}/${{item}}/plots/metrics" in _paths(body["plots"])
 

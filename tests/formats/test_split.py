@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from npdecode.errors import DataError
+from npdecode.errors import CorruptError, DataError
 from npdecode.formats.split import SPLITS, load_session
 from npdecode.params import params_from_dict
 from tests.helpers import write_split_folder
@@ -59,8 +59,35 @@ def test_a_flipped_byte_in_the_counts_is_caught(split_dir, tmp_path):
     raw = bytearray(path.read_bytes())
     raw[info.header_offset + 200] ^= 0xFF  # inside X's data
     path.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match=r"session 3: .*train.npz is unreadable.*dvc checkout"):
+    # the same error as the eager reader (files.read_npz): the file, its damage and the fix
+    fix = r"train.npz is damaged \(npz: .*dvc checkout --force .*train.npz.*dvc repro -f"
+    with pytest.raises(CorruptError, match=fix):
         load_session(broken, 3, lazy=True)
+    with pytest.raises(CorruptError, match=fix):
+        load_session(broken, 3)
+
+
+def test_a_member_of_the_wrong_size_or_a_missing_member_is_caught(split_dir, tmp_path):
+    eager = load_session(split_dir, 3)
+    for case in ("short", "missing"):
+        folder = tmp_path / case
+        folder.mkdir()
+        for f in split_dir.iterdir():
+            (folder / f.name).write_bytes(f.read_bytes())
+        t = eager.test
+        members = {"X": t.X[:-1] if case == "short" else t.X, "y": t.y}
+        if case == "short":  # a valid zip whose X holds one presentation fewer than y
+            members["presentation_id"] = t.presentation_id
+        with zipfile.ZipFile(folder / "test.npz", "w") as zf:
+            for name, arr in members.items():
+                with zf.open(f"{name}.npy", "w") as fh:
+                    np.lib.format.write_array(fh, np.ascontiguousarray(arr))
+        if case == "short":  # CRCs are right: the split's own check says what is wrong
+            with pytest.raises(DataError, match="test"):
+                load_session(folder, 3, lazy=True)
+        else:
+            with pytest.raises(CorruptError, match=r"test.npz is damaged .*presentation_id"):
+                load_session(folder, 3, lazy=True)
 
 
 def test_a_compressed_member_is_read_whole(split_dir, tmp_path):

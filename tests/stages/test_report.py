@@ -1,8 +1,8 @@
-import json
-
 import pandas as pd
 import pytest
 
+from npdecode.formats.costs import write_cost
+from npdecode.formats.files import read_json, write_json
 from npdecode.params import params_from_dict
 from npdecode.paths import Layout
 from npdecode.stages import report
@@ -12,22 +12,21 @@ def _metrics(layout, model, sid, acc, ideal=0.9):
     path = layout.metrics(model, sid)
     path.parent.mkdir(parents=True, exist_ok=True)
     split = {"accuracy": acc, "top5": min(1, acc + 0.2), "balanced_accuracy": acc, "n": 20}
-    path.write_text(
-        json.dumps(
-            {
-                "session_id": sid,
-                "specimen_id": "m1",
-                "model": model,
-                "train": split,
-                "val": split,
-                "test": split,
-                "chance": 0.1,
-                "n_units": 5,
-                "ideal_accuracy": ideal,
-                "ratio_to_ideal": acc / ideal,
-                "poisson_plugin_accuracy": 0.3,
-            }
-        )
+    write_json(
+        path,
+        {
+            "session_id": sid,
+            "specimen_id": "m1",
+            "model": model,
+            "train": split,
+            "val": split,
+            "test": split,
+            "chance": 0.1,
+            "n_units": 5,
+            "ideal_accuracy": ideal,
+            "ratio_to_ideal": acc / ideal,
+            "poisson_plugin_accuracy": 0.3,
+        },
     )
     pred = layout.predictions(model, sid)
     pred.parent.mkdir(parents=True, exist_ok=True)
@@ -43,31 +42,29 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
         _metrics(layout, "lstm", sid, b)
     fs = layout.fewshot("logreg", 1)
     fs.parent.mkdir(parents=True)
-    fs.write_text(
-        json.dumps(
-            {
-                "session_id": 1,
-                "specimen_id": "m1",
-                "chance": 0.1,
-                "shots": {
-                    "1": {
-                        "mean": 0.2,
-                        "sd": 0.01,
-                        "top5_mean": 0.5,
-                        "balanced_accuracy_mean": 0.2,
-                        "repeats": [{}, {}],
-                    }
-                },
-            }
-        )
+    write_json(
+        fs,
+        {
+            "session_id": 1,
+            "specimen_id": "m1",
+            "chance": 0.1,
+            "shots": {
+                "1": {
+                    "mean": 0.2,
+                    "sd": 0.01,
+                    "top5_mean": 0.5,
+                    "balanced_accuracy_mean": 0.2,
+                    "repeats": [{}, {}],
+                }
+            },
+        },
     )
     # every draw's predictions of two few-shot learners on the same draws: lstm is right on
     # every presentation, logreg on half
     for model, predicted in (("logreg", [-1, 0, 0, 0]), ("lstm", [-1, 0, 1, 1])):
         if model == "lstm":
-            fs_lstm = json.loads(fs.read_text())
             layout.fewshot("lstm", 1).parent.mkdir(parents=True)
-            layout.fewshot("lstm", 1).write_text(json.dumps(fs_lstm))
+            write_json(layout.fewshot("lstm", 1), read_json(fs))
         path = layout.fewshot_predictions(model, 1)
         path.parent.mkdir(parents=True)
         pd.DataFrame(
@@ -81,7 +78,9 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
             }
         ).to_csv(path, index=False)
     (layout.reference(1)).parent.mkdir(parents=True, exist_ok=True)
-    layout.reference(1).write_text("{}")
+    write_json(layout.reference(1), {})
+    write_cost(layout.cost("bin@1"), {"stage": "bin@1", "wall_time_s": 2.5, "peak_rss_mb": 100})
+    write_cost(layout.cost("bin@9"), {"stage": "bin@9", "wall_time_s": 1.0})  # not a session
     layout.raw_dir(1).mkdir(parents=True)
     layout.nwb(1).write_bytes(small_nwb.read_bytes())
     params = params_from_dict({"sessions": [1, 2]})
@@ -112,5 +111,5 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
     assert (few["model_a"], few["model_b"], few["k"], few["n_draws"]) == ("logreg", "lstm", 1, 2)
     assert few["difference"] == pytest.approx(-0.5)
     assert few["difference_lo"] <= -0.5 <= few["difference_hi"]
-    cost = json.loads((layout.results_dir / "report.json").read_text())
-    assert cost["wall_time_s"] > 0
+    costs = pd.read_csv(layout.results_dir / "costs.csv")
+    assert costs[["stage", "session_id", "wall_time_s"]].values.tolist() == [["bin", 1, 2.5]]

@@ -22,9 +22,19 @@ import numpy as np
 import pandas as pd
 
 from npdecode.errors import DataError
-from npdecode.formats.files import atomic_path, read_json, read_npz, write_json
+from npdecode.formats.files import (
+    atomic_path,
+    corrupt,
+    read_json,
+    read_npz,
+    read_parquet,
+    save_npz,
+    write_json,
+    write_parquet,
+)
 
 SPLITS = ("train", "val", "test")
+SPLIT_MEMBERS = ("X", "y", "presentation_id")  # of each {train,val,test}.npz
 log = logging.getLogger(__name__)
 
 
@@ -67,10 +77,7 @@ class StoredArray:
                 fh.seek(self.offset + int(sorted_rows[a]) * row_bytes)
                 got = fh.readinto(raw[a:b].data.cast("B"))
                 if got != (b - a) * row_bytes:
-                    raise DataError(
-                        f"{self.path} is shorter than its header says: run `dvc checkout "
-                        f"--force {self.path.parent}` or `dvc repro -f split@<id>`"
-                    )
+                    raise corrupt(self.path, "npz: X is shorter than its header says")
         out[order] = buffer
         return out
 
@@ -160,12 +167,12 @@ def write_split(out_dir: str | Path, data: SessionData, extra: dict) -> dict:
         tmp.mkdir()
         for name in SPLITS:
             part = getattr(data, name)
-            # C order: one presentation is one contiguous run of bytes (lazy reading)
-            X = np.ascontiguousarray(part.X)
-            np.savez(tmp / f"{name}.npz", X=X, y=part.y, presentation_id=part.presentation_id)
-        np.savez(tmp / "norm.npz", unit_ids=data.unit_ids, mean=data.mean, std=data.std)
-        np.savez(tmp / "graph.npz", edge_index=data.edge_index, edge_weight=data.edge_weight)
-        data.units.to_parquet(tmp / "units.parquet", index=False)
+            # C order: one presentation is one contiguous run of bytes (lazy reading);
+            # save_npz writes every array in C order, uncompressed
+            save_npz(tmp / f"{name}.npz", X=part.X, y=part.y, presentation_id=part.presentation_id)
+        save_npz(tmp / "norm.npz", unit_ids=data.unit_ids, mean=data.mean, std=data.std)
+        save_npz(tmp / "graph.npz", edge_index=data.edge_index, edge_weight=data.edge_weight)
+        write_parquet(data.units, tmp / "units.parquet", compression="snappy")
         write_json(tmp / "meta.json", meta)
     return meta
 
@@ -192,16 +199,22 @@ def load_session(split_dir: str | Path, session_id: int, lazy: bool = False) -> 
     splits = {}
     for name in SPLITS:
         path = split_dir / f"{name}.npz"
-        stored = _stored_member(path, "X", session_id) if lazy else None
+        stored = _stored_member(path, "X") if lazy else None
         if stored is None:
-            z = read_npz(path)
+            z = read_npz(path, SPLIT_MEMBERS)
             splits[name] = Split(z["X"], z["y"], z["presentation_id"])
         else:
             z = _read_members(path, ("y", "presentation_id"))
             X = _memmap(stored)
             splits[name] = Split(X, z["y"], z["presentation_id"], stored=stored)
-    norm = read_npz(split_dir / "norm.npz")
-    graph = read_npz(split_dir / "graph.npz")
+        part = splits[name]
+        if not len(part.X) == len(part.y) == len(part.presentation_id):
+            raise DataError(
+                f"session {session_id}: {path} holds {len(part.X)} presentations of counts but "
+                f"{len(part.y)} labels: rebuild it with `dvc repro -f split@{session_id}`"
+            )
+    norm = read_npz(split_dir / "norm.npz", ("unit_ids", "mean", "std"))
+    graph = read_npz(split_dir / "graph.npz", ("edge_index", "edge_weight"))
     return SessionData(
         session_id=int(session_id),
         **splits,
@@ -211,7 +224,7 @@ def load_session(split_dir: str | Path, session_id: int, lazy: bool = False) -> 
         std=norm["std"],
         edge_index=graph["edge_index"],
         edge_weight=graph["edge_weight"],
-        units=pd.read_parquet(split_dir / "units.parquet"),
+        units=read_parquet(split_dir / "units.parquet"),
         n_bins=int(meta["n_bins"]),
         bin_width_s=float(meta["bin_width_s"]),
         specimen_id=meta.get("specimen_id"),
@@ -219,8 +232,22 @@ def load_session(split_dir: str | Path, session_id: int, lazy: bool = False) -> 
 
 
 def _read_members(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in names}
+    """Members `names` of a split npz (which must hold exactly `SPLIT_MEMBERS`), each read
+    to its end so zip's CRC-32 is verified (as `files.read_npz` does for whole files)."""
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = sorted(i.filename.removesuffix(".npy") for i in zf.infolist())
+            if members != sorted(SPLIT_MEMBERS):
+                raise ValueError(f"members {members}, expected {sorted(SPLIT_MEMBERS)}")
+            for name in names:
+                with zf.open(f"{name}.npy") as fh:
+                    out[name] = np.lib.format.read_array(fh, allow_pickle=False)
+                    if fh.read():  # reaching the end makes zipfile compare the CRC
+                        raise ValueError(f"member {name!r} is longer than its array")
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
+        raise corrupt(path, f"npz: {err}") from err
+    return out
 
 
 def _memmap(stored: StoredArray) -> np.ndarray:
@@ -231,35 +258,43 @@ def _memmap(stored: StoredArray) -> np.ndarray:
     )
 
 
-def _stored_member(path: Path, member: str, session_id: int) -> StoredArray | None:
+def _stored_member(path: Path, member: str) -> StoredArray | None:
     """Where npz member `member` (an .npy) sits in `path`, after checking its CRC in one
-    streaming pass; None if it cannot be read in place (compressed, Fortran order)."""
-    fix = f"run `dvc checkout --force {path.parent}` or `dvc repro -f split@{session_id}`"
+    streaming pass (constant memory) and that its size is its header's shape; None if it
+    cannot be read in place (compressed, Fortran order). A damaged file: CorruptError
+    naming it and the `dvc checkout --force` / `dvc repro -f` fix (`files.corrupt`)."""
     try:
         with zipfile.ZipFile(path) as zf:
             info = zf.getinfo(f"{member}.npy")
             with zf.open(info) as fh:  # the zip module checks the CRC when it reaches the end
                 while fh.read(1 << 22):
                     pass
-    except (zipfile.BadZipFile, KeyError, OSError) as err:
-        raise DataError(f"session {session_id}: {path} is unreadable ({err}): {fix}") from err
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as err:
+        raise corrupt(path, f"npz: {err}") from err
     if info.compress_type != zipfile.ZIP_STORED:
         log.warning("%s: %s is compressed, so it is read whole", path, member)
         return None
-    with open(path, "rb") as fh:
-        fh.seek(info.header_offset)
-        local = fh.read(30)  # the zip local file header
-        if local[:4] != b"PK\x03\x04":
-            raise DataError(f"session {session_id}: {path} has a broken zip header: {fix}")
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        fh.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-        offset = fh.tell()
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(info.header_offset)
+            local = fh.read(30)  # the zip local file header
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError("a broken zip local header")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            start = info.header_offset + 30 + name_len + extra_len
+            fh.seek(start)
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, struct.error) as err:
+        raise corrupt(path, f"npz member {member!r}: {err}") from err
     if fortran or dtype.hasobject:
         log.warning("%s: %s is not a C-order plain array, so it is read whole", path, member)
         return None
+    data_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if info.file_size != offset - start + data_bytes:
+        raise corrupt(path, f"npz member {member!r} is not the size its header says")
     return StoredArray(path, offset, tuple(shape), dtype)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from npdecode.cli import measure, run_stage
+from npdecode.cli import run_stage
 from npdecode.decoders import MODELS, TRAIN_PARAMS, eval_batch, split_logits
 from npdecode.evaluation import Draw, fewshot_curve
 from npdecode.fewshot import fit_on_shots, protocol_detail, shot_view
 from npdecode.formats.files import write_json
 from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
+from npdecode.formats.scores import fewshot_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
 from npdecode.params import FitParams, Params
 from npdecode.paths import Layout
@@ -88,14 +89,15 @@ def main(params: Params, model: str, session_id: int, root: Path = Path(".")) ->
     """Few-shot curve of `model` on session `session_id`."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)
-    with measure() as cost:
-        result, predicted, seeds = run_fewshot(model, data, params)
-    result.update(chance=1.0 / data.n_classes, **cost)
+    result, predicted, seeds = run_fewshot(model, data, params)
+    result.update(chance=1.0 / data.n_classes)
     table = fewshot_predictions_table(
         predicted, seeds, data.test.presentation_id, data.test.y, data.frames
     )
     write_predictions(table, layout.fewshot_predictions(model, session_id))
     write_json(layout.fewshot(model, session_id), result)
+    scores = fewshot_scores(model, session_id, result)
+    write_scores(layout.scores(f"fewshot_{model}_{session_id}"), scores)
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:

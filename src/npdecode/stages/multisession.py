@@ -18,11 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from npdecode.cli import measure, run_stage
+from npdecode.cli import run_stage
 from npdecode.decoders import SHARED_TRAIN_PARAMS, model_metrics, predictions_table
 from npdecode.formats.checkpoint import save_shared
 from npdecode.formats.files import atomic_path, read_json, write_csv, write_json
 from npdecode.formats.predictions import fewshot_predictions_table
+from npdecode.formats.scores import fewshot_scores, model_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.multisession import (
@@ -55,25 +56,23 @@ def main(params: Params, root: Path = Path(".")) -> None:
     transfer: dict[int, dict[str, Any]] = {}
     transfer_predictions: dict[int, pd.DataFrame] = {}
     for name, sids in group_sessions(data, params.multisession.group).items():
-        with measure() as cost:
-            models[name], info = train_shared(data, sids, params)
+        models[name], info = train_shared(data, sids, params)
         for sid in sids:
             scores = {
                 split: session_logits(models[name], data[sid], split, params.train.batch_size)
                 for split in ("train", "val", "test")
             }
             m = model_metrics(MODEL, data[sid], scores, read_json(layout.reference(sid)), info)
-            metrics[sid] = {**m, "group": name, "group_sessions": sids, **cost}
+            metrics[sid] = {**m, "group": name, "group_sessions": sids}
             predictions[sid] = predictions_table(data[sid], scores["test"])
             log.info("%s, session %d: test accuracy %.3f", name, sid, m["test"]["accuracy"])
         if not params.multisession.transfer:
             for sid in sids:
                 transfer[sid] = skipped_transfer(data[sid], "multisession.transfer is off", params)
             continue
-        with measure() as cost:
-            curves, predicted = transfer_by_folds(data, sids, params)
+        curves, predicted = transfer_by_folds(data, sids, params)
         for sid, result in curves.items():
-            transfer[sid] = {**result, "chance": 1.0 / data[sid].n_classes, **cost}
+            transfer[sid] = {**result, "chance": 1.0 / data[sid].n_classes}
         for sid, pred in predicted.items():  # every draw's test predictions: paired tests
             shots = transfer[sid]["shots"]
             seeds = {int(k): [r["seed"] for r in v["repeats"]] for k, v in shots.items()}
@@ -97,6 +96,11 @@ def main(params: Params, root: Path = Path(".")) -> None:
             tmp.mkdir()
             for fname, obj in files.items():
                 _write(tmp / fname, obj, data)
+    write_scores(
+        layout.scores(MODEL),
+        *(model_scores(MODEL, s, m) for s, m in metrics.items()),
+        *(fewshot_scores("transfer", s, t) for s, t in transfer.items()),
+    )
 
 
 def _write(path: Path, obj: Any, data: dict[int, SessionData]) -> None:
@@ -109,4 +113,4 @@ def _write(path: Path, obj: Any, data: dict[int, SessionData]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("multisession", main, per_session=False)
+    run_stage("multisession", main, per_session=False, dvc_stage="train_multisession")
