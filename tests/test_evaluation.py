@@ -159,3 +159,16 @@ def test_check_shots_names_the_param_and_the_largest_k():
         check_shots((1, 5), y, 3, "session 9", frames=np.array([-1, 7, 8]))
     with pytest.raises(ParamsError, match="largest k available is 0"):
         check_shots((1,), y, 4, "session 9")  # class 3 has no training presentation
+
+
+def test_a_single_draw_has_no_interval_of_the_mean_and_stays_valid_json():
+    import json
+
+    from npdecode.evaluation import summarise_draws
+
+    run = {"accuracy": 0.5, "top5": 0.9, "balanced_accuracy": 0.5}
+    one = summarise_draws([run])
+    assert one["mean_lo"] is None and one["mean_hi"] is None and one["sd"] == 0.0
+    json.dumps(one, allow_nan=False)  # what write_json does: nan would raise
+    two = summarise_draws([run, {**run, "accuracy": 0.7}])
+    assert two["mean_lo"] < 0.6 < two["mean_hi"]

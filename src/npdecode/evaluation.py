@@ -248,15 +248,15 @@ def sample_shots(y: np.ndarray, n_classes: int, k: int, rng: np.random.Generator
 
 
 def summarise_draws(runs: list[dict]) -> dict:
-    """Mean, sd and the 95 % interval of the mean (over draws) of test accuracy for one k,
-    plus every draw."""
+    """Mean, sd and the 95 % interval of the mean (over draws; None with a single draw) of
+    test accuracy for one k, plus every draw."""
     acc = np.array([x["accuracy"] for x in runs])
-    lo, hi = mean_interval(acc)
+    lo, hi = mean_interval(acc)  # nan for a single draw: written as null (JSON has no nan)
     return {
         "mean": float(acc.mean()),
         "sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-        "mean_lo": lo,
-        "mean_hi": hi,
+        "mean_lo": lo if np.isfinite(lo) else None,
+        "mean_hi": hi if np.isfinite(hi) else None,
         "top5_mean": float(np.mean([x["top5"] for x in runs])),
         "balanced_accuracy_mean": float(np.mean([x["balanced_accuracy"] for x in runs])),
         "repeats": runs,

@@ -325,6 +325,9 @@ def test_nothing_shared_is_reported_as_such(project, tmp_path):
     multisession.main(params, root=root)
     out = json.loads((root / "metrics" / "fewshot" / "transfer" / "1.json").read_text())
     assert "only one" in out["skipped"] and out["shots"] == {}
+    # the predictions folder is never empty (git would drop it): columns, no draws
+    preds = pd.read_csv(Layout(root).fewshot_predictions("transfer", 1))
+    assert len(preds) == 0 and {"k", "repeat", "presentation_id"} <= set(preds.columns)
     report.main(params, root=root)
     table = pd.read_csv(root / "results" / "multisession.csv")
     assert (table["shared_with"] == 0).all()

@@ -119,8 +119,9 @@ def fewshot_table(layout: Layout, sessions: tuple[int, ...]) -> pd.DataFrame:
                         "protocol": m.get("protocol", "transductive"),  # older files: the old way
                         "accuracy_mean": r["mean"],
                         "accuracy_sd": r["sd"],
-                        "accuracy_mean_lo": r.get("mean_lo", np.nan),
-                        "accuracy_mean_hi": r.get("mean_hi", np.nan),
+                        # absent (older files) or null (a single draw): no interval
+                        "accuracy_mean_lo": _number(r.get("mean_lo")),
+                        "accuracy_mean_hi": _number(r.get("mean_hi")),
                         "top5_mean": r["top5_mean"],
                         "balanced_accuracy_mean": r["balanced_accuracy_mean"],
                         "n_repeats": len(r["repeats"]),
@@ -143,6 +144,10 @@ def fewshot_table(layout: Layout, sessions: tuple[int, ...]) -> pd.DataFrame:
         "chance",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _number(value: float | None) -> float:
+    return np.nan if value is None else float(value)
 
 
 def multisession_table(

@@ -3,7 +3,7 @@
 For each k in `fewshot.shots` and each of `fewshot.repeats` draws, k presentations per
 image are sampled from the training split (seeded by `fewshot.seed`, k and the repeat),
 a learner is fitted on them under `fewshot.protocol` (strict by default: it sees its
-shots and nothing else; see `npdecode.decoders`), and scored on the full test split.
+shots and nothing else; see `npdecode.fewshot`), and scored on the full test split.
 Writes the curve (mean ± sd over draws, the interval of the mean, every draw with its
 interval) and every draw's test predictions, for paired comparisons in the report.
 Results are per session, never per mouse.

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from npdecode.cli import run_stage
@@ -55,6 +56,7 @@ def main(params: Params, root: Path = Path(".")) -> None:
     models, metrics, predictions = {}, {}, {}
     transfer: dict[int, dict[str, Any]] = {}
     transfer_predictions: dict[int, pd.DataFrame] = {}
+    predicted_all: dict[int, dict[int, np.ndarray]] = {}
     for name, sids in group_sessions(data, params.multisession.group).items():
         models[name], info = train_shared(data, sids, params)
         for sid in sids:
@@ -71,15 +73,18 @@ def main(params: Params, root: Path = Path(".")) -> None:
                 transfer[sid] = skipped_transfer(data[sid], "multisession.transfer is off", params)
             continue
         curves, predicted = transfer_by_folds(data, sids, params)
+        predicted_all.update(predicted)
         for sid, result in curves.items():
             transfer[sid] = {**result, "chance": 1.0 / data[sid].n_classes}
-        for sid, pred in predicted.items():  # every draw's test predictions: paired tests
-            shots = transfer[sid]["shots"]
-            seeds = {int(k): [r["seed"] for r in v["repeats"]] for k, v in shots.items()}
-            test = data[sid].test
-            transfer_predictions[sid] = fewshot_predictions_table(
-                pred, seeds, test.presentation_id, test.y, data[sid].frames
-            )
+    # every transfer draw's test predictions (paired tests); a skipped session gets the
+    # columns only, so the folder is never empty (git keeps no empty folder: a clone would
+    # see the output deleted)
+    for sid, result in transfer.items():
+        seeds = {int(k): [r["seed"] for r in v["repeats"]] for k, v in result["shots"].items()}
+        test = data[sid].test
+        transfer_predictions[sid] = fewshot_predictions_table(
+            predicted_all.get(sid, {}), seeds, test.presentation_id, test.y, data[sid].frames
+        )
     outputs: dict[Path, dict[str, Any]] = {
         layout.root / "models" / MODEL: {f"{n}.pt": m for n, m in models.items()},
         layout.root / "metrics" / MODEL: {f"{s}.json": m for s, m in metrics.items()},
