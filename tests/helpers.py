@@ -34,6 +34,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 SMALL_PARAMS: dict[str, Any] = {
     "sessions": [1],
     "fetch": {"synthetic": {"n_units": 24, "n_images": 6, "n_repeats": 12, "tuning_strength": 5.0}},
+    # 12 repeats leave ~5-8 training presentations per image: k = 10 is refused
+    "fewshot": {"shots": [1, 3], "steps": 100},
 }
 TRACE_ENV = "NPDECODE_TEST_IMPORT_TRACE"
 _TRACE_CODE = f"""

@@ -1,17 +1,18 @@
 """Single-session decoders from params: build, train and score any model by name.
 
 `train_model` is the one way the pipeline trains a model on a session's split (the
-train stage, every few-shot draw, the benchmarks): logreg by scikit-learn, the deep
-models by `npdecode.training.fit` with early stopping on the validation split. Scoring,
-the metrics JSON of a model and its per-presentation predictions live here too, so the
-train and multisession stages write the same schema.
+train stage, transductive few-shot draws, the benchmarks): logreg by scikit-learn, the
+deep models by `npdecode.training.fit` with early stopping on the validation split.
+Scoring, the metrics JSON of a model and its per-presentation predictions live here too,
+so the train and multisession stages write the same schema. The few-shot protocol (what a
+learner fitted on k presentations per image may see) is `npdecode.fewshot`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,10 +26,14 @@ from npdecode.models.logreg import LogReg, fit_logreg
 from npdecode.models.lstm import LSTMDecoder
 from npdecode.models.stgat import STGAT
 from npdecode.models.transformer import TransformerLSTM
-from npdecode.params import FewshotParams, FitParams, TrainParams
-from npdecode.training import FitOptions, fit, predict_logits, seed_everything
+from npdecode.params import FitParams, TrainParams
+from npdecode.training import (
+    FitOptions,
+    fit,
+    predict_logits,
+    seed_everything,
+)
 
-FitT = TypeVar("FitT", bound=FitParams)
 MODELS = ("logreg", "lstm", "transformer", "stgat")
 DEEP = {"lstm": LSTMDecoder, "transformer": TransformerLSTM, "stgat": STGAT}
 SHARED_TRAIN_PARAMS = ("train.device", "train.seed", "train.batch_size", "train.amp")
@@ -137,22 +142,4 @@ def predictions_table(data: SessionData, test_scores: np.ndarray) -> pd.DataFram
             "actual": data.frames[data.test.y],
             "predicted": data.frames[test_scores.argmax(axis=1)],
         }
-    )
-
-
-def fewshot_train(train: TrainParams, name: str, fs: FewshotParams, seed: int) -> TrainParams:
-    """`train` for one few-shot draw: the draw's seed, and for deep models the few-shot epoch
-    budget (k*119 samples converge in fewer epochs than the whole split)."""
-    p = getattr(train, name)
-    if isinstance(p, FitParams):
-        p = fewshot_budget(p, fs)
-    return dataclasses.replace(train, seed=seed, **{name: p})
-
-
-def fewshot_budget(fit_params: FitT, fs: FewshotParams) -> FitT:
-    """`fit_params` capped at `fewshot.max_epochs` and `fewshot.patience`."""
-    return dataclasses.replace(
-        fit_params,
-        max_epochs=min(fit_params.max_epochs, fs.max_epochs),
-        patience=min(fit_params.patience, fs.patience),
     )

@@ -1,18 +1,83 @@
-"""Scoring decoders: classification metrics (always fractions in [0, 1]) and few-shot draws."""
+"""Scoring decoders: classification metrics with 95 % intervals (always fractions in [0, 1]),
+paired comparisons of two decoders on one test set, and the few-shot loop.
+
+Intervals (DESIGN rule 9):
+- accuracy and top-5: Wilson score interval of a binomial proportion over the test
+  presentations (each one is a success or not);
+- balanced accuracy: the mean of per-class recalls, each a binomial proportion over that
+  class's presentations; a normal interval on that mean, its variance from Agresti-Coull
+  adjusted recalls ((x + 2) / (n + 4)), so a class scored 0/n or n/n still has variance;
+- a few-shot mean over draws: Student-t interval of the mean of the draws' accuracies;
+- paired differences (two decoders, same test presentations): exact McNemar test and the
+  Bonett-Price interval on one test set; over several few-shot draws, a paired bootstrap
+  that resamples draws and test presentations together (see `paired_draws`).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from scipy import stats
+
+from npdecode.errors import ParamsError
 
 log = logging.getLogger(__name__)
+LEVEL = 0.95
+Z = float(stats.norm.ppf(0.5 + LEVEL / 2))  # 1.959964...
+BOOTSTRAP_SAMPLES = 4000
+BOOTSTRAP_SEED = 20240614  # paired bootstraps are seeded: same predictions, same interval
+
+
+# --- intervals ----------------------------------------------------------------------------
+
+
+def wilson_interval(successes: int, n: int, z: float = Z) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion `successes / n` (Wilson 1927)."""
+    if n <= 0:
+        raise ValueError("an interval needs at least one trial")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def balanced_accuracy_interval(
+    correct: np.ndarray, y: np.ndarray, z: float = Z
+) -> tuple[float, float]:
+    """Normal interval of the mean per-class recall over the classes present in `y`.
+
+    Test presentations are stratified by class (the split fixes n_c per class), so the
+    recalls are independent binomial proportions and Var(mean) = sum_c p_c(1-p_c)/n_c / C^2,
+    with p_c adjusted as (x_c + 2) / (n_c + 4).
+    """
+    classes, n = np.unique(y, return_counts=True)
+    x = np.array([correct[y == c].sum() for c in classes], dtype=np.float64)
+    recall = x / n
+    adjusted = (x + 2) / (n + 4)
+    se = np.sqrt(np.sum(adjusted * (1 - adjusted) / n)) / len(classes)
+    mean = float(recall.mean())
+    return float(max(0.0, mean - z * se)), float(min(1.0, mean + z * se))
+
+
+def mean_interval(
+    values: Sequence[float] | np.ndarray, level: float = LEVEL
+) -> tuple[float, float]:
+    """Student-t interval of the mean of `values` (nan, nan for fewer than two values)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
 
 
 def classification_metrics(scores: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:
-    """Accuracy, top-5 accuracy and balanced accuracy of (P, C) scores against labels.
+    """Accuracy, top-5 accuracy and balanced accuracy of (P, C) scores against labels,
+    each with its 95 % interval (`<name>_lo`, `<name>_hi`; see the module docstring).
 
     Balanced accuracy is the mean per-class recall over the classes present in `y`.
     """
@@ -24,14 +89,108 @@ def classification_metrics(scores: np.ndarray, y: np.ndarray, n_classes: int) ->
     k = min(5, n_classes)
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     correct = pred == y
+    in_top = (top == y[:, None]).any(axis=1)
     present = np.unique(y)
     recall = [correct[y == c].mean() for c in present]
+    out: dict[str, float] = {}
+    for name, value, (lo, hi) in (
+        ("accuracy", correct.mean(), wilson_interval(int(correct.sum()), len(y))),
+        ("top5", in_top.mean(), wilson_interval(int(in_top.sum()), len(y))),
+        ("balanced_accuracy", np.mean(recall), balanced_accuracy_interval(correct, y)),
+    ):
+        out.update({name: float(value), f"{name}_lo": lo, f"{name}_hi": hi})
+    out["n"] = int(len(y))
+    return out
+
+
+# --- paired comparisons -------------------------------------------------------------------
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: of the discordant presentations, is A-only vs B-only
+    a fair coin? (a binomial test on a_only out of a_only + b_only at 1/2)."""
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    return float(min(1.0, 2 * stats.binom.cdf(min(a_only, b_only), n, 0.5)))
+
+
+def bonett_price_interval(a_only: int, b_only: int, n: int, z: float = Z) -> tuple[float, float]:
+    """Interval of the paired difference acc_A - acc_B from the discordant counts
+    (Bonett & Price 2012: adjusted Wald with one pseudo-count per discordant cell)."""
+    p12, p21 = (a_only + 1) / (n + 2), (b_only + 1) / (n + 2)
+    d = p12 - p21
+    se = np.sqrt((p12 + p21 - d * d) / (n + 2))
+    return float(max(-1.0, d - z * se)), float(min(1.0, d + z * se))
+
+
+def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
+    """A vs B on the same test presentations (boolean (P,) arrays, same order)."""
+    if correct_a.shape != correct_b.shape or correct_a.ndim != 1 or len(correct_a) == 0:
+        raise ValueError("paired comparison needs two non-empty (P,) arrays of the same shape")
+    a_only = int(np.sum(correct_a & ~correct_b))
+    b_only = int(np.sum(~correct_a & correct_b))
+    lo, hi = bonett_price_interval(a_only, b_only, len(correct_a))
     return {
-        "accuracy": float(correct.mean()),
-        "top5": float((top == y[:, None]).any(axis=1).mean()),
-        "balanced_accuracy": float(np.mean(recall)),
-        "n": int(len(y)),
+        "accuracy_a": float(correct_a.mean()),
+        "accuracy_b": float(correct_b.mean()),
+        "difference": float(correct_a.mean() - correct_b.mean()),
+        "difference_lo": lo,
+        "difference_hi": hi,
+        "p_value": mcnemar_exact(a_only, b_only),
+        "method": "exact McNemar, Bonett-Price interval",
     }
+
+
+def paired_draws(
+    correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = BOOTSTRAP_SAMPLES
+) -> dict[str, Any]:
+    """A vs B over the same few-shot draws and test presentations: (R, P) boolean arrays,
+    row r of both from draw r. The difference of mean accuracies, with a paired bootstrap
+    interval that resamples draws and presentations (both sources of variation of a
+    few-shot mean); its p-value is the two-sided bootstrap proportion on the far side of 0."""
+    if correct_a.shape != correct_b.shape or correct_a.ndim != 2 or correct_a.size == 0:
+        raise ValueError("paired draws need two non-empty (R, P) arrays of the same shape")
+    n_draws, n_pres = correct_a.shape
+    diff = correct_a.astype(np.float64) - correct_b  # (R, P)
+    w_draw, w_pres = _resampling_weights(n_draws, n_pres, n_boot)
+    boot = np.einsum("br,rp,bp->b", w_draw, diff, w_pres) / (n_draws * n_pres)  # (B,)
+    lo, hi = np.quantile(boot, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
+    return {
+        "accuracy_a": float(correct_a.mean()),
+        "accuracy_b": float(correct_b.mean()),
+        "difference": float(diff.mean()),
+        "difference_lo": float(lo),
+        "difference_hi": float(hi),
+        "p_value": float(p),
+        "method": f"paired bootstrap over {n_draws} draws and test presentations",
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _resampling_weights(n_draws: int, n_pres: int, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, R) and (B, P) counts of each draw and presentation in `n_boot` resamples with
+    replacement (seeded; cached: a report compares many pairs on one test set)."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+
+    def counts(n: int) -> np.ndarray:
+        picks = rng.integers(0, n, size=(n_boot, n))  # (B, n) indices drawn with replacement
+        rows = np.arange(n_boot)[:, None] * n
+        return np.bincount((rows + picks).ravel(), minlength=n_boot * n).reshape(n_boot, n)
+
+    w_draw, w_pres = counts(n_draws), counts(n_pres)
+    w_draw.flags.writeable = w_pres.flags.writeable = False
+    return w_draw, w_pres
+
+
+def verdict(lo: float, hi: float, a: str, b: str) -> str:
+    """'A > B', 'B > A' or 'no difference' from the 95 % interval of acc_A - acc_B."""
+    if lo > 0:
+        return f"{a} > {b}"
+    if hi < 0:
+        return f"{b} > {a}"
+    return "no difference at 95 %"
 
 
 # --- few-shot draws -----------------------------------------------------------------------
@@ -56,29 +215,60 @@ def draw_seed(base: int, k: int, repeat: int) -> int:
     return int(np.random.SeedSequence([base, k, repeat]).generate_state(1)[0])
 
 
+def check_shots(
+    shots: Sequence[int],
+    y: np.ndarray,
+    n_classes: int,
+    where: str,
+    frames: np.ndarray | None = None,
+) -> None:
+    """Refuse a k larger than the training presentations some class has (ParamsError);
+    `frames` (C,) names each class's image in the message."""
+    counts = np.bincount(y, minlength=n_classes)
+    k_max, worst = int(counts.min()), int(counts.argmin())
+    too_big = [k for k in shots if k > k_max]
+    if too_big:
+        image = f"image (frame) {int(frames[worst])}" if frames is not None else f"class {worst}"
+        raise ParamsError(
+            f"{where}: fewshot.shots asks for k = {max(too_big)} presentations per image, but "
+            f"{image} has only {k_max} in the training split: the largest k available is {k_max}"
+        )
+
+
 def sample_shots(y: np.ndarray, n_classes: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of k presentations per class (all of a class's, if it has fewer), sorted."""
+    """Indices of k presentations per class, sorted (every class must have k; see
+    `check_shots`)."""
     picks = []
     for c in range(n_classes):
         idx = np.flatnonzero(y == c)
-        picks.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+        if len(idx) < k:
+            raise ValueError(f"class {c} has {len(idx)} presentations, fewer than k = {k}")
+        picks.append(rng.choice(idx, size=k, replace=False))
     return np.sort(np.concatenate(picks))
 
 
 def summarise_draws(runs: list[dict]) -> dict:
-    """Mean and sd (over draws) of test accuracy, plus every draw, for one k."""
+    """Mean, sd and the 95 % interval of the mean (over draws; None with a single draw) of
+    test accuracy for one k, plus every draw."""
     acc = np.array([x["accuracy"] for x in runs])
+    lo, hi = mean_interval(acc)  # nan for a single draw: written as null (JSON has no nan)
     return {
         "mean": float(acc.mean()),
         "sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "mean_lo": lo if np.isfinite(lo) else None,
+        "mean_hi": hi if np.isfinite(hi) else None,
         "top5_mean": float(np.mean([x["top5"] for x in runs])),
         "balanced_accuracy_mean": float(np.mean([x["balanced_accuracy"] for x in runs])),
         "repeats": runs,
     }
 
 
+# fit_group: [(shot indices, draw), ...] of one k -> [(P_test, C) test scores, ...]
+FitGroup = Callable[[list[tuple[np.ndarray, Draw]]], list[np.ndarray]]
+
+
 def fewshot_curve(
-    fit_and_score: Callable[[np.ndarray, Draw], np.ndarray],
+    fit_group: FitGroup,
     y_train: np.ndarray,
     y_test: np.ndarray,
     n_classes: int,
@@ -86,22 +276,33 @@ def fewshot_curve(
     repeats: int,
     seed: int,
     describe: str = "",
-) -> dict[str, dict]:
-    """Few-shot accuracy per k: for every draw, `fit_and_score(shot indices, draw)` trains on
-    those training presentations and returns (P_test, C) test scores.
+    frames: np.ndarray | None = None,
+) -> tuple[dict[str, dict], dict[int, np.ndarray]]:
+    """Few-shot accuracy per k, and each draw's test predictions.
 
-    The draws depend only on (`seed`, k, repeat) and the training labels, so every learner
-    scored on a session (scratch models, transfer) sees the same presentations.
+    For every k, the `repeats` draws are handed to `fit_group` together (so a caller may
+    train them as one batch); it trains one learner per draw on those training
+    presentations and returns their (P_test, C) test scores. The draws depend only on
+    (`seed`, k, repeat) and the training labels, so every learner scored on a session
+    (scratch models, transfer) sees the same presentations.
+
+    Returns:
+        {str(k): summary (see `summarise_draws`)}, and {k: (repeats, P_test) predicted class}.
     """
+    check_shots(shots, y_train, n_classes, describe or "few-shot", frames)
     out: dict[str, dict] = {}
+    predicted: dict[int, np.ndarray] = {}
     for k in shots:
+        draws = [Draw(k, r, draw_seed(seed, k, r)) for r in range(repeats)]
+        group = [
+            (sample_shots(y_train, n_classes, k, np.random.default_rng(d.seed)), d) for d in draws
+        ]
+        scores = fit_group(group)
         runs = []
-        for r in range(repeats):
-            draw = Draw(k, r, draw_seed(seed, k, r))
-            idx = sample_shots(y_train, n_classes, k, np.random.default_rng(draw.seed))
-            scores = fit_and_score(idx, draw)
-            m = classification_metrics(scores, y_test, n_classes)
-            runs.append({"repeat": r, "seed": draw.seed, "n_train": len(idx), **m})
+        for (idx, draw), s in zip(group, scores, strict=True):
+            m = classification_metrics(s, y_test, n_classes)
+            runs.append({"repeat": draw.repeat, "seed": draw.seed, "n_train": len(idx), **m})
         out[str(k)] = summarise_draws(runs)
+        predicted[k] = np.stack([s.argmax(axis=1) for s in scores])
         log.info("%s k=%d: %.3f ± %.3f", describe, k, out[str(k)]["mean"], out[str(k)]["sd"])
-    return out
+    return out, predicted

@@ -266,27 +266,49 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class MultisessionParams(FitParams):
-    """One decoder across sessions (models/multisession.py) and few-shot transfer with it.
+    """One decoder across sessions and mice (models/multisession.py), and transfer with it.
 
     The core's architecture is that of `train.<core>`; its optimiser settings are these.
+    Transfer holds out mice (`group: all`) or sessions of one mouse (`group: mouse`) in
+    `folds` folds drawn with `fold_seed`; a held-out session's new read-in is fitted on its
+    k shots per image for a fixed budget, `adapt_epochs` at `adapt_lr` (no validation
+    data: the strict few-shot protocol), which the adapt command uses too.
     """
 
-    group: Literal["mouse", "all"] = "mouse"
+    group: Literal["mouse", "all"] = "all"
     core: Literal["lstm", "transformer"] = "lstm"
     latent: int = _p(128, lo=1)
     input_dropout: float = _p(0.4, lo=0.0, hi=0.95)
     transfer: bool = True
+    folds: int = _p(4, lo=2)
+    fold_seed: int = _p(0, lo=0)
+    adapt_epochs: int = _p(30, lo=0)
+    adapt_lr: float = _p(3e-3, lo=0.0, lo_open=True)
+    readin_init: Literal["template", "random"] = "template"
+    readin_ridge: float = _p(1.0, lo=0.0, lo_open=True)
 
 
 @dataclass(frozen=True)
 class FewshotParams:
-    """k training presentations per image, drawn from the train split, `repeats` times."""
+    """k training presentations per image, drawn from the train split, `repeats` times.
 
+    `protocol` (npdecode.fewshot): strict, the learner sees its k*C shots and nothing
+    else, and deep models train a fixed budget of `steps` optimiser steps (whole epochs,
+    capped by their own max_epochs); or transductive, the old behaviour: whole-split
+    normalisation and graph, early stopping on the validation split within `max_epochs` and
+    `patience`.
+    """
+
+    protocol: Literal["strict", "transductive"] = "strict"
     shots: tuple[int, ...] = (1, 3, 5, 10)
     repeats: int = _p(5, lo=1)
     seed: int = _p(0, lo=0)
-    max_epochs: int = _p(30, lo=1)  # caps each deep model's own max_epochs / patience
-    patience: int = _p(6, lo=1)
+    steps: int = _p(600, lo=1)  # strict: the budget (bench/fewshot_budget.py, other sessions)
+    max_epochs: int = _p(30, lo=1)  # transductive: the cap on each deep model's own
+    patience: int = _p(6, lo=1)  # transductive only
+    # strict deep learners: train the draws of one k as one batch (npdecode.ensemble);
+    # auto: on CUDA only (on a CPU it does not pay)
+    batch_draws: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         if not self.shots or min(self.shots) < 1:

@@ -98,6 +98,10 @@ class Layout:
     def predictions(self, model: str, session_id: int) -> Path:
         return self.root / "predictions" / model / f"{session_id}.csv"
 
+    def fewshot_predictions(self, model: str, session_id: int) -> Path:
+        """Every few-shot draw's test predictions (model `transfer`: few-shot transfer)."""
+        return self.root / "predictions" / "fewshot" / model / f"{session_id}.csv"
+
     def live_dir(self, model: str, session_id: int) -> Path:
         """DVCLive output (per-epoch learning curves) of a trained model."""
         return self.root / "dvclive" / model / str(session_id)

@@ -6,6 +6,9 @@ loss); training stops after `patience` epochs without improvement. The test spli
 seen here. Batch order comes from a seeded `torch.Generator`, dropout from the seeded global
 stream, so the same options give the same model on the CPU. On CUDA, forward passes run
 under autocast (bf16, or fp16 with a GradScaler); on the CPU always in float32.
+
+`fit` takes in-memory arrays; `fit_batches` takes any `BatchSource` (the shared decoder's
+batches, each read from one session's files); both run the same loop.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import logging
 import math
 import random
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -45,6 +49,77 @@ class FitOptions:
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # used on CUDA only
     schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr -> 0 at max_epochs
     key: str = ""  # the params section these come from (e.g. train.lstm), named in errors
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One step's data: the model is called as `model(*inputs)`; `y` (B,) are the labels."""
+
+    inputs: tuple[Any, ...]
+    y: torch.Tensor
+
+
+class BatchSource(Protocol):
+    """Where `fit_batches` gets its data: training batches in a seeded order, and the
+    validation split in fixed batches (scored after every epoch)."""
+
+    def n_train(self) -> int:
+        """Training samples per epoch."""
+        ...
+
+    def n_val(self) -> int:
+        """Validation samples."""
+        ...
+
+    def n_steps(self, batch_size: int) -> int:
+        """Training batches per epoch."""
+        ...
+
+    def train_batches(
+        self, batch_size: int, gen: torch.Generator, device: torch.device
+    ) -> Iterator[Batch]:
+        """One epoch of training batches, in an order drawn from `gen` only."""
+        ...
+
+    def val_batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
+        """The validation split, in a fixed order."""
+        ...
+
+
+class ArraySource:
+    """In-memory (x (P, T, U), y (P,)) train and val arrays: the single-session path."""
+
+    def __init__(
+        self,
+        train: tuple[np.ndarray, np.ndarray],
+        val: tuple[np.ndarray, np.ndarray],
+        device: torch.device,
+    ) -> None:
+        self.x_tr = torch.as_tensor(train[0]).to(device)
+        self.y_tr = torch.as_tensor(train[1]).to(device)
+        self.x_val, self.y_val = torch.as_tensor(val[0]), torch.as_tensor(val[1]).to(device)
+
+    def n_train(self) -> int:
+        return len(self.y_tr)
+
+    def n_val(self) -> int:
+        return len(self.y_val)
+
+    def n_steps(self, batch_size: int) -> int:
+        return -(-len(self.y_tr) // batch_size)
+
+    def train_batches(
+        self, batch_size: int, gen: torch.Generator, device: torch.device
+    ) -> Iterator[Batch]:
+        order = torch.randperm(len(self.y_tr), generator=gen).to(device)
+        for i in range(0, len(self.y_tr), batch_size):
+            idx = order[i : i + batch_size]
+            yield Batch((self.x_tr[idx],), self.y_tr[idx])
+
+    def val_batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
+        for i in range(0, len(self.y_val), batch_size):
+            xb = self.x_val[i : i + batch_size].to(device, torch.float32)
+            yield Batch((xb,), self.y_val[i : i + batch_size])
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -120,80 +195,85 @@ def fit(
         and a dict of facts for the metrics JSON (epochs run, best epoch, best val accuracy,
         device, precision).
     """
+    return fit_batches(model, ArraySource(train, val, resolve_device(opts.device)), opts, live_dir)
+
+
+def fit_batches(
+    model: nn.Module,
+    source: BatchSource,
+    opts: FitOptions,
+    live_dir: Path | None = None,
+    validate: bool = True,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """`fit` on batches from `source` (e.g. one session per batch, read from disk).
+
+    `max_epochs` epochs at most, each one pass over `source.train_batches` in an order
+    seeded by `opts.seed`; after each, the whole validation split is scored and the best
+    weights kept; stops after `patience` epochs without a better val accuracy.
+    With `validate=False` no validation data is read: exactly `max_epochs` epochs run
+    and the last weights are kept (a fixed budget, for learners that may see nothing
+    but their training data: `fit_fixed`). `on_epoch(epoch, model)`, if given, is called
+    after every epoch. Returns as `fit` does (with the last epoch's training loss and
+    accuracy when `validate=False`).
+    """
     device = resolve_device(opts.device)
     amp = autocast_dtype(opts.amp, device)
     seed_everything(opts.seed)
     order_gen = torch.Generator().manual_seed(opts.seed)
     model.to(device)
-    x_tr, y_tr = torch.as_tensor(train[0]).to(device), torch.as_tensor(train[1]).to(device)
-    y_val = torch.as_tensor(val[1]).to(device)
-    if len(y_tr) == 0 or len(y_val) == 0:
-        raise ValueError("fit needs a non-empty train and val split")
-    opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-    steps = opts.max_epochs * -(-len(y_tr) // opts.batch_size)
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        if opts.schedule == "cosine"
-        else None
-    )
-    scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
+    _check_source(source, validate)
+    opt, sched, scaler = _optimiser(model, opts, source.n_steps(opts.batch_size), amp)
     live = _live(live_dir)
     best = {"accuracy": -1.0, "loss": float("inf"), "epoch": 0}
     best_state: dict[str, torch.Tensor] = {}
     bar = tqdm(range(1, opts.max_epochs + 1), desc="epochs", disable=None, leave=False)
     epoch = 0
+    loss = acc = float("nan")
     for epoch in bar:
-        loss, acc = _train_epoch(
-            model, opt, sched, scaler, x_tr, y_tr, opts.batch_size, order_gen, amp
-        )
-        logits = predict_logits(model, val[0], opts.batch_size, amp)
-        val_loss = F.cross_entropy(logits, y_val).item()
-        val_acc = (logits.argmax(1) == y_val).sum().item() / len(y_val)
+        batches = source.train_batches(opts.batch_size, order_gen, device)
+        loss, acc = _train_epoch(model, opt, sched, scaler, batches, source.n_train(), amp)
         if not math.isfinite(loss):
             lr = f"{opts.key}.lr" if opts.key else "the learning rate"
             raise TrainingError(
                 f"training diverged: the loss is {loss} at epoch {epoch} with lr {opts.lr:g}; "
                 f"lower {lr} (or set train.amp: off if it happens only on CUDA)"
             )
-        if live is not None:
-            for name, value in (
-                ("train/loss", loss),
-                ("train/accuracy", acc),
-                ("train/lr", opt.param_groups[0]["lr"]),  # at the end of the epoch
-                ("val/loss", val_loss),
-                ("val/accuracy", val_acc),
-            ):
-                live.log_metric(name, value)
-            live.next_step()
-        bar.set_postfix(loss=f"{loss:.3f}", train=f"{acc:.3f}", val=f"{val_acc:.3f}")
-        # progress for logs without a TTY (SLURM, dvc repro): every 10th epoch at INFO
-        log.log(
-            logging.INFO if epoch == 1 or epoch % 10 == 0 else logging.DEBUG,
-            "epoch %d: train loss %.3f, train acc %.3f, val acc %.3f",
-            epoch,
-            loss,
-            acc,
-            val_acc,
-        )
+        curves = {"train/loss": loss, "train/accuracy": acc}
+        curves["train/lr"] = opt.param_groups[0]["lr"]  # at the end of the epoch
+        if validate:
+            val_loss, val_acc = _score(model, source.val_batches(opts.batch_size, device), amp)
+            curves.update({"val/loss": val_loss, "val/accuracy": val_acc})
+        _log_epoch(live, bar, epoch, curves, loud=validate)
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+        if not validate:  # a fixed budget: the last epoch's weights are kept
+            continue
         if val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"]):
             best = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch}
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch - best["epoch"] >= opts.patience:
             break
     bar.close()
-    model.load_state_dict(best_state)
+    if validate:
+        model.load_state_dict(best_state)
     info = {
         "epochs": epoch,
-        "best_epoch": best["epoch"],
-        "best_val_accuracy": best["accuracy"],
+        "best_epoch": best["epoch"] if validate else epoch,
+        "best_val_accuracy": best["accuracy"] if validate else None,
         "device": str(device),
         "amp": str(amp).removeprefix("torch.") if amp is not None else "off",
         "n_parameters": sum(p.numel() for p in model.parameters()),
     }
+    if not validate:
+        info.update(train_loss=loss, train_accuracy=acc)
     if live is not None:
-        live.summary.update({k: v for k, v in info.items() if k not in ("device", "amp")})
+        live.summary.update(
+            {k: v for k, v in info.items() if k not in ("device", "amp") and v is not None}
+        )
         live.end()
-    log.info(
+    log.log(
+        logging.INFO if validate else logging.DEBUG,
         "stopped after %d epochs; best val accuracy %.3f at epoch %d",
         epoch,
         best["accuracy"],
@@ -202,27 +282,111 @@ def fit(
     return model.eval(), info
 
 
+def fit_fixed(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    opts: FitOptions,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train `model` for exactly `opts.max_epochs` epochs on (x (P, T, U), y (P,)), with no
+    validation data, and keep the last weights (a fixed budget: the strict few-shot
+    protocol, where a learner has no labelled data to stop on besides its training set).
+
+    `fit_batches(..., validate=False)` on the in-memory arrays; `on_epoch(epoch, model)` is
+    called after every epoch (e.g. to choose a budget on other sessions,
+    `bench/fewshot_budget.py`); the model is back in train mode after it.
+
+    Returns the model, on the training device and in eval mode, and a dict of facts
+    (epochs, final training loss and accuracy, device, precision).
+    """
+    x, y = train
+    none = (x[:0], y[:0])  # no validation data
+    source = ArraySource(train, none, resolve_device(opts.device))
+    return fit_batches(model, source, opts, validate=False, on_epoch=on_epoch)
+
+
+def _optimiser(
+    model: nn.Module, opts: FitOptions, steps_per_epoch: int, amp: torch.dtype | None
+) -> tuple[
+    torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None, torch.amp.GradScaler | None
+]:
+    """AdamW over the trainable parameters (a frozen core is left out), its schedule
+    (stepped per batch, over `max_epochs` epochs of `steps_per_epoch`) and, for fp16, a
+    gradient scaler."""
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=opts.lr,
+        weight_decay=opts.weight_decay,
+    )
+    steps = opts.max_epochs * steps_per_epoch
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        if opts.schedule == "cosine"
+        else None
+    )
+    scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
+    return opt, sched, scaler
+
+
+def _check_source(source: BatchSource, validate: bool) -> None:
+    if source.n_train() == 0:
+        raise ValueError("fit needs a non-empty training set")
+    if validate and source.n_val() == 0:
+        raise ValueError("fit needs a non-empty train and val split")
+
+
+def _log_epoch(live: Any, bar: Any, epoch: int, curves: dict[str, float], loud: bool) -> None:
+    """One epoch's curves to DVCLive (if any), the progress bar and the log (every 10th
+    epoch at INFO when `loud`: progress for logs without a TTY, e.g. SLURM, dvc repro)."""
+    if live is not None:
+        for name, value in curves.items():
+            live.log_metric(name, value)
+        live.next_step()
+    bar.set_postfix({k.replace("/", " "): f"{v:.3f}" for k, v in curves.items()})
+    log.log(
+        logging.INFO if loud and (epoch == 1 or epoch % 10 == 0) else logging.DEBUG,
+        "epoch %d: %s",
+        epoch,
+        ", ".join(f"{k} {v:.3f}" for k, v in curves.items() if k != "train/lr"),
+    )
+
+
+@torch.no_grad()
+def _score(
+    model: nn.Module, batches: Iterator[Batch], amp: torch.dtype | None
+) -> tuple[float, float]:
+    """(cross-entropy, accuracy) of `model` in eval mode over all `batches` pooled."""
+    model.eval()
+    logits, ys = [], []
+    for b in batches:
+        with _autocast(b.y.device, amp):
+            logits.append(model(*b.inputs).float())
+        ys.append(b.y)
+    all_logits, y = torch.cat(logits), torch.cat(ys)
+    loss = F.cross_entropy(all_logits, y).item()
+    return loss, (all_logits.argmax(1) == y).sum().item() / len(y)
+
+
 def _train_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler | None,
     scaler: torch.amp.GradScaler | None,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    gen: torch.Generator,
+    batches: Iterator[Batch],
+    n_samples: int,
     amp: torch.dtype | None,
 ) -> tuple[float, float]:
-    """One pass over (x, y) in seeded random order; returns (mean loss, accuracy) in train mode."""
+    """One pass over `batches`; returns (mean loss, accuracy) in train mode."""
     model.train()
-    order = torch.randperm(len(y), generator=gen).to(x.device)
-    total_loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
-    for i in range(0, len(y), batch_size):
-        idx = order[i : i + batch_size]
-        with _autocast(x.device, amp):
-            logits = model(x[idx])
-        loss = F.cross_entropy(logits.float(), y[idx])
+    total_loss: torch.Tensor | None = None
+    correct: torch.Tensor | None = None
+    for b in batches:
+        if total_loss is None or correct is None:
+            total_loss = torch.zeros((), device=b.y.device)
+            correct = torch.zeros((), device=b.y.device)
+        with _autocast(b.y.device, amp):
+            logits = model(*b.inputs)
+        loss = F.cross_entropy(logits.float(), b.y)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -233,9 +397,11 @@ def _train_epoch(
             opt.step()
         if sched is not None:
             sched.step()
-        total_loss += loss.detach() * len(idx)
-        correct += (logits.argmax(1) == y[idx]).sum()
-    return total_loss.item() / len(y), correct.item() / len(y)
+        total_loss += loss.detach() * len(b.y)
+        correct += (logits.argmax(1) == b.y).sum()
+    if total_loss is None or correct is None:
+        raise ValueError("fit needs a non-empty train split")
+    return total_loss.item() / n_samples, correct.item() / n_samples
 
 
 def _autocast(device: torch.device, amp: torch.dtype | None) -> Any:

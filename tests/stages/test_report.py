@@ -59,6 +59,24 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
             },
         },
     )
+    # every draw's predictions of two few-shot learners on the same draws: lstm is right on
+    # every presentation, logreg on half
+    for model, predicted in (("logreg", [-1, 0, 0, 0]), ("lstm", [-1, 0, 1, 1])):
+        if model == "lstm":
+            layout.fewshot("lstm", 1).parent.mkdir(parents=True)
+            write_json(layout.fewshot("lstm", 1), read_json(fs))
+        path = layout.fewshot_predictions(model, 1)
+        path.parent.mkdir(parents=True)
+        pd.DataFrame(
+            {
+                "k": 1,
+                "repeat": [0] * 4 + [1] * 4,
+                "seed": [11] * 4 + [12] * 4,
+                "presentation_id": list(range(4)) * 2,
+                "actual": [-1, 0, 1, 1] * 2,
+                "predicted": predicted * 2,
+            }
+        ).to_csv(path, index=False)
     (layout.reference(1)).parent.mkdir(parents=True, exist_ok=True)
     write_json(layout.reference(1), {})
     write_cost(layout.cost("bin@1"), {"stage": "bin@1", "wall_time_s": 2.5, "peak_rss_mb": 100})
@@ -81,6 +99,18 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
     assert "mouse" not in " ".join(few.columns)
     for name in ("accuracy.png", "fewshot.png", "confusion_1.png", "confusion_2.png", "raster.png"):
         assert (layout.plots_dir / name).stat().st_size > 1000, name
+    assert {"accuracy_lo", "accuracy_hi"} <= set(summary.columns)
+    # paired comparisons: same test presentations (models), same draws (few-shot)
+    comp = pd.read_csv(layout.results_dir / "comparisons.csv")
+    models = comp[comp["kind"] == "model"]
+    assert sorted(models["session_id"]) == [1, 2]
+    assert (models[["model_a", "model_b"]].to_numpy() == ["logreg", "lstm"]).all()
+    assert (models["difference"] == 0).all() and (models["p_value"] == 1).all()
+    assert models["verdict"].str.startswith("no difference").all()
+    few = comp[comp["kind"] == "fewshot"].iloc[0]
+    assert (few["model_a"], few["model_b"], few["k"], few["n_draws"]) == ("logreg", "lstm", 1, 2)
+    assert few["difference"] == pytest.approx(-0.5)
+    assert few["difference_lo"] <= -0.5 <= few["difference_hi"]
     costs = pd.read_csv(layout.results_dir / "costs.csv")
     assert costs[["stage", "session_id", "wall_time_s"]].values.tolist() == [["bin", 1, 2.5]]
     cost = read_json(layout.results_dir / "report.json")

@@ -58,9 +58,17 @@ def test_train_writes_checkpoint_metrics_predictions(session: Path, model: str) 
     train.main(params, model, 1, session)
     layout = Layout(session)
     metrics = read_json(layout.metrics(model, 1))
+    names = ("accuracy", "top5", "balanced_accuracy")
     for split_name in ("train", "val", "test"):
-        assert set(metrics[split_name]) == {"accuracy", "top5", "balanced_accuracy", "n"}
-        assert 0.0 <= metrics[split_name]["accuracy"] <= 1.0
+        m = metrics[split_name]
+        assert set(m) == {"n", *names, *(f"{x}_{end}" for x in names for end in ("lo", "hi"))}
+        assert 0.0 <= m["accuracy"] <= 1.0
+        for x in names:  # every accuracy carries its 95 % interval
+            assert 0.0 <= m[f"{x}_lo"] <= m[x] <= m[f"{x}_hi"] <= 1.0
+    reference = read_json(layout.reference(1))
+    for decoder in ("poisson_plugin", "ideal"):
+        r = reference[decoder]
+        assert r["accuracy_lo"] <= r["accuracy"] <= r["accuracy_hi"], decoder
     for key in ("chance", "n_classes", "poisson_plugin_accuracy", "ideal_accuracy"):
         assert key in metrics
     assert not {"wall_time_s", "peak_rss_mb"} & set(metrics)  # costs live in costs/

@@ -25,7 +25,7 @@ from npdecode.errors import DataError
 from npdecode.formats.files import atomic_path, corrupt
 from npdecode.formats.split import SessionData
 from npdecode.models import build_model, model_spec
-from npdecode.models.multisession import MultiSessionDecoder, pack
+from npdecode.models.multisession import ADAPT_COMMAND, MultiSessionDecoder
 
 HASH_KEY = "sha256"
 # what torch.load raises on a damaged file that still passes zip's checks
@@ -68,12 +68,24 @@ def save_checkpoint(path: str | Path, name: str, model: nn.Module, data: Session
     _save(path, name, model, {data.session_id: data})
 
 
-def save_shared(path: str | Path, model: MultiSessionDecoder, data: dict[int, SessionData]) -> None:
-    """Save a shared multi-session model with each of its sessions' units and normalisation."""
-    _save(path, "multisession", model, {s: data[s] for s in model.session_ids})
+def save_shared(
+    path: str | Path,
+    model: MultiSessionDecoder,
+    data: dict[int, SessionData],
+    provenance: dict[str, Any] | None = None,
+) -> None:
+    """Save a shared multi-session model with each of its sessions' units and normalisation
+    (`provenance`: plain values saying where an adapted read-in came from)."""
+    _save(path, "multisession", model, {s: data[s] for s in model.session_ids}, provenance)
 
 
-def _save(path: str | Path, name: str, model: nn.Module, sessions: dict[int, SessionData]) -> None:
+def _save(
+    path: str | Path,
+    name: str,
+    model: nn.Module,
+    sessions: dict[int, SessionData],
+    provenance: dict[str, Any] | None = None,
+) -> None:
     first = next(iter(sessions.values()))
     dims, params = model_spec(model)
     state = {
@@ -92,7 +104,9 @@ def _save(path: str | Path, name: str, model: nn.Module, sessions: dict[int, Ses
             for sid, d in sessions.items()
         },
     }
-    state[HASH_KEY] = content_hash(state)
+    if provenance is not None:
+        state["provenance"] = provenance
+    state[HASH_KEY] = content_hash(state)  # over everything, provenance included
     # serialised in memory: torch.save names the zip's root folder after a file it writes
     # to, so writing the temporary file directly would put its name (and PID) in the bytes
     buffer = io.BytesIO()
@@ -169,13 +183,17 @@ def predict(
     want = units["unit_ids"].numpy()
     counts = _checked_counts(path, counts, unit_ids, want, ckpt["n_bins"])
     x = ((counts - units["mean"].numpy()) / units["std"].numpy()).astype(np.float32)
-    if ckpt["model"] == "multisession":
-        index = list(ckpt["sessions"]).index(str(units["session_id"]))
-        x = pack(x, index, max(ckpt["dims"]["n_units"]))
+    # a shared decoder takes the index of the session's read-in as well
+    session = (
+        (ckpt["dims"]["session_ids"].index(int(units["session_id"])),)
+        if ckpt["model"] == "multisession"
+        else ()
+    )
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            logits = model(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32))
+            xb = torch.as_tensor(x[i : i + batch_size], dtype=torch.float32)
+            logits = model(xb, *session)
             out.append(torch.softmax(logits.float(), dim=1).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(ckpt["frames"])))
 
@@ -185,6 +203,17 @@ def _session_units(ckpt: dict, session_id: int | None, path: str | Path) -> dict
     sessions = ckpt["sessions"]
     if session_id is None and len(sessions) == 1:
         session_id = int(next(iter(sessions)))
+    if (
+        ckpt["model"] == "multisession"
+        and session_id is not None
+        and str(session_id) not in sessions
+    ):
+        raise DataError(
+            f"{path} has no read-in for session {session_id} (it has read-ins for sessions "
+            f"{sorted(sessions, key=int)}): fit one with `{ADAPT_COMMAND} {path} "
+            f"data/split/{session_id} --session-id {session_id} --out "
+            f"models/adapted/{session_id}.pt`"
+        )
     if session_id is None or str(session_id) not in sessions:
         raise DataError(
             f"{path} is a model of sessions {sorted(sessions, key=int)}: "

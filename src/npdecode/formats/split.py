@@ -3,12 +3,20 @@
 Files: `{train,val,test}.npz` (`X` (P, T, U) counts, `y`, `presentation_id`), `norm.npz`
 (unit ids, train-split mean and sd), `graph.npz` (the ST-GAT unit graph), `units.parquet`
 (unit metadata) and `meta.json` (session, mouse, bins, classes, counts per split).
+
+The npz members are stored uncompressed and `X` in C order, so one presentation's counts
+are one contiguous run of bytes in the file: `load_session(..., lazy=True)` reads only
+the presentations a batch needs (the shared decoder trains on dozens of sessions that
+would not fit in memory together).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import logging
+import struct
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +25,7 @@ import pandas as pd
 from npdecode.errors import DataError
 from npdecode.formats.files import (
     atomic_path,
+    corrupt,
     read_json,
     read_npz,
     read_parquet,
@@ -26,6 +35,52 @@ from npdecode.formats.files import (
 )
 
 SPLITS = ("train", "val", "test")
+SPLIT_MEMBERS = ("X", "y", "presentation_id")  # of each {train,val,test}.npz
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredArray:
+    """A C-order array at byte `offset` of `path` (an uncompressed npz member).
+
+    `rows` reads presentations with plain file reads: the file is never mapped, so what
+    the page cache holds of it never counts toward this process's resident memory.
+    """
+
+    path: Path
+    offset: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """A copy of `array[index]` for integer `index` along axis 0, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        n_rows = self.shape[0]
+        if index.size and (index.min() < -n_rows or index.max() >= n_rows):
+            raise IndexError(f"row index out of range for {n_rows} rows of {self.path}")
+        index = np.where(index < 0, index + n_rows, index)
+        out = np.empty((len(index), *self.shape[1:]), dtype=self.dtype)
+        if not out.size:
+            return out
+        row_bytes = out[:1].nbytes
+        order = np.argsort(index, kind="stable")
+        sorted_rows = index[order]
+        # runs of consecutive rows are one read each
+        breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+        starts = np.concatenate([[0], breaks]).astype(np.int64)
+        stops = np.concatenate([breaks, [len(index)]]).astype(np.int64)
+        buffer = np.empty_like(out)  # rows in sorted order
+        raw = buffer.reshape(len(index), -1).view(np.uint8)  # (n, row_bytes)
+        with open(self.path, "rb", buffering=0) as fh:
+            for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+                if a == b:
+                    continue
+                fh.seek(self.offset + int(sorted_rows[a]) * row_bytes)
+                got = fh.readinto(raw[a:b].data.cast("B"))
+                if got != (b - a) * row_bytes:
+                    raise corrupt(self.path, "npz: X is shorter than its header says")
+        out[order] = buffer
+        return out
 
 
 @dataclass(frozen=True)
@@ -35,12 +90,19 @@ class Split:
     X: np.ndarray
     y: np.ndarray
     presentation_id: np.ndarray
+    # set when loaded lazily: X is then a read-only memmap, and `rows` reads from the file
+    stored: StoredArray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.y)
 
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """An in-memory copy of X[index]; a lazily loaded split reads just those rows."""
+        return self.stored.rows(index) if self.stored is not None else self.X[index]
+
     def subset(self, index: np.ndarray) -> Split:
-        return Split(self.X[index], self.y[index], self.presentation_id[index])
+        """The presentations `index`, in memory."""
+        return Split(self.rows(index), self.y[index], self.presentation_id[index])
 
     def columns(self, units: np.ndarray | slice, bins: slice = slice(None)) -> Split:
         """The same presentations with only some bins and units: X[:, bins, units]."""
@@ -152,6 +214,8 @@ def write_split(out_dir: str | Path, data: SessionData, extra: dict) -> dict:
         tmp.mkdir()
         for name in SPLITS:
             part = getattr(data, name)
+            # C order: one presentation is one contiguous run of bytes (lazy reading);
+            # save_npz writes every array in C order, uncompressed
             save_npz(tmp / f"{name}.npz", X=part.X, y=part.y, presentation_id=part.presentation_id)
         save_npz(tmp / "norm.npz", unit_ids=data.unit_ids, mean=data.mean, std=data.std)
         save_npz(tmp / "graph.npz", edge_index=data.edge_index, edge_weight=data.edge_weight)
@@ -160,8 +224,17 @@ def write_split(out_dir: str | Path, data: SessionData, extra: dict) -> dict:
     return meta
 
 
-def load_session(split_dir: str | Path, session_id: int) -> SessionData:
-    """Read data/split/<id>/ written by the split stage."""
+def load_session(split_dir: str | Path, session_id: int, lazy: bool = False) -> SessionData:
+    """Read data/split/<id>/ written by the split stage.
+
+    Args:
+        split_dir: the session's split folder.
+        session_id: the session it must hold.
+        lazy: leave the counts on disk: each split's `X` is a read-only memmap of its npz
+            member (checked against the member's CRC first) and `Split.rows` /
+            `Split.subset` read only the presentations asked for. Everything else (labels,
+            normalisation, units) is read into memory.
+    """
     split_dir = Path(split_dir)
     if not (split_dir / "meta.json").exists():
         raise DataError(f"session {session_id}: {split_dir} has no meta.json (run the split stage)")
@@ -172,8 +245,21 @@ def load_session(split_dir: str | Path, session_id: int) -> SessionData:
         )
     splits = {}
     for name in SPLITS:
-        z = read_npz(split_dir / f"{name}.npz", ("X", "y", "presentation_id"))
-        splits[name] = Split(z["X"], z["y"], z["presentation_id"])
+        path = split_dir / f"{name}.npz"
+        stored = _stored_member(path, "X") if lazy else None
+        if stored is None:
+            z = read_npz(path, SPLIT_MEMBERS)
+            splits[name] = Split(z["X"], z["y"], z["presentation_id"])
+        else:
+            z = _read_members(path, ("y", "presentation_id"))
+            X = _memmap(stored)
+            splits[name] = Split(X, z["y"], z["presentation_id"], stored=stored)
+        part = splits[name]
+        if not len(part.X) == len(part.y) == len(part.presentation_id):
+            raise DataError(
+                f"session {session_id}: {path} holds {len(part.X)} presentations of counts but "
+                f"{len(part.y)} labels: rebuild it with `dvc repro -f split@{session_id}`"
+            )
     norm = read_npz(split_dir / "norm.npz", ("unit_ids", "mean", "std"))
     graph = read_npz(split_dir / "graph.npz", ("edge_index", "edge_weight"))
     return SessionData(
@@ -190,3 +276,72 @@ def load_session(split_dir: str | Path, session_id: int) -> SessionData:
         bin_width_s=float(meta["bin_width_s"]),
         specimen_id=meta.get("specimen_id"),
     )
+
+
+def _read_members(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Members `names` of a split npz (which must hold exactly `SPLIT_MEMBERS`), each read
+    to its end so zip's CRC-32 is verified (as `files.read_npz` does for whole files)."""
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = sorted(i.filename.removesuffix(".npy") for i in zf.infolist())
+            if members != sorted(SPLIT_MEMBERS):
+                raise ValueError(f"members {members}, expected {sorted(SPLIT_MEMBERS)}")
+            for name in names:
+                with zf.open(f"{name}.npy") as fh:
+                    out[name] = np.lib.format.read_array(fh, allow_pickle=False)
+                    if fh.read():  # reaching the end makes zipfile compare the CRC
+                        raise ValueError(f"member {name!r} is longer than its array")
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
+        raise corrupt(path, f"npz: {err}") from err
+    return out
+
+
+def _memmap(stored: StoredArray) -> np.ndarray:
+    if not np.prod(stored.shape):
+        return np.zeros(stored.shape, dtype=stored.dtype)  # an empty file cannot be mapped
+    return np.memmap(
+        stored.path, dtype=stored.dtype, mode="r", offset=stored.offset, shape=stored.shape
+    )
+
+
+def _stored_member(path: Path, member: str) -> StoredArray | None:
+    """Where npz member `member` (an .npy) sits in `path`, after checking its CRC in one
+    streaming pass (constant memory) and that its size is its header's shape; None if it
+    cannot be read in place (compressed, Fortran order). A damaged file: CorruptError
+    naming it and the `dvc checkout --force` / `dvc repro -f` fix (`files.corrupt`)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(f"{member}.npy")
+            with zf.open(info) as fh:  # the zip module checks the CRC when it reaches the end
+                while fh.read(1 << 22):
+                    pass
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as err:
+        raise corrupt(path, f"npz: {err}") from err
+    if info.compress_type != zipfile.ZIP_STORED:
+        log.warning("%s: %s is compressed, so it is read whole", path, member)
+        return None
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(info.header_offset)
+            local = fh.read(30)  # the zip local file header
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError("a broken zip local header")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            start = info.header_offset + 30 + name_len + extra_len
+            fh.seek(start)
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, struct.error) as err:
+        raise corrupt(path, f"npz member {member!r}: {err}") from err
+    if fortran or dtype.hasobject:
+        log.warning("%s: %s is not a C-order plain array, so it is read whole", path, member)
+        return None
+    data_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if info.file_size != offset - start + data_bytes:
+        raise corrupt(path, f"npz member {member!r} is not the size its header says")
+    return StoredArray(path, offset, tuple(shape), dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,9 @@ def plot_accuracy(summary: pd.DataFrame, path: Path) -> None:
             np.arange(len(sessions)) + (j - (len(models) - 1) / 2) * width,
             part["accuracy"],
             width,
+            yerr=_yerr(part, "accuracy"),
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
             label=model,
         )
     per_session = summary.groupby("session_id").first().reindex(sessions)
@@ -54,10 +58,21 @@ def plot_accuracy(summary: pd.DataFrame, path: Path) -> None:
     ax.set_xlabel("session")
     ax.set_ylabel("test accuracy (fraction)")
     ax.set_ylim(0, 1)
-    ax.set_title("Natural-scene decoding accuracy per session")
+    ax.set_title("Natural-scene decoding accuracy per session (bars: 95 % interval)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     _save(fig, path)
+
+
+def _yerr(rows: pd.DataFrame, column: str) -> np.ndarray | None:
+    """(2, n) distances from `column` down to `<column>_lo` and up to `<column>_hi` (None when
+    the table has no interval, e.g. metrics written before intervals existed)."""
+    lo, hi = f"{column}_lo", f"{column}_hi"
+    if lo not in rows or hi not in rows:
+        return None
+    value = rows[column].to_numpy(dtype=float)
+    err = np.stack([value - rows[lo].to_numpy(dtype=float), rows[hi].to_numpy(dtype=float) - value])
+    return np.nan_to_num(np.clip(err, 0, None))
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -78,12 +93,20 @@ def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
         part = table[table["session_id"] == sid]
         for model, rows in part.groupby("model", sort=False):
             rows = rows.sort_values("k")
-            ax.plot(rows["k"], rows["accuracy_mean"], marker="o", label=model)
+            line = ax.errorbar(
+                rows["k"],
+                rows["accuracy_mean"],
+                yerr=_yerr(rows, "accuracy_mean"),
+                marker="o",
+                capsize=3,
+                label=model,
+            )
             ax.fill_between(
                 rows["k"],
                 rows["accuracy_mean"] - rows["accuracy_sd"],
                 rows["accuracy_mean"] + rows["accuracy_sd"],
                 alpha=0.2,
+                color=line[0].get_color(),
             )
         ax.axhline(part["chance"].iloc[0], color="k", linestyle=":", label="chance")
         ax.set_title(f"session {sid}")
@@ -96,7 +119,13 @@ def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
         ax.axis("off")
     axes.ravel()[0].legend(fontsize=8)
     axes.ravel()[0].set_ylim(0, 1)
-    fig.suptitle("Few-shot decoding per session (mean ± sd over draws)")
+    protocols = (
+        ", ".join(sorted(table["protocol"].astype(str).unique())) if "protocol" in table else "?"
+    )
+    fig.suptitle(
+        f"Few-shot decoding per session, {protocols} protocol "
+        "(mean over draws; band: ± sd; bars: 95 % interval of the mean)"
+    )
     fig.tight_layout()
     _save(fig, path)
 
@@ -245,39 +274,77 @@ def plot_raster(
 
 
 def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
-    """Left: single-session vs shared accuracy per session. Right: transfer vs scratch vs k."""
+    """Left: single-session vs shared accuracy per session. Right: transfer to a held-out
+    mouse vs the core model from scratch, vs k. Says so when nothing was shared or
+    transferred, instead of drawing it as if it had been."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     x = np.arange(len(table))
-    left.bar(x - 0.2, table["single_session"], 0.4, label=f"single session ({core})")
-    left.bar(x + 0.2, table["shared"], 0.4, label="shared across sessions")
+    shared_with = table["shared_with"].astype(int)
+    if (shared_with > 0).any():
+        label = f"shared decoder ({int(shared_with.max()) + 1} sessions)"
+        title = "One decoder per session vs one shared across sessions"
+    else:
+        label = "multisession model, trained on this session alone"
+        title = "Nothing shared: every group holds one session"
+    for dx, column, name in (
+        (-0.2, "single_session", f"single session ({core})"),
+        (0.2, "shared", label),
+    ):
+        left.bar(x + dx, table[column], 0.4, yerr=_yerr(table, column), capsize=2, label=name)
     left.set_xticks(x, [str(s) for s in table["session_id"]])
     left.set_xlabel("session")
     left.set_ylabel("test accuracy (fraction)")
     left.set_ylim(0, 1)
     left.legend(fontsize=8)
-    left.set_title("One decoder per session vs one per mouse")
+    left.set_title(f"{title} (bars: 95 % interval)", fontsize=10)
     handles = []
-    ks = sorted({int(c.rsplit("_k", 1)[1]) for c in table if "_k" in c})
+    ks = sorted({int(m.group(1)) for c in table if (m := re.search(r"_k(\d+)$", str(c)))})
     styles: tuple[tuple[str, Literal["--", "-"]], ...] = (("scratch", "--"), ("transfer", "-"))
     for name, style in styles:
-        cols = [f"{name}_k{k}" for k in ks]
-        if not set(cols) <= set(table):
+        cols = [f"{name}_k{k}" for k in ks if f"{name}_k{k}" in table]
+        if not cols:
             continue
+        kk = [int(c.rsplit("_k", 1)[1]) for c in cols]
         for i, (_, row) in enumerate(table.iterrows()):
-            right.plot(ks, row[cols].astype(float), style, marker="o", color=f"C{i}")
-        what = "transfer (frozen core)" if name == "transfer" else f"{core} from scratch"
+            mean = row[cols].to_numpy(dtype=float)
+            err = None
+            if all(f"{c}_lo" in row and f"{c}_hi" in row for c in cols):
+                lo = row[[f"{c}_lo" for c in cols]].to_numpy(dtype=float)
+                hi = row[[f"{c}_hi" for c in cols]].to_numpy(dtype=float)
+                err = np.nan_to_num(np.clip(np.stack([mean - lo, hi - mean]), 0, None))
+            right.errorbar(
+                kk, mean, yerr=err, linestyle=style, marker="o", color=f"C{i % 10}", capsize=2
+            )
+        what = (
+            "transfer (frozen core, new read-in)" if name == "transfer" else f"{core} from scratch"
+        )
         handles.append(Line2D([], [], linestyle=style, marker="o", color="0.3", label=what))
-    handles += [
-        Line2D([], [], color=f"C{i}", label=f"session {sid}")
-        for i, sid in enumerate(table["session_id"])
-    ]
-    right.set_xscale("log")
-    right.set_xticks(ks, [str(k) for k in ks])
-    right.minorticks_off()
-    right.set_xlabel("training presentations per image (k), new session")
+    skipped = table["transfer_skipped"].fillna("").astype(str)
+    if (skipped != "").all():
+        right.text(
+            0.5,
+            0.5,
+            "no transfer:\n" + "\n".join(sorted(set(skipped))),
+            ha="center",
+            va="center",
+            wrap=True,
+            fontsize=9,
+            transform=right.transAxes,
+        )
+    if len(table) <= 10:
+        handles += [
+            Line2D([], [], color=f"C{i}", label=f"session {sid}")
+            for i, sid in enumerate(table["session_id"])
+        ]
+    if ks:
+        right.set_xscale("log")
+        right.set_xticks(ks, [str(k) for k in ks])
+        right.minorticks_off()
+    right.set_xlabel("training presentations per image (k), held-out mouse")
     right.set_ylabel("test accuracy (fraction)")
     right.set_ylim(0, 1)
-    right.set_title("Few-shot on a held-out session")
-    right.legend(handles=handles, fontsize=8)
+    right.set_title("Few-shot on a held-out mouse (bars: 95 % interval of the mean)", fontsize=10)
+    if handles:
+        right.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     _save(fig, path)

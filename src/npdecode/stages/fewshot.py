@@ -2,76 +2,99 @@
 
 For each k in `fewshot.shots` and each of `fewshot.repeats` draws, k presentations per
 image are sampled from the training split (seeded by `fewshot.seed`, k and the repeat),
-the model is trained on them as in its train stage (validation split for early stopping,
-within the few-shot epoch budget), and scored on the full test split. Results are per
-session, never per mouse.
+a learner is fitted on them under `fewshot.protocol` (strict by default: it sees its
+shots and nothing else; see `npdecode.fewshot`), and scored on the full test split.
+Writes the curve (mean ± sd over draws, the interval of the mean, every draw with its
+interval) and every draw's test predictions, for paired comparisons in the report.
+Results are per session, never per mouse.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from npdecode.cli import run_stage
-from npdecode.decoders import (
-    MODELS,
-    TRAIN_PARAMS,
-    eval_batch,
-    fewshot_train,
-    split_logits,
-    train_model,
-)
+from npdecode.decoders import MODELS, TRAIN_PARAMS, eval_batch, split_logits
 from npdecode.evaluation import Draw, fewshot_curve
+from npdecode.fewshot import fit_on_shots, protocol_detail, shot_view
 from npdecode.formats.files import write_json
+from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
 from npdecode.formats.scores import fewshot_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
-from npdecode.params import Params
+from npdecode.params import FitParams, Params
 from npdecode.paths import Layout
 
-# a model's few-shot run reads its training params as well
-PARAMS = {model: ("fewshot", *keys) for model, keys in TRAIN_PARAMS.items()}
+# a model's few-shot run reads its training params as well; strict ST-GAT rebuilds its
+# unit graph from the shots with the split stage's graph settings
+PARAMS = {
+    model: ("fewshot", *keys, *(("split.graph",) if model == "stgat" else ()))
+    for model, keys in TRAIN_PARAMS.items()
+}
 log = logging.getLogger(__name__)
 
 
-def run_fewshot(model: str, data: SessionData, params: Params) -> dict:
-    """Train `model` on every draw and score it on the test split; return the results."""
+def run_fewshot(
+    model: str, data: SessionData, params: Params
+) -> tuple[dict, dict[int, np.ndarray], dict[int, list[int]]]:
+    """Fit `model` on every draw and score it on the test split.
 
-    def fit_and_score(idx: np.ndarray, draw: Draw) -> np.ndarray:
-        subset = dataclasses.replace(data, train=data.train.subset(idx))
-        train = fewshot_train(params.train, model, params.fewshot, draw.train_seed)
-        net, _ = train_model(model, subset, train)  # no learning curves per draw
-        return split_logits(net, data, "test", eval_batch(model, params.train))
-
+    Returns the result JSON, {k: (repeats, P_test) predicted class} and {k: draw seeds}.
+    """
     fs = params.fewshot
-    return {
+    graph = params.split.graph if model == "stgat" else None
+    batch = eval_batch(model, params.train)
+
+    def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
+        views = [shot_view(data, idx, fs.protocol, graph) for idx, _ in group]
+        nets = fit_on_shots(model, views, params.train, fs, [d.train_seed for _, d in group])
+        return [split_logits(net, v, "test", batch) for net, v in zip(nets, views, strict=True)]
+
+    shots, predicted = fewshot_curve(
+        fit_group,
+        data.train.y,
+        data.test.y,
+        data.n_classes,
+        fs.shots,
+        fs.repeats,
+        fs.seed,
+        describe=f"{model} session {data.session_id}",
+        frames=data.frames,
+    )
+    fit_params = getattr(params.train, model)
+    result = {
         "session_id": data.session_id,
         "specimen_id": data.specimen_id,
         "model": model,
+        "protocol": fs.protocol,
+        "protocol_detail": protocol_detail(
+            model,
+            fs,
+            params.train,
+            fit_params if isinstance(fit_params, FitParams) else None,
+            data.n_classes,
+        ),
         "seed": fs.seed,
         "n_test": len(data.test),
-        "shots": fewshot_curve(
-            fit_and_score,
-            data.train.y,
-            data.test.y,
-            data.n_classes,
-            fs.shots,
-            fs.repeats,
-            fs.seed,
-            describe=f"{model} session {data.session_id}",
-        ),
+        "shots": shots,
     }
+    seeds = {int(k): [r["seed"] for r in v["repeats"]] for k, v in shots.items()}
+    return result, predicted, seeds
 
 
 def main(params: Params, model: str, session_id: int, root: Path = Path(".")) -> None:
     """Few-shot curve of `model` on session `session_id`."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)
-    result = run_fewshot(model, data, params)
+    result, predicted, seeds = run_fewshot(model, data, params)
     result.update(chance=1.0 / data.n_classes)
+    table = fewshot_predictions_table(
+        predicted, seeds, data.test.presentation_id, data.test.y, data.frames
+    )
+    write_predictions(table, layout.fewshot_predictions(model, session_id))
     write_json(layout.fewshot(model, session_id), result)
     scores = fewshot_scores(model, session_id, result)
     write_scores(layout.scores(f"fewshot_{model}_{session_id}"), scores)

@@ -1,11 +1,13 @@
-"""Stage `train_multisession`: one decoder per mouse (or for all sessions), and transfer.
+"""Stage `train_multisession`: one decoder shared across mice, and transfer to new mice.
 
-For each group of sessions (`multisession.group`), a shared decoder is trained and scored
-on each session's own test split, in the single-session metrics schema:
-`metrics/multisession/<id>.json`. Transfer (`multisession.transfer`, groups of two or
-more sessions): each session in turn is held out, a core is trained on the others and
-frozen, and only a new read-in is fitted on the few-shot stage's draws; results go to
-`metrics/fewshot/transfer/<id>.json`, beside the from-scratch few-shot curves.
+For each group of sessions (`multisession.group`: `all`, the default, or one per mouse) a
+shared decoder is trained, saved (`models/multisession/<group>.pt`) and scored on each
+session's own test split, in the single-session metrics schema:
+`metrics/multisession/<id>.json`. Transfer (`multisession.transfer`): the group's mice are
+split into `multisession.folds` folds; a core trained on the other folds is frozen and
+each held-out session gets only a new read-in, fitted on the few-shot stage's draws;
+results go to `metrics/fewshot/transfer/<id>.json`, beside the from-scratch few-shot
+curves. Sessions are read lazily: memory is bounded by a batch and the model.
 """
 
 from __future__ import annotations
@@ -14,14 +16,24 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from npdecode.cli import run_stage
 from npdecode.decoders import SHARED_TRAIN_PARAMS, model_metrics, predictions_table
 from npdecode.formats.checkpoint import save_shared
 from npdecode.formats.files import atomic_path, read_json, write_csv, write_json
+from npdecode.formats.predictions import fewshot_predictions_table
 from npdecode.formats.scores import fewshot_scores, model_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.multisession import group_sessions, session_logits, train_shared, transfer_curve
+from npdecode.multisession import (
+    group_sessions,
+    session_logits,
+    skipped_transfer,
+    train_shared,
+    transfer_by_folds,
+)
 from npdecode.params import Params
 from npdecode.paths import Layout
 
@@ -40,8 +52,11 @@ log = logging.getLogger(__name__)
 def main(params: Params, root: Path = Path(".")) -> None:
     """Train the shared decoders and write per-session metrics and transfer curves."""
     layout = Layout(root)
-    data = {sid: load_session(layout.split_dir(sid), sid) for sid in params.sessions}
-    models, metrics, predictions, transfer = {}, {}, {}, {}
+    data = {sid: load_session(layout.split_dir(sid), sid, lazy=True) for sid in params.sessions}
+    models, metrics, predictions = {}, {}, {}
+    transfer: dict[int, dict[str, Any]] = {}
+    transfer_predictions: dict[int, pd.DataFrame] = {}
+    predicted_all: dict[int, dict[int, np.ndarray]] = {}
     for name, sids in group_sessions(data, params.multisession.group).items():
         models[name], info = train_shared(data, sids, params)
         for sid in sids:
@@ -53,29 +68,32 @@ def main(params: Params, root: Path = Path(".")) -> None:
             metrics[sid] = {**m, "group": name, "group_sessions": sids}
             predictions[sid] = predictions_table(data[sid], scores["test"])
             log.info("%s, session %d: test accuracy %.3f", name, sid, m["test"]["accuracy"])
-        for sid in sids:
-            if not params.multisession.transfer or len(sids) < 2:
-                why = (
-                    "multisession.transfer is off"
-                    if not params.multisession.transfer
-                    else (f"{name} has no other session to train a core on")
-                )
-                log.info("no transfer to session %d: %s", sid, why)
-                transfer[sid] = {
-                    "session_id": sid,
-                    "model": "transfer",
-                    "skipped": why,
-                    "shots": {},
-                }
-                continue
-            transfer[sid] = transfer_curve(data, sids, sid, params)
-            transfer[sid].update(chance=1.0 / data[sid].n_classes)
+        if not params.multisession.transfer:
+            for sid in sids:
+                transfer[sid] = skipped_transfer(data[sid], "multisession.transfer is off", params)
+            continue
+        curves, predicted = transfer_by_folds(data, sids, params)
+        predicted_all.update(predicted)
+        for sid, result in curves.items():
+            transfer[sid] = {**result, "chance": 1.0 / data[sid].n_classes}
+    # every transfer draw's test predictions (paired tests); a skipped session gets the
+    # columns only, so the folder is never empty (git keeps no empty folder: a clone would
+    # see the output deleted)
+    for sid, result in transfer.items():
+        seeds = {int(k): [r["seed"] for r in v["repeats"]] for k, v in result["shots"].items()}
+        test = data[sid].test
+        transfer_predictions[sid] = fewshot_predictions_table(
+            predicted_all.get(sid, {}), seeds, test.presentation_id, test.y, data[sid].frames
+        )
     outputs: dict[Path, dict[str, Any]] = {
         layout.root / "models" / MODEL: {f"{n}.pt": m for n, m in models.items()},
         layout.root / "metrics" / MODEL: {f"{s}.json": m for s, m in metrics.items()},
         layout.predictions(MODEL, 0).parent: {f"{s}.csv": p for s, p in predictions.items()},
         layout.root / "metrics" / "fewshot" / "transfer": {
             f"{s}.json": t for s, t in transfer.items()
+        },
+        layout.fewshot_predictions("transfer", 0).parent: {
+            f"{s}.csv": p for s, p in transfer_predictions.items()
         },
     }
     for folder, files in outputs.items():  # each folder whole, or not at all
@@ -92,7 +110,7 @@ def main(params: Params, root: Path = Path(".")) -> None:
 
 def _write(path: Path, obj: Any, data: dict[int, SessionData]) -> None:
     if isinstance(obj, MultiSessionDecoder):
-        save_shared(path, obj, data)
+        save_shared(path, obj.cpu(), data)
     elif path.suffix == ".csv":
         write_csv(obj, path)
     else:

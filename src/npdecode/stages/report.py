@@ -1,6 +1,8 @@
-"""Stage `report`: one table and the plots a lab meeting needs, from the metrics JSONs.
+"""Stage `report`: the tables and plots a lab meeting needs, from the metrics JSONs and the
+per-presentation predictions (paired comparisons: `results/comparisons.csv`).
 
-Every row and plot is per *session* (one mouse can have several sessions).
+Every row and plot is per *session* (one mouse can have several sessions); every accuracy
+carries its 95 % interval.
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ from npdecode.report.plots import (
     plot_multisession,
     plot_raster,
 )
-from npdecode.report.tables import best_models, fewshot_table, multisession_table, summary_table
+from npdecode.report.tables import (
+    best_models,
+    comparisons_table,
+    fewshot_table,
+    multisession_table,
+    summary_table,
+)
 
 PARAMS = ("sessions", "report", "bin.stimulus", "multisession.core")
 log = logging.getLogger(__name__)
@@ -60,7 +68,12 @@ def main(params: Params, root: Path = Path(".")) -> None:
             model,
             layout.plots_dir / f"confusion_{sid}.png",
         )
-    comparison = multisession_table(summary, fewshot, params.multisession.core)
+    # "A beats B" as a tested statement: paired tests on shared test sets and draws
+    write_csv(
+        comparisons_table(layout, params.sessions, summary),
+        layout.results_dir / "comparisons.csv",
+    )
+    comparison = multisession_table(layout, summary, fewshot, params.multisession.core)
     if len(comparison):
         write_csv(comparison, layout.results_dir / "multisession.csv")
         plot_multisession(

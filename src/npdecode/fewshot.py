@@ -1,0 +1,248 @@
+"""The few-shot protocol (`fewshot.protocol`, DESIGN rule 7): what the learner of one draw
+(k presentations per image) may see of a session, and how it is fitted.
+
+`shot_view` is what one draw's learner may see, `fit_shot_learners` trains learners on
+their views; the few-shot stage (`fit_on_shots`: "fit one learner on these shots") and
+few-shot transfer to a new mouse (`npdecode.multisession.fit_readins`: a new read-in on a
+frozen shared core, with its own budget `multisession.adapt_epochs`) both go through
+them, inside the one loop over draws (`npdecode.evaluation.fewshot_curve`).
+
+- strict (default): the learner sees its k*C labelled shots and nothing else: the per-unit
+  normalisation (and ST-GAT's unit graph) are fitted on the shots, there is no validation
+  data, and deep models train for a fixed budget of `fewshot.steps` optimiser steps (whole
+  epochs, at least that many steps, at most the model's own `max_epochs`: `strict_epochs`;
+  chosen once on other sessions with `bench/fewshot_budget.py`) and keep their last
+  weights. The draws of one k may train as one batch (`fewshot.batch_draws`,
+  `npdecode.ensemble`).
+- transductive (the old behaviour, as a named option): the shots are the training set, but
+  normalisation and the unit graph come from the whole training split, and deep models stop
+  early on the whole validation split (at most `fewshot.max_epochs`, `fewshot.patience`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import numpy as np
+from torch import nn
+
+from npdecode.decoders import build_model, fit_options, train_model
+from npdecode.ensemble import fit_fixed_batched
+from npdecode.formats.split import SessionData, Split
+from npdecode.params import FewshotParams, FitParams, GraphParams, TrainParams
+from npdecode.preprocess import train_statistics, unit_graph
+from npdecode.training import FitOptions, fit, fit_fixed, resolve_device
+
+FitT = TypeVar("FitT", bound=FitParams)
+
+
+def fewshot_train(train: TrainParams, name: str, fs: FewshotParams, seed: int) -> TrainParams:
+    """`train` for one transductive few-shot draw: the draw's seed, and for deep models the
+    few-shot epoch cap and patience (k*119 samples converge in fewer epochs)."""
+    p = getattr(train, name)
+    if isinstance(p, FitParams):
+        p = fewshot_budget(p, fs)
+    return dataclasses.replace(train, seed=seed, **{name: p})
+
+
+def fewshot_budget(fit_params: FitT, fs: FewshotParams) -> FitT:
+    """`fit_params` capped at `fewshot.max_epochs` and `fewshot.patience` (transductive)."""
+    return dataclasses.replace(
+        fit_params,
+        max_epochs=min(fit_params.max_epochs, fs.max_epochs),
+        patience=min(fit_params.patience, fs.patience),
+    )
+
+
+def strict_epochs(max_epochs: int, fs: FewshotParams, n_train: int, batch_size: int) -> int:
+    """Epochs a strict learner with `n_train` shots trains: the fewest whole epochs of
+    `batch_size` that make `fewshot.steps` optimiser steps, at most `max_epochs` (the model's
+    own cap). A step budget gives every k the same optimisation: k = 1 (2 steps an epoch at
+    119 shots) needs many more epochs than k = 10 (19)."""
+    steps_per_epoch = -(-n_train // batch_size)
+    return max(1, min(max_epochs, -(-fs.steps // steps_per_epoch)))
+
+
+# --- the few-shot protocol ----------------------------------------------------------------
+
+
+def shot_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit (mean, sd) of (P, T, U) counts over presentations and bins, as float32.
+
+    A unit that is constant across the shots gets sd = inf: its z-score is 0 everywhere, as
+    if dropped (the split stage drops units constant over the whole training split)."""
+    varying, mean, sd = train_statistics(X)
+    return mean.astype(np.float32), np.where(varying, sd, np.inf).astype(np.float32)
+
+
+def shot_view(
+    data: SessionData, idx: np.ndarray, protocol: str, graph: GraphParams | None = None
+) -> SessionData:
+    """What the learner of one few-shot draw may see of `data`: the training presentations
+    `idx` (its shots) as its training split, and the test split it is scored on.
+
+    strict: no validation split (empty), per-unit statistics from the shots and, when
+    `graph` is given (ST-GAT), the unit graph rebuilt from the shots. transductive: the
+    session's validation split, statistics and graph, as the split stage fitted them.
+    """
+    shots = data.train.subset(idx)
+    if protocol == "transductive":
+        return dataclasses.replace(data, train=shots)
+    if protocol != "strict":
+        raise ValueError(f"unknown few-shot protocol {protocol!r}")
+    mean, std = shot_statistics(shots.X)
+    view = dataclasses.replace(data, train=shots, val=_empty_like(data.val), mean=mean, std=std)
+    if graph is not None:
+        edge_index, edge_weight = unit_graph(shots.X, data.units, graph)
+        view = dataclasses.replace(view, edge_index=edge_index, edge_weight=edge_weight)
+    return view
+
+
+def _empty_like(split: Split) -> Split:
+    return Split(
+        split.X[:0].copy(), split.y[:0].copy(), split.presentation_id[:0].copy()
+    )  # (0, T, U): nothing to read, no labels
+
+
+# inputs(view, split) -> (x, y): what a model is trained on for one split of its view
+Inputs = Callable[[SessionData, str], tuple[np.ndarray, np.ndarray]]
+
+
+def normalised(view: SessionData, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split of `view` z-scored with the view's statistics, and its labels."""
+    part = getattr(view, split)
+    return view.normalise(part.X), part.y
+
+
+def shot_options(
+    fit_params: FitParams, train: TrainParams, fs: FewshotParams, n_train: int
+) -> FitOptions:
+    """The optimiser settings and budget of a scratch deep learner on `n_train` shots under
+    `fs.protocol`: strict, a fixed `strict_epochs` budget; transductive, early stopping
+    within `fewshot.max_epochs` / `patience`. (A new read-in on a frozen core has its own
+    budget: `npdecode.multisession.readin_options`.)"""
+    if fs.protocol == "strict":
+        epochs = strict_epochs(fit_params.max_epochs, fs, n_train, train.batch_size)
+        return fit_options(train, dataclasses.replace(fit_params, max_epochs=epochs))
+    return fit_options(train, fewshot_budget(fit_params, fs))
+
+
+def fit_shot_learners(
+    models: Sequence[nn.Module],
+    views: list[SessionData],
+    seeds: list[int],
+    inputs: Inputs,
+    opts: FitOptions,
+    fs: FewshotParams,
+    train: TrainParams,
+) -> list[nn.Module]:
+    """Train deep `models` (`model(x)`), one per draw, each on its `view` (`shot_view`)
+    under `fs.protocol`, with options `opts` (`shot_options`, or a read-in's budget) and
+    seed `seeds[i]`.
+
+    The one training step of the few-shot protocol, for scratch models and transfer's new
+    read-ins alike: strict trains `opts.max_epochs` epochs on the shots alone and keeps the
+    last weights (no validation data); transductive stops early on the view's validation
+    split. Returns the trained models (in place), in eval mode.
+    """
+    per_draw = [dataclasses.replace(opts, seed=seed) for seed in seeds]
+    if fs.protocol == "strict" and batch_draws(fs, train) and len(models) > 1:
+        fit_fixed_batched(list(models), [inputs(v, "train") for v in views], per_draw)
+        return list(models)
+    for model, view, o in zip(models, views, per_draw, strict=True):
+        if fs.protocol == "transductive":
+            fit(model, inputs(view, "train"), inputs(view, "val"), o)
+        elif fs.protocol == "strict":
+            fit_fixed(model, inputs(view, "train"), o)
+        else:
+            raise ValueError(f"unknown few-shot protocol {fs.protocol!r}")
+    return [m.eval() for m in models]
+
+
+def batch_draws(fs: FewshotParams, train: TrainParams) -> bool:
+    """Whether strict deep learners of one k train as one batch (`fewshot.batch_draws`)."""
+    if fs.batch_draws == "auto":
+        return resolve_device(train.device).type == "cuda"
+    return fs.batch_draws == "on"
+
+
+def fit_on_shots(
+    name: str, views: list[SessionData], train: TrainParams, fs: FewshotParams, seeds: list[int]
+) -> list[nn.Module]:
+    """Fit one single-session model `name` per draw on its view (`shot_view`); see
+    `fit_shot_learners` for the protocol. This is "fit one learner on these shots"."""
+    if name == "logreg" or fs.protocol == "transductive":
+        # logreg reads only the training split of its view; transductive is the old code path
+        return [
+            train_model(name, view, fewshot_train(train, name, fs, seed))[0]
+            for view, seed in zip(views, seeds, strict=True)
+        ]
+    models = [
+        build_model(name, view, dataclasses.replace(train, seed=seed))
+        for view, seed in zip(views, seeds, strict=True)
+    ]
+    n_train = len(views[0].train) if views else 0
+    opts = shot_options(getattr(train, name), train, fs, n_train)
+    return fit_shot_learners(models, views, seeds, normalised, opts, fs, train)
+
+
+def protocol_detail(
+    name: str,
+    fs: FewshotParams,
+    train: TrainParams,
+    fit_params: FitParams | None,
+    n_classes: int,
+) -> dict[str, str]:
+    """What a few-shot learner saw and how it was trained, in words, for the result JSON."""
+    budget = fewshot_budget(fit_params, fs) if fit_params is not None else None
+    if fs.protocol == "strict":
+        batched = budget is not None and fs.repeats > 1 and batch_draws(fs, train)
+        epochs = ", ".join(
+            f"k={k}: {strict_epochs(fit_params.max_epochs, fs, k * n_classes, train.batch_size)}"
+            for k in fs.shots
+            if fit_params is not None
+        )
+        out = {
+            "draws": (
+                "the draws of each k trained as one batch (npdecode.ensemble)"
+                if batched
+                else "each draw trained on its own"
+            ),
+            "labels": "the k presentations per image of the draw (its shots) and nothing else",
+            "normalisation": "per-unit mean and sd of the shots",
+            "stopping": (
+                f"a fixed budget of {fs.steps} optimiser steps (fewshot.steps) in whole epochs, "
+                f"at most the model's max_epochs ({epochs} epochs), last weights; "
+                "no validation data"
+                if budget is not None
+                else "none (fitted to convergence)"
+            ),
+        }
+        if name == "stgat":
+            out["unit_graph"] = "kNN graph (split.graph) on the correlation of the shots"
+        return out | _transfer_core(name)
+    out = {
+        "labels": (
+            "the shots, plus the whole validation split for early stopping"
+            if budget is not None
+            else "the shots"
+        ),
+        "normalisation": "per-unit mean and sd of the whole training split (split stage)",
+        "stopping": (
+            f"early stopping on the validation split, at most {budget.max_epochs} epochs, "
+            f"patience {budget.patience}"
+            if budget is not None
+            else "none (fitted to convergence)"
+        ),
+    }
+    if name == "stgat":
+        out["unit_graph"] = "the whole training split's graph (split stage)"
+    return out | _transfer_core(name)
+
+
+def _transfer_core(name: str) -> dict[str, str]:
+    if name != "transfer":
+        return {}
+    return {"core": "trained on the other sessions' labelled data, frozen; only the read-in fits"}
