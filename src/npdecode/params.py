@@ -202,7 +202,7 @@ class STGATParams(FitParams):
 
     hidden: int = _p(4, lo=1)
     heads: int = _p(1, lo=1)
-    gat_layers: int = _p(1, lo=1)
+    gat_layers: int = _p(1, lo=0)  # 0: the same decoder without graph attention (ablation)
     readout: int = _p(128, lo=1)
     lstm_hidden: int = _p(128, lo=1)
     input_dropout: float = _p(0.2, lo=0.0, hi=0.95)
