@@ -264,9 +264,14 @@ class ReportParams:
     raster_presentations: int = _p(8, lo=1)
 
 
+OptionalModel = Literal["stgat"]  # models without a stage of their own in dvc.yaml
+
+
 @dataclass(frozen=True)
 class Params:
     sessions: tuple[int, ...] = (1,)
+    # models dvc.yaml trains (train_optional, fewshot_optional) only when listed here
+    optional_models: tuple[OptionalModel, ...] = ()
     fetch: FetchParams = _section(FetchParams)
     bin: BinParams = _section(BinParams)
     clean: CleanParams = _section(CleanParams)
@@ -282,6 +287,8 @@ class Params:
             raise ParamsError("sessions is empty: list at least one session id")
         if len(set(self.sessions)) != len(self.sessions):
             raise ParamsError(f"sessions lists a session twice: {list(self.sessions)}")
+        if len(set(self.optional_models)) != len(self.optional_models):
+            raise ParamsError(f"optional_models lists a model twice: {list(self.optional_models)}")
         if self.split.val_fraction + self.split.test_fraction >= 1:
             raise ParamsError("split.val_fraction + split.test_fraction must be < 1")
 

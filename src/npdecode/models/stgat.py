@@ -2,16 +2,18 @@
 
 Every (presentation, bin) is one copy of the unit graph (kNN on train-split correlation or
 on probe geometry, from the split stage). A node starts as a per-unit affine embedding of
-its normalised count, so units keep their identity; GATv2 layers (torch_geometric, run on
-all B*T copies at once as one disconnected graph) mix each unit with its neighbours, with a
-residual connection; a linear readout of all U node vectors summarises each bin, an LSTM
-reads the T bin summaries, and its last hidden state feeds the classifier.
+its normalised count, so units keep their identity; GATv2 layers (`models.gat.DenseGATv2`:
+PyG's GATv2Conv computed as dense gathers over a neighbour table, on all B*T copies at once)
+mix each unit with its neighbours, with a residual connection; a linear readout of all U
+node vectors summarises each bin, an LSTM reads the T bin summaries, and its last hidden
+state feeds the classifier. `gat_layers: 0` is the same decoder without the graph.
 
-Cost and memory scale with B*T*(E+U)*heads*hidden (E = edges of the unit graph), so the
-default node width is small (4, one head): one training step for 2,000 units, k = 8,
-10 bins and batch 64 holds ~11.5 M edges: on a CPU that step takes ~2.4 s and 2.4 GB peak
-RSS in float32 (`bench/gpu_check.py` measures the GPU). On a GPU, wider settings fit; on a
-CPU, width 8 is already ~2.5x slower per step than 4.
+Cost scales with B*T*U*(k+1)*heads*hidden: every one of the B*T*U*(k+1) (copy, unit,
+neighbour) pairs takes ~20 elementwise operations of width heads*hidden forward and
+backward, where the LSTM's whole input layer is one matrix product. On a CPU that makes an
+epoch tens of times an LSTM epoch at 2,000 units, and the attention buys no accuracy on the
+synthetic sessions (notes in the README, "ST-GAT"), so dvc.yaml runs it only when params
+`optional_models` lists it. On a GPU the same kernels run as a handful of large launches.
 """
 
 from __future__ import annotations
