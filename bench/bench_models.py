@@ -13,7 +13,8 @@ load hits every model alike. A process loads the session, imports what training 
 builds the model from params (train.<model>, with `-S` overrides), and trains it
 for `--epochs` epochs with the pipeline's training loop (`npdecode.training.fit`, one
 validation pass per epoch included); it reports the CPU-s of that loop per epoch and the
-process's peak RSS. Printed: the median of the repeats per model, every repeat, and each
+process's peak RSS (the whole session is loaded, even with `--fraction`). Printed: the
+median of the repeats per model, every repeat, and each
 median's ratio to the LSTM's. Without `--split`, the session is `gpu_check.fake_session`
 (class-tuned Poisson counts, a kNN correlation graph with `--k` in-edges per unit).
 """
@@ -59,11 +60,16 @@ def child(args: argparse.Namespace) -> None:
         device="cpu",
         schedule=p.schedule,
     )
-    train = (data.normalise(data.train.X), data.train.y)
-    val = (data.normalise(data.val.X), data.val.y)
+    n_train, n_val = (max(1, round(args.fraction * len(s))) for s in (data.train, data.val))
+    train = (data.normalise(data.train.X[:n_train]), data.train.y[:n_train])
+    val = (data.normalise(data.val.X[:n_val]), data.val.y[:n_val])
     t0, w0 = time.process_time(), time.perf_counter()
     _, info = fit(model, train, val, opts)
-    cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+    # per full epoch: the cost of a pass grows linearly with the presentations in it
+    cpu, wall = (
+        (time.process_time() - t0) / args.fraction,
+        (time.perf_counter() - w0) / args.fraction,
+    )
     print(
         json.dumps(
             {
@@ -112,6 +118,12 @@ def main() -> int:
     ap.add_argument("--session", default="1", help="its session id")
     ap.add_argument("--models", nargs="+", default=["lstm", "transformer", "stgat"])
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument(
+        "--fraction",
+        type=float,
+        default=1.0,
+        help="train on this share of the train and val presentations; report per full epoch",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("-S", "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
@@ -140,6 +152,7 @@ def main() -> int:
             for model in args.models:
                 cmd = [sys.executable, __file__, "--child", model, "--split", str(split)]
                 cmd += ["--session", args.session, "--epochs", str(args.epochs)]
+                cmd += ["--fraction", str(args.fraction)]
                 cmd += ["--threads", str(args.threads)] + [f"-S{s}" for s in args.sets]
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if out.returncode:
@@ -154,7 +167,8 @@ def main() -> int:
         )
         first = next(iter(runs.values()))[0]
         print(
-            f"\n{first['n_units']} units, {first['n_train']} training presentations, {args.epochs} epoch(s) per run"
+            f"\n{first['n_units']} units, {first['n_train']} training presentations, "
+            f"{args.epochs} epoch(s) per run on {args.fraction:.0%} of them; per full epoch:"
         )
         print(f"{'model':12} {'CPU-s/epoch':>12} {'x lstm':>7} {'peak RSS MiB':>13}  repeats")
         for model, rs in runs.items():

@@ -5,7 +5,8 @@ Run from the repository root:
     python bench/bench_pipeline.py                       # the default session (200 units)
     python bench/bench_pipeline.py --units 2000          # a real-size session
     python bench/bench_pipeline.py --units 2000 --project /tmp/p   # keeps the project
-    python bench/bench_pipeline.py --project /tmp/p --only train_stgat -S train.stgat.hidden=2
+    python bench/bench_pipeline.py -S 'optional_models=[stgat]'   # ST-GAT too
+    python bench/bench_pipeline.py --project /tmp/p --only optional -S 'optional_models=[stgat]'
 
 It writes this repository's params.yaml (with `--units` and any `-S key=value` overrides)
 into a temporary project and runs every stage of dvc.yaml in its order, each as the
@@ -13,7 +14,7 @@ command dvc.yaml gives it (`python -m npdecode.stages.<stage> ...`) in a fresh p
 with this repository's src/ first on PYTHONPATH and `--threads` torch/OpenMP threads.
 No DVC: each stage is measured alone, through `os.wait4` of its process (user + system
 CPU-s, peak RSS), never from the metrics files the stages write. Prints one row per stage
-and the totals; `--json` also writes them. `--project` reuses (and `--keep` keeps) a project
+and the totals; `--json` also writes them. `--project` reuses (and keeps) a project
 folder, so a second run can time a few stages without regenerating the session. The machine's
 load average is printed before and after: CPU-s are only comparable on a quiet machine.
 """
@@ -21,6 +22,7 @@ load average is printed before and after: CPU-s are only comparable on a quiet m
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -37,24 +39,39 @@ REPO = Path(__file__).resolve().parents[1]
 IMPORT_ONLY = "import npdecode.stages.train, npdecode.stages.fewshot"
 
 
-def stage_commands(dvc_yaml: dict, sessions: list[int]) -> list[tuple[str, list[str]]]:
-    """(stage name, argv) for every stage of dvc.yaml, in file order, foreach expanded."""
+def stage_commands(
+    dvc_yaml: dict, sessions: list[int], optional_models: list[str]
+) -> list[tuple[str, list[str]]]:
+    """(stage name as DVC names it, argv) for every stage of dvc.yaml, in file order, with
+    `foreach` (over sessions) and `matrix` (optional models x sessions) expanded."""
+    lists = {"${sessions}": sessions, "${optional_models}": optional_models}
     out = []
     for name, stage in dvc_yaml["stages"].items():
-        items = [None]
-        body = stage
         if "foreach" in stage:
-            items, body = sessions, stage["do"]
-        for item in items:
-            cmd = body["cmd"]
-            if item is not None:
-                cmd = cmd.replace("${item}", str(item))
-            argv = shlex.split(cmd)
+            runs = [(f"{name}@{s}", {"${item}": s}) for s in lists[stage["foreach"]]]
+        elif "matrix" in stage:
+            keys = list(stage["matrix"])
+            combos = itertools.product(*(lists[stage["matrix"][k]] for k in keys))
+            runs = [
+                (
+                    f"{name}@{'-'.join(map(str, c))}",
+                    {f"${{item.{k}}}": v for k, v in zip(keys, c, strict=True)},
+                )
+                for c in combos
+            ]
+        else:
+            runs = [(name, {})]
+        cmd = stage.get("do", stage)["cmd"]
+        for run_name, subs in runs:
+            text = cmd
+            for key, value in subs.items():
+                text = text.replace(key, str(value))
+            argv = shlex.split(text)
             if argv[:2] == ["env", "PYTHONPATH=src"]:  # PYTHONPATH is set for every child here
                 argv = argv[2:]
             if argv[0] == "python":
                 argv[0] = sys.executable
-            out.append((name if item is None else f"{name}@{item}", argv))
+            out.append((run_name, argv))
     return out
 
 
@@ -78,9 +95,9 @@ def run_measured(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, f
     }
 
 
-def project_params(units: int | None, overrides: list[str]) -> dict:
-    """This repository's params.yaml with `--units` and `-S key=value` applied."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+def project_params(repo: Path, units: int | None, overrides: list[str]) -> dict:
+    """`repo`'s params.yaml with `--units` and `-S key=value` applied."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     sets = ([f"fetch.synthetic.n_units={units}"] if units else []) + overrides
     for item in sets:
         key, _, value = item.partition("=")
@@ -102,16 +119,21 @@ def main() -> int:
     ap.add_argument("--only", help="regex: run only the stages whose name matches")
     ap.add_argument("--project", type=Path, help="run in this folder (created or reused, kept)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument(
+        "--repo", type=Path, default=REPO, help="checkout whose dvc.yaml, params.yaml, src/ run"
+    )
     args = ap.parse_args()
+    repo = args.repo.resolve()
 
-    params = project_params(args.units, args.sets)
+    params = project_params(repo, args.units, args.sets)
     sessions = [int(s) for s in params["sessions"]]
-    commands = stage_commands(yaml.safe_load((REPO / "dvc.yaml").read_text()), sessions)
+    optional = [str(m) for m in params.get("optional_models", [])]
+    commands = stage_commands(yaml.safe_load((repo / "dvc.yaml").read_text()), sessions, optional)
     if args.only:
         commands = [(n, a) for n, a in commands if re.search(args.only, n)]
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO / "src"),
+        "PYTHONPATH": str(repo / "src"),
         "OMP_NUM_THREADS": str(args.threads),
         "MKL_NUM_THREADS": str(args.threads),
         "DVC_NO_ANALYTICS": "1",
@@ -124,7 +146,7 @@ def main() -> int:
         n_units = params["fetch"]["synthetic"]["n_units"]
         print(
             f"{len(commands)} stages, sessions {sessions}, {n_units} synthetic units, "
-            f"{args.threads} thread(s), in {root}; load average {_load()}",
+            f"{args.threads} thread(s), code {repo}, in {root}; load average {_load()}",
             flush=True,
         )
         rows = [
