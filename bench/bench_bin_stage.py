@@ -5,7 +5,7 @@ Writes a 2,000-unit, 9,000 s Allen-format NWB (138 M spikes, ~1.1 GB) to a tempo
 folder, then runs, each in a fresh process (so both pay the same imports):
   - `read`: npdecode.nwb.read_spike_times alone (the floor for any stage that needs spikes);
   - `stage`: `python -m npdecode.stages.bin <id>`: read, remove invalid spikes, bin, write
-    the binned/units/presentations parquet tables and the report.
+    the counts (npz), the units/presentations parquet tables and the report.
 Prints wall times, their ratio, and each process's peak RSS next to the data sizes.
 """
 
@@ -152,7 +152,7 @@ def main() -> None:
         print(f"ratio stage / read: {stage / read:.2f}x (target <= 2x)")
         print(
             f"peak RSS of the stage process: {peak:.2f} GiB; spike times {spikes_gb:.2f} GiB "
-            f"+ counts {counts_gb:.2f} GiB = {spikes_gb + counts_gb:.2f} GiB; parquet on disk {out_gb:.2f} GiB"
+            f"+ counts {counts_gb:.2f} GiB = {spikes_gb + counts_gb:.2f} GiB; outputs on disk {out_gb:.2f} GiB"
         )
 
 

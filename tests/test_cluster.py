@@ -259,7 +259,7 @@ def test_job_runs_in_its_own_clone_and_pushes_results_back(
     assert set(exps) == {"npdecode-test-101"}
     data = exps["npdecode-test-101"]
     assert data["params"]["params.yaml"]["data"]["train"]["logreg"]["C"] == 0.1
-    acc = data["metrics"]["metrics/logreg/1.json"]["data"]["test"]["accuracy"]
+    acc = data["metrics"]["scores/logreg_1.json"]["data"]["acc"]["logreg"]["1"]
     assert acc != base["test"]["accuracy"]
 
     # its outputs are in the shared cache and on the remote, run cache included

@@ -109,6 +109,10 @@ def test_artifact_paths_match_the_layout():
         layout.metrics("logreg", 1),
         layout.predictions("logreg", 1),
         layout.fewshot("logreg", 1),
+        layout.scores("logreg_1"),
+        layout.scores("fewshot_logreg_1"),
+        layout.scores("reference_1"),
+        layout.scores("multisession"),
         layout.results_dir,
         layout.plots_dir,
     ]
@@ -146,7 +150,9 @@ def test_train_stage_writes_model_metrics_and_curves(model):
         return [_render(p, model=model).replace("/1", "/${item}") for p in _paths(body[section])]
 
     assert f"models/{model}/${{item}}.pt" in paths("outs")
-    assert paths("metrics") == [f"metrics/{model}/${{item}}.json"]
+    assert f"metrics/{model}/${{item}}.json" in paths("outs")
+    scores = [_render(p, model=model).replace("_1.", "_${item}.") for p in _paths(body["metrics"])]
+    assert scores == [f"scores/{model}_${{item}}.json"]
     if model != "logreg":  # DVCLive learning curves, drawn by `dvc plots show`
         assert f"dvclive/{model}/${{item}}/plots/metrics" in paths("plots")
 

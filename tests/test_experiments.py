@@ -75,13 +75,13 @@ def test_temp_experiment_with_changed_C_runs_its_own_code_and_compares(
     assert float(table["workspace"]["train.logreg.C"]) == 0.01  # untouched by --temp
     assert float(table["main"]["train.logreg.C"]) == 0.01
     assert float(table["c01"]["train.logreg.C"]) == 0.1
-    logreg = "metrics/logreg/1.json"
-    assert metric_column(table["main"], logreg, "test.accuracy") == base["test"]["accuracy"]
-    new_acc = metric_column(table["c01"], logreg, "test.accuracy")
+    logreg, key = "scores/logreg_1.json", "acc.logreg.1"
+    assert metric_column(table["main"], logreg, key) == base["test"]["accuracy"]
+    new_acc = metric_column(table["c01"], logreg, key)
     assert new_acc != base["test"]["accuracy"]
 
     diff = json.loads(sh(["dvc", "metrics", "diff", "--json", "HEAD", "c01"], project).stdout)
-    acc = diff["metrics/logreg/1.json"]["test.accuracy"]
+    acc = diff[logreg][key]
     assert (acc["old"], acc["new"]) == (base["test"]["accuracy"], new_acc)
     assert acc["diff"] == pytest.approx(new_acc - base["test"]["accuracy"])
     params = sh(["dvc", "params", "diff", "HEAD", "c01"], project).stdout
@@ -128,11 +128,59 @@ def test_queued_session_and_param_experiments_run_in_parallel(
     assert set(exps) == {"session2", "c01"}
     s2 = exps["session2"]
     assert s2["params"]["params.yaml"]["data"]["sessions"] == [2]
-    m2 = s2["metrics"]["metrics/logreg/2.json"]["data"]
-    assert m2["session_id"] == 2 and 0 <= m2["test"]["accuracy"] <= 1
-    assert "metrics/logreg/1.json" not in s2["metrics"]
+    m2 = s2["metrics"]["scores/logreg_2.json"]["data"]["acc"]["logreg"]["2"]
+    assert 0 <= m2 <= 1
+    assert "scores/logreg_1.json" not in s2["metrics"]
     c01 = exps["c01"]
     assert c01["params"]["params.yaml"]["data"]["train"]["logreg"]["C"] == 0.1
     base = read_json(project / "metrics/logreg/1.json")
-    m1 = c01["metrics"]["metrics/logreg/1.json"]["data"]
-    assert m1["test"]["accuracy"] != base["test"]["accuracy"]
+    m1 = c01["metrics"]["scores/logreg_1.json"]["data"]["acc"]["logreg"]["1"]
+    assert m1 != base["test"]["accuracy"]
+
+
+MODELS = ("logreg", "lstm", "transformer", "stgat", "multisession")
+# what an experiment may change in git: its params, the lock file and results
+RESULTS = ("scores/", "metrics/", "predictions/", "results/", "plots/", "dvclive/")
+
+
+def changed_in_git(project: Path) -> list[str]:
+    out = sh(["git", "status", "--porcelain", "--untracked-files=all"], project).stdout
+    return sorted(line[3:] for line in out.splitlines())
+
+
+def test_repro_with_unchanged_inputs_leaves_git_clean(project: Path) -> None:
+    out = sh(["dvc", "repro"], project).stdout
+    assert "Running stage" not in out
+    assert changed_in_git(project) == []
+
+
+def test_experiment_shows_accuracies_not_costs_and_changes_only_params_lock_and_results(
+    project: Path,
+) -> None:
+    """Issue 18's proof: `dvc exp run -S train.logreg.C=0.1` in the workspace."""
+    base = read_json(project / "metrics/logreg/1.json")["test"]["accuracy"]
+    sh(["dvc", "exp", "run", "-S", "train.logreg.C=0.1", "-n", "c01"], project)
+    show = json.loads(sh(["dvc", "exp", "show", "--json"], project).stdout)
+    exp = next(e for b in show for e in b.get("experiments") or [] if e["name"] == "c01")
+    metrics = exp["revs"][0]["data"]["metrics"]
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    columns = {k: v for f in metrics.values() for k, v in flat(f["data"]).items()}
+    for model in MODELS:
+        assert 0 <= columns[f"acc.{model}.1"] <= 1, model
+    assert columns["acc.logreg.1"] != base
+    assert {f"fewshot.{m}.1.k1" for m in MODELS[:4]} <= set(columns)
+    timing = [c for c in columns if any(w in c for w in ("wall", "rss", "gpu", "time", "cpu"))]
+    assert timing == [] and len(columns) < 80, (timing, len(columns))
+    assert all(isinstance(v, int | float) for v in columns.values())  # no ids, names, lists
+
+    changed = changed_in_git(project)
+    assert "params.yaml" in changed and "dvc.lock" in changed
+    others = [p for p in changed if p not in ("params.yaml", "dvc.lock")]
+    assert others and all(p.startswith(RESULTS) for p in others), changed
+    assert not any(p.startswith("data/") for p in changed)

@@ -27,7 +27,7 @@ def test_repro_writes_metrics_as_fractions(project):
     assert m["ideal_accuracy"] >= m["test"]["accuracy"] - 0.05
     assert 0 < m["poisson_plugin_accuracy"] <= 1
     assert m["ratio_to_ideal"] == pytest.approx(m["test"]["accuracy"] / m["ideal_accuracy"])
-    assert m["wall_time_s"] > 0 and m["peak_rss_mb"] > 0
+    assert not {"wall_time_s", "peak_rss_mb"} & set(m)  # costs: costs/, results/costs.csv
     assert m["specimen_id"] == "700000001"
 
 
@@ -36,7 +36,8 @@ def test_repro_writes_every_artifact(project):
         "data/raw/session_1/session_1.nwb",
         "data/raw/session_1/truth.npz",
         "data/raw/session_1/units.csv",
-        "data/binned/1.parquet",
+        "data/binned/1.counts.npz",
+        "data/clean/1.counts.npz",
         "data/clean/1.report.json",
         "data/split/1/train.npz",
         "models/logreg/1.pt",
@@ -44,6 +45,9 @@ def test_repro_writes_every_artifact(project):
         "metrics/fewshot/logreg/1.json",
         "results/summary.csv",
         "results/fewshot_logreg.csv",
+        "results/costs.csv",
+        "scores/logreg_1.json",
+        "costs/train_logreg@1.json",
         "plots/accuracy.png",
         "plots/fewshot.png",
         "plots/raster.png",
@@ -82,3 +86,13 @@ def test_optional_models_run_only_when_listed(project, tmp_path):
     sh(["dvc", "repro", "train_optional"], copy)
     m = json.loads((copy / "metrics/stgat/1.json").read_text())
     assert m["model"] == "stgat" and m["test"]["accuracy"] > 2 * m["chance"]
+
+
+def test_run_costs_are_recorded_outside_every_artifact(project):
+    costs = json.loads((project / "costs/train_lstm@1.json").read_text())
+    assert costs["wall_time_s"] > 0 and costs["peak_rss_mb"] > 0 and costs["cpu_time_s"] > 0
+    table = (project / "results/costs.csv").read_text()
+    assert "train_lstm,1," in table
+    for path in [*project.glob("data/*/*.json"), *project.glob("metrics/**/*.json")]:
+        assert "wall_time" not in path.read_text(), path
+    assert "costs/" in (project / ".gitignore").read_text()

@@ -1,4 +1,9 @@
-"""The thin command-line layer shared by every stage, and what a stage run cost."""
+"""The thin command-line layer shared by every stage, and what a stage run cost.
+
+`run_stage` removes the temporaries of killed runs before a stage starts, and records
+the run's cost (wall time, CPU time, peak memory) in `costs/<stage>.json` after it
+succeeds: outside every artifact, so the artifacts of a rerun keep their bytes.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from npdecode.errors import NpdecodeError
+from npdecode.formats.costs import format_record, write_cost
+from npdecode.formats.files import remove_stale_temporaries
 from npdecode.params import Params, load_params
+from npdecode.paths import Layout
+
+log = logging.getLogger(__name__)
 
 
 def run_stage(
@@ -21,11 +31,13 @@ def run_stage(
     argv: list[str] | None = None,
     per_session: bool = True,
     extra: Callable[[argparse.ArgumentParser], None] | None = None,
+    dvc_stage: str | None = None,
 ) -> None:
     """Parse `[extra args] [session_id]`, load params.yaml and call `main`.
 
     Expected failures (bad params, bad data) print one line, `npdecode <stage>: error: …`,
     and exit with status 2; anything else is a bug and keeps its traceback.
+    `dvc_stage` is the stage's name in dvc.yaml when it is not `name` (+ `_<model>`).
     """
     parser = argparse.ArgumentParser(prog=f"python -m npdecode.stages.{name}")
     if extra is not None:
@@ -38,12 +50,21 @@ def run_stage(
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {name}: %(message)s", datefmt="%H:%M:%S"
     )
+    stage = dvc_stage or name + (f"_{args.model}" if "model" in vars(args) else "")
+    if per_session:
+        stage += f"@{args.session_id}"
+    for path in remove_stale_temporaries(args.root):
+        log.info("removed %s, left by a killed run", path)
     try:
         params = load_params(args.params)
         kwargs = {k: v for k, v in vars(args).items() if k not in ("params",)}
         if per_session:
             check_session(params, args.session_id)
-        main(params, **kwargs)
+        with measure() as cost:
+            main(params, **kwargs)
+        record = {"stage": stage, **cost, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        write_cost(Layout(args.root).cost(stage), record)
+        log.info("cost: %s", format_record(record))
     except NpdecodeError as err:
         print(f"npdecode {name}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -67,13 +88,16 @@ def peak_rss_mb() -> float:
 
 @contextmanager
 def measure() -> Iterator[dict[str, float]]:
-    """Fill a dict with `wall_time_s` and `peak_rss_mb` when the block ends."""
+    """Fill a dict with `wall_time_s`, `cpu_time_s` (user + system, this process) and
+    `peak_rss_mb` (and `peak_gpu_mb` on CUDA) when the block ends."""
     info: dict[str, float] = {}
     start = time.perf_counter()
+    cpu = time.process_time()
     try:
         yield info
     finally:
         info["wall_time_s"] = round(time.perf_counter() - start, 3)
+        info["cpu_time_s"] = round(time.process_time() - cpu, 3)
         info["peak_rss_mb"] = round(peak_rss_mb(), 1)
         cuda = _cuda_peak_mb()
         if cuda is not None:

@@ -13,3 +13,7 @@ class ParamsError(NpdecodeError, ValueError):
 
 class DataError(NpdecodeError, ValueError):
     """An input file is missing, truncated or inconsistent."""
+
+
+class CorruptError(DataError):
+    """An artifact's bytes fail their check (checksum, CRC, content hash): restore or rebuild it."""

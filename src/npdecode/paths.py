@@ -5,6 +5,7 @@ dvc.yaml spells the same paths; `tests/test_dvc_yaml.py` checks that the two agr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,8 @@ class Layout:
         return self.raw_dir(session_id) / "truth.npz"
 
     def binned(self, session_id: int) -> Path:
-        return self.root / "data" / "binned" / f"{session_id}.parquet"
+        """(P, T, U) spike counts with presentation and unit ids (formats/binned.py)."""
+        return self.root / "data" / "binned" / f"{session_id}.counts.npz"
 
     def binned_units(self, session_id: int) -> Path:
         return self.root / "data" / "binned" / f"{session_id}.units.parquet"
@@ -56,7 +58,8 @@ class Layout:
         return self.root / "data" / "binned" / f"{session_id}.report.json"
 
     def clean(self, session_id: int) -> Path:
-        return self.root / "data" / "clean" / f"{session_id}.parquet"
+        """The binned counts less the dropped units and presentations (same format)."""
+        return self.root / "data" / "clean" / f"{session_id}.counts.npz"
 
     def clean_report(self, session_id: int) -> Path:
         return self.root / "data" / "clean" / f"{session_id}.report.json"
@@ -86,6 +89,20 @@ class Layout:
         """DVCLive output (per-epoch learning curves) of a trained model."""
         return self.root / "dvclive" / model / str(session_id)
 
+    def scores(self, name: str) -> Path:
+        """What DVC shows as metrics (`dvc exp show`, `dvc metrics diff`): a few numbers a
+        user compares, per stage; `name` is e.g. `logreg_1`, `fewshot_lstm_1`, `multisession`."""
+        return self.root / "scores" / f"{name}.json"
+
+    def cost(self, stage: str) -> Path:
+        """What a stage run cost (wall time, peak memory): git-ignored, no stage's input,
+        never a DVC metric; `stage` as DVC names it, e.g. `train_lstm@1`."""
+        return self.root / "costs" / f"{stage}.json"
+
+    @property
+    def costs_dir(self) -> Path:
+        return self.root / "costs"
+
     @property
     def results_dir(self) -> Path:
         return self.root / "results"
@@ -93,3 +110,28 @@ class Layout:
     @property
     def plots_dir(self) -> Path:
         return self.root / "plots"
+
+
+# path (relative, posix) -> the dvc.yaml stage that writes it; for error messages that say
+# which stage to rerun
+_PRODUCERS = (
+    (r"data/raw/session_(\d+)(/.*)?$", r"fetch@\1"),
+    (r"data/binned/(\d+)\..*$", r"bin@\1"),
+    (r"data/clean/(\d+)\..*$", r"clean@\1"),
+    (r"data/split/(\d+)(/.*|\.report\.json)?$", r"split@\1"),
+    (r"metrics/reference/(\d+)\.json$", r"reference@\1"),
+    (r"metrics/fewshot/transfer/.*$", "train_multisession"),
+    (r"metrics/fewshot/(\w+)/(\d+)\.json$", r"fewshot_\1@\2"),
+    (r"(metrics|models|predictions)/multisession(/.*)?$", "train_multisession"),
+    (r"(?:metrics|models|predictions)/(\w+)/(\d+)\.\w+$", r"train_\1@\2"),
+)
+
+
+def producing_stage(path: str | Path) -> str | None:
+    """The dvc.yaml stage that writes `path` (e.g. `split@1` for data/split/1/train.npz)."""
+    text = Path(path).as_posix()
+    for pattern, stage in _PRODUCERS:
+        match = re.search(r"(?:^|/)" + pattern, text)
+        if match:
+            return match.expand(stage)
+    return None

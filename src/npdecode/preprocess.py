@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from npdecode.errors import DataError
-from npdecode.formats.binned import META_COLUMNS, unit_columns
+from npdecode.formats.binned import Counts
 from npdecode.formats.split import SPLITS, SessionData, Split
 from npdecode.params import CleanParams, GraphParams, Params, SplitParams
 
@@ -71,37 +71,41 @@ def _peak_zscore(counts: np.ndarray) -> np.ndarray:
 
 
 def clean_session(
-    binned: pd.DataFrame,
+    binned: Counts,
     units: pd.DataFrame,
     presentations: pd.DataFrame,
     params: CleanParams,
     session_id: int,
-) -> tuple[pd.DataFrame, dict]:
-    """Pure core of the stage: (clean table, report)."""
-    cols = unit_columns(binned)
-    if cols != [str(u) for u in units["unit_id"]]:
-        raise DataError(f"session {session_id}: binned table columns do not match the units table")
+) -> tuple[Counts, dict]:
+    """Pure core of the stage: (clean counts, report)."""
+    if not np.array_equal(binned.unit_id, units["unit_id"].to_numpy()):
+        raise DataError(f"session {session_id}: binned counts' units do not match the units table")
     drop_pres = _presentation_drops(presentations, params)
     bad_ids = set().union(*drop_pres.values()) if drop_pres else set()
-    rows = ~binned["presentation_id"].isin(bad_ids).to_numpy()
-    counts = binned.loc[rows, cols].to_numpy()
+    rows = ~np.isin(binned.presentation_id, np.array(sorted(bad_ids), dtype=np.int64))
+    n_units = binned.by_unit.shape[0]
+    kept = binned.by_unit if rows.all() else binned.by_unit[:, rows]  # (U, P', T)
+    counts = kept.reshape(n_units, -1).T  # (U, P', T) -> (P'*T, U), a view
     durations = presentations.loc[~presentations["presentation_id"].isin(bad_ids)]
     seconds = float((durations["stop_time"] - durations["start_time"]).sum())
     rules = unit_drop_rules(units, counts, seconds, params)
-    dropped = np.zeros(len(cols), bool)
+    dropped = np.zeros(n_units, bool)
     unit_report = {}
     for name, mask in rules.items():  # a unit is reported under the first rule that drops it
         new = mask & ~dropped
         unit_report[name] = {"n": int(new.sum()), "ids": units["unit_id"].to_numpy()[new].tolist()}
         dropped |= mask
-    keep_cols = [c for c, d in zip(cols, dropped, strict=True) if not d]
-    if not keep_cols:
+    if dropped.all():
         raise DataError(
             f"session {session_id}: clean dropped every unit ({ {k: v['n'] for k, v in unit_report.items()} })"
         )
-    clean = binned.loc[rows, [*META_COLUMNS, *keep_cols]].reset_index(drop=True)
+    clean = Counts(
+        kept if not dropped.any() else kept[~dropped],
+        binned.presentation_id[rows],
+        binned.unit_id[~dropped],
+    )
     report = {
-        "units": {"total": len(cols), "kept": len(keep_cols), "dropped": unit_report},
+        "units": {"total": n_units, "kept": int((~dropped).sum()), "dropped": unit_report},
         "presentations": {
             "total": len(presentations),
             "kept": int(len(presentations) - len(bad_ids)),

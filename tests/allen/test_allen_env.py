@@ -194,7 +194,7 @@ def test_corrupt_cached_file_is_not_deleted_offline(allen_python: str, project: 
 def test_sessions_command_expands_from_allensdk_table(
     allen_python: str, project: Layout, tmp_path: Path
 ) -> None:
-    text = (REPO / "params.yaml").read_text().replace("sessions: [1]", f"sessions: {BO}")
+    text = (REPO / "params.yaml").read_text().replace("sessions:\n- 1\n", f"sessions: {BO}\n")
     text = text.replace("source: synthetic", "source: allen")
     text = text.replace("python: .venv-allen/bin/python", f"python: {allen_python}")
     text = text.replace("api_url: http://api.brain-map.org", f"api_url: {OFFLINE}")
@@ -224,7 +224,7 @@ def test_dvc_repro_as_a_user_runs_it(
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert f"fetch@{SID}" not in sh(["dvc", "status", f"fetch@{SID}"], repo).stdout
     # a code change reruns fetch; the persisted NWB is verified and kept (offline: no download)
-    with open(repo / "src" / "npdecode" / "allen.py", "a") as fh:
+    with open(repo / "src" / "npdecode" / "sources" / "allen_runner.py", "a") as fh:
         fh.write("\n# changed\n")
     out = sh(["dvc", "repro", f"fetch@{SID}"], repo).stdout
     assert f"Running stage 'fetch@{SID}'" in out

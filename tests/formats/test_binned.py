@@ -1,14 +1,14 @@
-"""A binned table reads back by presentation id, or fails naming what is wrong."""
+"""Count files read back exactly, keyed by id, or fail naming what is wrong."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from npdecode.errors import DataError
-from npdecode.formats.binned import to_table, to_tensor
+from npdecode.formats.binned import Counts, per_presentation, read_counts, write_counts
 
 
-def _table(n_pres=5, n_bins=3, n_units=4, seed=0):
+def _counts(n_pres=5, n_bins=3, n_units=4, seed=0):
     rng = np.random.default_rng(seed)
     counts = rng.integers(0, 9, (n_pres, n_bins, n_units)).astype(np.uint16)
     pres = pd.DataFrame(
@@ -19,37 +19,67 @@ def _table(n_pres=5, n_bins=3, n_units=4, seed=0):
             "frame": rng.integers(-1, 3, n_pres).astype(float),
         }
     )
-    return counts, pres, to_table(counts, pres, np.arange(100, 100 + n_units))
+    ids = pres["presentation_id"].to_numpy()
+    return Counts.from_counts(counts, ids, np.arange(100, 100 + n_units)), pres
 
 
-def test_round_trip_is_exact_and_order_independent():
-    counts, pres, table = _table()
-    shuffled = table.sample(frac=1.0, random_state=1)
-    back, per_pres = to_tensor(shuffled, 3, 1, "t.parquet")
-    np.testing.assert_array_equal(back, counts)
-    np.testing.assert_array_equal(per_pres["presentation_id"], pres["presentation_id"])
-    np.testing.assert_array_equal(per_pres["frame"], pres["frame"])
+def test_round_trip_is_exact(tmp_path):
+    c, _ = _counts()
+    write_counts(tmp_path / "1.counts.npz", c)
+    back = read_counts(tmp_path / "1.counts.npz", 1)
+    for name in ("counts", "presentation_id", "unit_id"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(c, name))
+    assert back.counts.dtype == np.uint16 and back.by_unit.flags.c_contiguous  # unit-major
 
 
-def test_rows_missing_in_the_middle_are_named_not_shifted():
-    _, _, table = _table()
-    broken = table.drop(index=[7])  # presentation 12, bin 1
-    with pytest.raises(
-        DataError, match=r"session 1: t.parquet: presentations \[12\] do not have exactly bins 0..2"
-    ):
-        to_tensor(broken, 3, 1, "t.parquet")
+def test_same_counts_same_bytes(tmp_path):
+    c, _ = _counts()
+    write_counts(tmp_path / "a.npz", c)
+    write_counts(tmp_path / "b.npz", c)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 
-def test_duplicated_bin_is_detected():
-    _, _, table = _table()
-    dup = table.copy()
-    dup.loc[4, "bin"] = 0  # presentation 11 now has bins 0, 0, 2
-    with pytest.raises(DataError, match=r"presentations \[11\]"):
-        to_tensor(dup, 3, 1, "t.parquet")
+def test_presentations_are_matched_by_id_not_position():
+    c, pres = _counts()
+    order = np.array([3, 0, 4, 1, 2])
+    shuffled = Counts.from_counts(c.counts[order], c.presentation_id[order], c.unit_id)
+    counts, rows = per_presentation(shuffled, pres.sample(frac=1.0, random_state=1), 1, "t.npz")
+    np.testing.assert_array_equal(counts, c.counts)
+    np.testing.assert_array_equal(rows["presentation_id"], pres["presentation_id"])
+    np.testing.assert_array_equal(rows["frame"], pres["frame"])
+    np.testing.assert_array_equal(rows["start_time"], pres["start_time"])
 
 
-def test_mixed_frames_within_a_presentation_detected():
-    _, _, table = _table()
-    table.loc[1, "frame"] = 99.0
-    with pytest.raises(DataError, match=r"presentations \[10\] mix frames"):
-        to_tensor(table, 3, 1, "t.parquet")
+def test_presentation_missing_from_the_table_is_named():
+    c, pres = _counts()
+    with pytest.raises(DataError, match=r"session 1: t.npz: presentations \[12\] are missing"):
+        per_presentation(c, pres.drop(index=2), 1, "t.npz")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: Counts(c.by_unit, c.presentation_id[[0, 0, 2, 3, 4]], c.unit_id),
+            "duplicated presentation_id",
+        ),
+        (
+            lambda c: Counts(c.by_unit, c.presentation_id, c.unit_id[:3]),
+            "unit_id must be 4 integers",
+        ),
+        (
+            lambda c: Counts(c.by_unit.astype(np.float32), c.presentation_id, c.unit_id),
+            "unsigned integer",
+        ),
+        (lambda c: Counts(c.by_unit[0], c.presentation_id, c.unit_id), "unsigned integer"),
+        (
+            lambda c: Counts(c.by_unit, c.presentation_id.astype(float), c.unit_id),
+            "presentation_id must be",
+        ),
+    ],
+)
+def test_inconsistent_counts_are_refused(tmp_path, change, message):
+    c, _ = _counts()
+    with pytest.raises(DataError, match=message):
+        write_counts(tmp_path / "x.npz", change(c))
+    assert not (tmp_path / "x.npz").exists()

@@ -221,4 +221,7 @@ def test_dvc_yaml_fetch_stage_lists_what_the_stage_reads() -> None:
     modules += ("sources/allen", "sources/allen_runner", "sources/download")
     assert {f"src/npdecode/{m}.py" for m in modules} <= set(stage["deps"])
     assert "src/npdecode/nwb" in stage["deps"]
-    assert stage["outs"] == [{"data/raw/session_${item}": {"persist": True}}]
+    assert stage["outs"][0] == {"data/raw/session_${item}": {"persist": True}}
+    # what fetch got is a plain git file, not a DVC metric (`dvc exp show` lists scores only)
+    assert stage["outs"][1] == {"data/raw/session_${item}.report.json": {"cache": False}}
+    assert "metrics" not in stage

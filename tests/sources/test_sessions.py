@@ -37,9 +37,9 @@ def project_params(tmp_path: Path, sessions_value: object, folder: Path) -> Path
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     text = (REPO / "params.yaml").read_text()
     edits = {
-        "\nsessions: [1]": f"\nsessions: {sessions_value}",
+        "\nsessions:\n- 1\n": f"\nsessions: {sessions_value}\n",
         "\n  source: synthetic": "\n  source: local",
-        "\n  path: null": f"\n  path: {folder}",
+        "\n  path:   ": f"\n  path: {folder}   ",
     }
     for old, new in edits.items():
         assert text.count(old) == 1, f"params.yaml no longer has exactly one {old!r}"

@@ -4,7 +4,7 @@ import pytest
 
 from npdecode.binning import bin_session, bin_spikes, invalid_intervals_for, invalid_spikes
 from npdecode.errors import DataError
-from npdecode.formats.binned import META_COLUMNS, to_table, to_tensor, unit_columns
+from npdecode.formats.binned import read_counts, read_meta
 from npdecode.nwb import read as nwb
 from npdecode.params import params_from_dict
 from npdecode.paths import Layout
@@ -88,12 +88,7 @@ def test_bin_session_on_synthetic(small_nwb, small_session):
     units = nwb.read_units(small_nwb, 7)
     pres = nwb.read_presentations(small_nwb, 7, "natural_scenes")
     invalid = nwb.read_invalid_times(small_nwb, 7)
-    binned, pres_out, report = bin_session(spikes, units, pres, invalid, 5)
-    table = to_table(binned, pres_out, units["unit_id"].to_numpy())
-    assert list(table.columns[:4]) == list(META_COLUMNS)
-    assert unit_columns(table) == [str(u) for u in small_session.units["id"]]
-    assert len(table) == len(pres) * 5
-    counts, per_pres = to_tensor(table, 5, 7, "test")
+    counts, pres_out, report = bin_session(spikes, units, pres, invalid, 5)
     assert counts.shape == (len(pres), 5, len(units))
     assert report["n_spikes_binned"] == counts.sum()
     # the noisy probe interval's spikes were removed, and they were many (noise bursts)
@@ -116,13 +111,19 @@ def test_stage_writes_tables(tmp_path, small_nwb):
     layout.nwb(7).write_bytes(small_nwb.read_bytes())
     params = params_from_dict({"sessions": [7], "bin": {"timesteps_per_frame": 4}})
     bin_stage.main(params, 7, root=tmp_path)
-    table = pd.read_parquet(layout.binned(7))
-    units = pd.read_parquet(layout.binned_units(7))
-    pres = pd.read_parquet(layout.binned_presentations(7))
-    assert len(table) == 4 * len(pres)
-    assert unit_columns(table) == [str(u) for u in units["unit_id"]]
+    binned = read_counts(layout.binned(7), 7)
+    units = read_meta(layout.binned_units(7))
+    pres = read_meta(layout.binned_presentations(7))
+    assert binned.counts.shape == (len(pres), 4, len(units)) and binned.counts.dtype.kind == "u"
+    np.testing.assert_array_equal(binned.unit_id, units["unit_id"])
+    np.testing.assert_array_equal(binned.presentation_id, pres["presentation_id"])
     assert {"probe", "area", "probe_vertical_position", "quality"} <= set(units.columns)
-    assert table[unit_columns(table)].dtypes.map(lambda d: d.kind == "u").all()
+    # the counts are those of the kernel on the NWB's spikes
+    _, spikes = nwb.read_spike_times(layout.nwb(7), 7)
+    invalid = nwb.read_invalid_times(layout.nwb(7), 7)
+    shown = nwb.read_presentations(layout.nwb(7), 7, "natural_scenes")
+    expected, _, _ = bin_session(spikes, units, shown, invalid, 4)
+    np.testing.assert_array_equal(binned.counts, expected)
 
 
 def test_wrong_stimulus_is_a_clear_error(tmp_path, small_nwb):

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from npdecode.errors import DataError
-from npdecode.formats.binned import to_table, unit_columns
+from npdecode.formats.binned import Counts
 from npdecode.params import CleanParams
 from npdecode.preprocess import clean_session
 
@@ -34,7 +34,14 @@ def _inputs():
             "area": ["VISp", "VISl", "CA1", "VISam", "LGd", "VISp"],
         }
     )
-    return to_table(counts, pres, units["unit_id"].to_numpy()), units, pres
+    binned = Counts.from_counts(
+        counts, pres["presentation_id"].to_numpy(), units["unit_id"].to_numpy()
+    )
+    return binned, units, pres
+
+
+def unit_columns(c: Counts) -> list[str]:
+    return [str(u) for u in c.unit_id]
 
 
 def test_defaults_drop_silent_units_and_invalid_presentations():
@@ -44,7 +51,11 @@ def test_defaults_drop_silent_units_and_invalid_presentations():
     assert report["units"]["dropped"]["silent"] == {"n": 1, "ids": [104]}
     assert report["presentations"]["dropped"]["invalid_times"] == {"n": 1, "ids": [2]}
     assert report["presentations"]["dropped"]["no_frame"] == {"n": 1, "ids": [4]}
-    assert set(clean["presentation_id"]) == {0, 1, 3, 5, 6, 7}
+    assert clean.presentation_id.tolist() == [0, 1, 3, 5, 6, 7]
+    # the kept counts are the original ones, by id
+    np.testing.assert_array_equal(
+        clean.counts, table.counts[[0, 1, 3, 5, 6, 7]][:, :, [0, 1, 2, 3, 5]]
+    )
     assert report["presentations"]["kept"] == 6 and report["units"]["kept"] == 5
 
 

@@ -1,38 +1,93 @@
-"""The binned and clean count tables, and the unit / presentation tables beside them.
+"""The binned and clean spike counts, and the unit / presentation tables beside them.
 
-A count table has one row per presentation × bin and one column per unit id, after the
-META_COLUMNS. `to_table` and `to_tensor` convert between it and a (P, T, U) count array.
-The conversion back is keyed by presentation id and checked, never positional: the old
-pipeline's `[:num_samples * seq_len]` truncation shifted labels when rows went missing.
-Files: `data/binned/<id>.parquet` and `data/clean/<id>.parquet` (count tables),
-`<id>.units.parquet` and `<id>.presentations.parquet` (plain tables).
+A count file is one uncompressed .npz holding `by_unit` (U, P, T) (unsigned integer
+counts, unit-major: each unit's counts one contiguous block, as the binning kernel lays
+them out), `presentation_id` (P,) and `unit_id` (U,). It is written straight from the
+kernel's memory, with zip's CRC-32 (checked on read), instead of a table with one column
+per unit, whose write cost more than binning itself. Rows and columns are keyed by id, and
+`read_counts` checks the ids: a consumer aligns presentations and units by id, never by
+position (the old pipeline's `[:num_samples * seq_len]` truncation shifted labels).
+Files: `data/binned/<id>.counts.npz` and `data/clean/<id>.counts.npz` (counts),
+`data/binned/<id>.units.parquet` and `<id>.presentations.parquet` (plain tables).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from npdecode.errors import DataError
-from npdecode.formats.files import write_parquet
-
-META_COLUMNS = ("presentation_id", "frame", "bin", "start_time")
-# For the wide count tables (thousands of uint16 unit columns): per-column dictionary
-# encoding, statistics and zstd cost more time than the space they save; lz4 writes twice
-# and reads 2.5x as fast (files ~4x larger, still far smaller than the session's NWB).
-WIDE: dict[str, object] = {"compression": "lz4", "use_dictionary": False, "write_statistics": False}
+from npdecode.formats.files import read_npz, read_parquet, write_npz, write_parquet
 
 
-def write_counts(path: str | Path, table: pd.DataFrame) -> None:
-    """Write a count table (see `to_table`) atomically."""
-    write_parquet(table, path, **WIDE)
+@dataclass(frozen=True)
+class Counts:
+    """Spike counts of P presentations × T bins × U units, with the ids of both axes.
+
+    Attributes:
+        by_unit: (U, P, T) unsigned integer counts, unit-major (as stored).
+        presentation_id: (P,) int64, unique.
+        unit_id: (U,) int64, unique.
+    """
+
+    by_unit: np.ndarray
+    presentation_id: np.ndarray
+    unit_id: np.ndarray
+
+    @classmethod
+    def from_counts(
+        cls, counts: np.ndarray, presentation_id: np.ndarray, unit_id: np.ndarray
+    ) -> Counts:
+        """From (P, T, U) counts (a view: no copy)."""
+        return cls(counts.transpose(2, 0, 1), presentation_id, unit_id)  # (P, T, U) -> (U, P, T)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(P, T, U) counts, a view of `by_unit`."""
+        return self.by_unit.transpose(1, 2, 0)  # (U, P, T) -> (P, T, U)
 
 
-def read_counts(path: str | Path) -> pd.DataFrame:
-    """A count table written by `write_counts`."""
-    return pd.read_parquet(path)
+def check_counts(c: Counts, source: str) -> Counts:
+    """`c` if its shapes, dtypes and ids are consistent, else DataError naming `source`."""
+    if c.by_unit.ndim != 3 or c.by_unit.dtype.kind != "u":
+        raise DataError(
+            f"{source}: counts must be a (U, P, T) unsigned integer array, "
+            f"got {c.by_unit.dtype} of shape {c.by_unit.shape}"
+        )
+    for name, ids, n in (
+        ("presentation_id", c.presentation_id, c.by_unit.shape[1]),
+        ("unit_id", c.unit_id, c.by_unit.shape[0]),
+    ):
+        if ids.ndim != 1 or len(ids) != n or ids.dtype.kind not in "iu":
+            raise DataError(
+                f"{source}: {name} must be {n} integers (one per count row), got {ids.dtype} "
+                f"of shape {ids.shape}"
+            )
+        uniq, n_seen = np.unique(ids, return_counts=True)
+        if (n_seen > 1).any():
+            raise DataError(f"{source}: duplicated {name} {uniq[n_seen > 1][:10].tolist()}")
+    return c
+
+
+def write_counts(path: str | Path, c: Counts) -> None:
+    """Write counts atomically (uncompressed npz, unit by unit from memory, CRC-32 per member)."""
+    check_counts(c, str(path))
+    write_npz(
+        path,
+        by_unit=c.by_unit,
+        presentation_id=c.presentation_id.astype(np.int64),
+        unit_id=c.unit_id.astype(np.int64),
+    )
+
+
+def read_counts(path: str | Path, session_id: int) -> Counts:
+    """Counts written by `write_counts`, checked (CRC and ids)."""
+    z = read_npz(path, ("by_unit", "presentation_id", "unit_id"))
+    c = Counts(z["by_unit"], z["presentation_id"], z["unit_id"])
+    return check_counts(c, f"session {session_id}: {path}")
 
 
 def write_meta(path: str | Path, table: pd.DataFrame) -> None:
@@ -41,62 +96,31 @@ def write_meta(path: str | Path, table: pd.DataFrame) -> None:
 
 
 def read_meta(path: str | Path) -> pd.DataFrame:
-    """A units or presentations table written by `write_meta`."""
-    return pd.read_parquet(path)
+    """A units or presentations table written by `write_meta` (page checksums verified)."""
+    return read_parquet(path)
 
 
-def to_table(counts: np.ndarray, presentations: pd.DataFrame, unit_ids: np.ndarray) -> pd.DataFrame:
-    """(P, T, U) counts -> one row per presentation × bin, one column per unit id."""
-    n_pres, n_bins, n_units = counts.shape
-    width = (presentations["stop_time"] - presentations["start_time"]).to_numpy() / n_bins
-    start = presentations["start_time"].to_numpy()
-    meta = {
-        "presentation_id": np.repeat(presentations["presentation_id"].to_numpy(), n_bins),
-        "frame": np.repeat(presentations["frame"].to_numpy(), n_bins),
-        "bin": np.tile(np.arange(n_bins, dtype=np.int16), n_pres),
-        "start_time": (start[:, None] + width[:, None] * np.arange(n_bins)).ravel(),
-    }
-    flat = counts.reshape(n_pres * n_bins, n_units)  # (P, T, U) -> (P*T, U), a view
-    # one 2-D block over `counts` (no copy); metadata columns are inserted beside it, not
-    # concatenated, so the table costs no second copy of the counts
-    table = pd.DataFrame(flat, columns=[str(u) for u in unit_ids], copy=False)
-    for i, (name, values) in enumerate(meta.items()):
-        table.insert(i, name, values)
-    return table
-
-
-def unit_columns(table: pd.DataFrame) -> list[str]:
-    """The unit-count columns of a binned table (every column but the metadata)."""
-    return [c for c in table.columns if c not in META_COLUMNS]
-
-
-def to_tensor(
-    table: pd.DataFrame, n_bins: int, session_id: int, source: str
+def per_presentation(
+    c: Counts, presentations: pd.DataFrame, session_id: int, source: str
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Binned table -> ((P, T, U) counts, per-presentation table), checked by presentation id.
+    """(counts (P, T, U), presentation table) both ordered by presentation id, matched by id.
 
-    Rows are grouped by presentation id, never by position: a presentation with a
-    missing or duplicated bin raises DataError naming it, instead of shifting labels.
+    Every presentation of `c` must appear exactly once in `presentations`; the returned
+    table has its `presentation_id`, `frame` and `start_time`, row p for `counts[p]`.
     """
-    table = table.sort_values(["presentation_id", "bin"], kind="stable")
-    ids = table["presentation_id"].to_numpy()
-    uniq, first, n_rows = np.unique(ids, return_index=True, return_counts=True)
-    bins = table["bin"].to_numpy()
-    bad = n_rows != n_bins
-    if not bad.any():
-        bad = (bins.reshape(-1, n_bins) != np.arange(n_bins)).any(axis=1)
-    if bad.any():
+    order = np.argsort(c.presentation_id, kind="stable")
+    ids = c.presentation_id[order]
+    table = presentations.drop_duplicates("presentation_id", keep=False).set_index(
+        "presentation_id"
+    )
+    dup = presentations["presentation_id"].duplicated(keep=False)
+    missing = ~np.isin(ids, table.index.to_numpy())
+    if dup.any() or missing.any():
+        bad = np.union1d(presentations.loc[dup, "presentation_id"].to_numpy(), ids[missing])
         raise DataError(
-            f"session {session_id}: {source}: presentations {uniq[bad][:10].tolist()} "
-            f"do not have exactly bins 0..{n_bins - 1} ({int(bad.sum())} presentations affected)"
+            f"session {session_id}: {source}: presentations {bad[:10].tolist()} are missing "
+            "from, or duplicated in, the presentations table"
         )
-    cols = unit_columns(table)
-    counts = table[cols].to_numpy().reshape(len(uniq), n_bins, len(cols))  # (P*T, U) -> (P, T, U)
-    frames = table["frame"].to_numpy().reshape(len(uniq), n_bins)
-    mixed = (frames != frames[:, :1]).any(axis=1) & ~np.isnan(frames).all(axis=1)
-    if mixed.any():
-        raise DataError(
-            f"session {session_id}: {source}: presentations {uniq[mixed][:10].tolist()} mix frames across bins"
-        )
-    per_pres = table.iloc[first][["presentation_id", "frame", "start_time"]].reset_index(drop=True)
-    return counts, per_pres
+    rows = table.loc[ids, ["frame", "start_time"]].reset_index()
+    in_order = bool((np.diff(c.presentation_id) > 0).all())
+    return (c.counts if in_order else c.counts[order]), rows

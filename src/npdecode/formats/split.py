@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 
 from npdecode.errors import DataError
-from npdecode.formats.files import atomic_path, read_json, read_npz, write_json
+from npdecode.formats.files import (
+    atomic_path,
+    read_json,
+    read_npz,
+    read_parquet,
+    save_npz,
+    write_json,
+    write_parquet,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -97,10 +105,10 @@ def write_split(out_dir: str | Path, data: SessionData, extra: dict) -> dict:
         tmp.mkdir()
         for name in SPLITS:
             part = getattr(data, name)
-            np.savez(tmp / f"{name}.npz", X=part.X, y=part.y, presentation_id=part.presentation_id)
-        np.savez(tmp / "norm.npz", unit_ids=data.unit_ids, mean=data.mean, std=data.std)
-        np.savez(tmp / "graph.npz", edge_index=data.edge_index, edge_weight=data.edge_weight)
-        data.units.to_parquet(tmp / "units.parquet", index=False)
+            save_npz(tmp / f"{name}.npz", X=part.X, y=part.y, presentation_id=part.presentation_id)
+        save_npz(tmp / "norm.npz", unit_ids=data.unit_ids, mean=data.mean, std=data.std)
+        save_npz(tmp / "graph.npz", edge_index=data.edge_index, edge_weight=data.edge_weight)
+        write_parquet(data.units, tmp / "units.parquet", compression="snappy")
         write_json(tmp / "meta.json", meta)
     return meta
 
@@ -117,10 +125,10 @@ def load_session(split_dir: str | Path, session_id: int) -> SessionData:
         )
     splits = {}
     for name in SPLITS:
-        z = read_npz(split_dir / f"{name}.npz")
+        z = read_npz(split_dir / f"{name}.npz", ("X", "y", "presentation_id"))
         splits[name] = Split(z["X"], z["y"], z["presentation_id"])
-    norm = read_npz(split_dir / "norm.npz")
-    graph = read_npz(split_dir / "graph.npz")
+    norm = read_npz(split_dir / "norm.npz", ("unit_ids", "mean", "std"))
+    graph = read_npz(split_dir / "graph.npz", ("edge_index", "edge_weight"))
     return SessionData(
         session_id=int(session_id),
         **splits,
@@ -130,7 +138,7 @@ def load_session(split_dir: str | Path, session_id: int) -> SessionData:
         std=norm["std"],
         edge_index=graph["edge_index"],
         edge_weight=graph["edge_weight"],
-        units=pd.read_parquet(split_dir / "units.parquet"),
+        units=read_parquet(split_dir / "units.parquet"),
         n_bins=int(meta["n_bins"]),
         bin_width_s=float(meta["bin_width_s"]),
         specimen_id=meta.get("specimen_id"),

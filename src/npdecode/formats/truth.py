@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from npdecode.formats.files import read_npz
+
 
 @dataclass(frozen=True)
 class SyntheticTruth:
@@ -51,12 +53,13 @@ def write_truth(path: str | Path, t: SyntheticTruth, gains: np.ndarray) -> None:
 
 def read_truth(path: str | Path) -> SyntheticTruth:
     """The `SyntheticTruth` saved by `write_truth`."""
-    with np.load(path, allow_pickle=False) as z:
-        return SyntheticTruth(
-            rates_hz=z["rates_hz"],
-            frames=z["frames"],
-            unit_ids=z["unit_ids"],
-            baseline_hz=z["baseline_hz"],
-            step_s=float(z["step_s"]),
-            gain_sd=float(z["gain_sd"]),
-        )
+    names = ("rates_hz", "frames", "unit_ids", "baseline_hz", "step_s", "gain_sd")
+    z = read_npz(path, (*names, "presentation_gain"))  # CRC-checked, every member present
+    return SyntheticTruth(
+        rates_hz=z["rates_hz"],
+        frames=z["frames"],
+        unit_ids=z["unit_ids"],
+        baseline_hz=z["baseline_hz"],
+        step_s=float(z["step_s"]),
+        gain_sd=float(z["gain_sd"]),
+    )

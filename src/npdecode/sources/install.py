@@ -1,13 +1,12 @@
 """Put a fetched real session in place: `data/raw/session_<id>/` with its NWB and tables.
 
 Shared by `fetch.source: allen` (which runs in the AllenSDK environment) and `local`, so
-it imports only the standard library, pandas and tqdm.
+it imports only the standard library, numpy, pandas and tqdm.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from npdecode.formats.files import read_json, temporary_path, write_json
 from npdecode.formats.tables import write_tables
 from npdecode.paths import Layout
 
@@ -71,8 +71,8 @@ def install_session(
 ) -> str:
     """Replace the session's raw folder by one holding `nwb` as `session_<id>.nwb`, tables, record.
 
-    The new folder is built beside the old one (the NWB hardlinked, or copied across
-    filesystems; tables as `<name>.csv`; `record` as `fetch.json`) and swapped in with two
+    The new folder is built in the project's `.npdecode-tmp/` (the NWB hardlinked, or copied
+    across filesystems; tables as `<name>.csv`; `record` as `fetch.json`) and swapped in with two
     renames. So `out_dir` is at every moment the old folder or the complete new one,
     nothing left over from an earlier fetch (e.g. a synthetic `truth.npz`) survives, and
     an NWB already in `out_dir` is never deleted before its replacement is in place.
@@ -81,8 +81,9 @@ def install_session(
         How the NWB was placed: "hardlink" or "copy".
     """
     out_dir = layout.raw_dir(session_id)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
+    # outside data/raw/: a killed fetch leaves them where the next stage removes them
+    tmp = temporary_path(out_dir, "new-")
+    old = temporary_path(out_dir, "old-")
     for leftover in (tmp, old):
         if leftover.exists():
             shutil.rmtree(leftover)
@@ -91,7 +92,7 @@ def install_session(
         how = link_or_copy(nwb, tmp / layout.nwb(session_id).name)
         write_tables(tmp, tables)
         record_path = tmp / layout.fetch_record(session_id).name
-        record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        write_json(record_path, dict(sorted(record.items())))
         if out_dir.exists():
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)
@@ -108,9 +109,11 @@ def install_session(
 
 
 def read_record(layout: Layout, session_id: int) -> dict:
-    """The `fetch.json` record `install_session` wrote; {} if absent or unreadable."""
+    """The `fetch.json` record `install_session` wrote; {} if absent or unreadable (damaged:
+    the caller then verifies the session's files from scratch)."""
     path = layout.fetch_record(session_id)
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
+        return read_json(path) if path.exists() else {}
+    except ValueError as err:
+        log.warning("%s", err)
         return {}

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from npdecode.binning import bin_session
-from npdecode.cli import measure, run_stage
+from npdecode.cli import run_stage
 from npdecode.errors import DataError
-from npdecode.formats.binned import to_table, write_counts, write_meta
+from npdecode.formats.binned import Counts, write_counts, write_meta
 from npdecode.formats.files import write_json
 from npdecode.nwb import read as nwb
 from npdecode.params import Params
@@ -26,32 +26,32 @@ log = logging.getLogger(__name__)
 
 
 def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
-    """Bin session `session_id`: writes the binned table, units and presentations tables."""
+    """Bin session `session_id`: writes the counts, the units and presentations tables, a report."""
     layout = Layout(root)
-    with measure() as cost:
-        path = layout.nwb(session_id)
-        unit_ids, spikes = nwb.read_spike_times(path, session_id)
-        units = nwb.read_units(path, session_id)
-        presentations = nwb.read_presentations(path, session_id, params.bin.stimulus)
-        invalid = nwb.read_invalid_times(path, session_id)
-        info = nwb.read_session_info(path, session_id)
-        if not np.array_equal(units["unit_id"].to_numpy(), unit_ids):
-            raise DataError(f"session {session_id}: {path}: units table and spike times disagree")
-        try:
-            counts, presentations, report = bin_session(
-                spikes, units, presentations, invalid, params.bin.timesteps_per_frame
-            )
-        except ValueError as err:  # bin_spikes: unsorted/NaN times, overlaps, overflow
-            raise DataError(f"session {session_id}: {path}: {err}") from err
-        table = to_table(counts, presentations, units["unit_id"].to_numpy())
-        write_counts(layout.binned(session_id), table)
-        write_meta(layout.binned_units(session_id), units)
-        write_meta(layout.binned_presentations(session_id), presentations)
+    path = layout.nwb(session_id)
+    unit_ids, spikes = nwb.read_spike_times(path, session_id)
+    units = nwb.read_units(path, session_id)
+    presentations = nwb.read_presentations(path, session_id, params.bin.stimulus)
+    invalid = nwb.read_invalid_times(path, session_id)
+    info = nwb.read_session_info(path, session_id)
+    if not np.array_equal(units["unit_id"].to_numpy(), unit_ids):
+        raise DataError(f"session {session_id}: {path}: units table and spike times disagree")
+    try:
+        counts, presentations, report = bin_session(
+            spikes, units, presentations, invalid, params.bin.timesteps_per_frame
+        )
+    except ValueError as err:  # bin_spikes: unsorted/NaN times, overlaps, overflow
+        raise DataError(f"session {session_id}: {path}: {err}") from err
+    del spikes  # the spike trains are the largest thing held; the writes need none of it
+    ids = presentations["presentation_id"].to_numpy()
+    binned = Counts.from_counts(counts, ids, units["unit_id"].to_numpy())  # no copy
+    write_counts(layout.binned(session_id), binned)
+    write_meta(layout.binned_units(session_id), units)
+    write_meta(layout.binned_presentations(session_id), presentations)
     report.update(
         session_id=session_id,
         specimen_id=info["specimen_id"] or None,
         session_type=info["session_type"] or None,
-        **cost,
     )
     write_json(layout.bin_report(session_id), report)
     log.info(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from npdecode.cli import measure, run_stage
+from npdecode.cli import run_stage
 from npdecode.formats.binned import read_counts, read_meta, write_counts
 from npdecode.formats.files import write_json
 from npdecode.params import Params
@@ -27,15 +27,14 @@ log = logging.getLogger(__name__)
 
 
 def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
-    """Clean session `session_id`: writes the clean table and a report of every drop."""
+    """Clean session `session_id`: writes the clean counts and a report of every drop."""
     layout = Layout(root)
-    with measure() as cost:
-        binned = read_counts(layout.binned(session_id))
-        units = read_meta(layout.binned_units(session_id))
-        presentations = read_meta(layout.binned_presentations(session_id))
-        clean, report = clean_session(binned, units, presentations, params.clean, session_id)
-        write_counts(layout.clean(session_id), clean)
-    report.update(session_id=session_id, **cost)
+    binned = read_counts(layout.binned(session_id), session_id)
+    units = read_meta(layout.binned_units(session_id))
+    presentations = read_meta(layout.binned_presentations(session_id))
+    clean, report = clean_session(binned, units, presentations, params.clean, session_id)
+    write_counts(layout.clean(session_id), clean)
+    report.update(session_id=session_id)
     write_json(layout.clean_report(session_id), report)
     log.info(
         "session %d: kept %d/%d units, %d/%d presentations",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from npdecode.cli import measure, run_stage
+from npdecode.cli import run_stage
 from npdecode.formats.files import write_json
 from npdecode.nwb import read as nwb_read
 from npdecode.params import Params
@@ -35,18 +35,15 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
     layout = Layout(root)
     source = params.fetch.source
     stimulus = params.bin.stimulus
-    with measure() as cost:
-        if source == "synthetic":
-            synthetic.fetch_synthetic(params.fetch.synthetic, session_id, layout)
-        elif source == "allen":
-            allen.fetch_allen(params.fetch.allen, session_id, stimulus, layout)
-        else:
-            folder = Path(params.fetch.path or "")
-            fetch_local(
-                folder if folder.is_absolute() else root / folder, session_id, stimulus, layout
-            )
-        # Checked again here, in the main environment, with the readers later stages rely on.
-        s = nwb_read.verify_session_nwb(layout.nwb(session_id), session_id, stimulus)
+    if source == "synthetic":
+        synthetic.fetch_synthetic(params.fetch.synthetic, session_id, layout)
+    elif source == "allen":
+        allen.fetch_allen(params.fetch.allen, session_id, stimulus, layout)
+    else:
+        folder = Path(params.fetch.path or "")
+        fetch_local(folder if folder.is_absolute() else root / folder, session_id, stimulus, layout)
+    # Checked again here, in the main environment, with the readers later stages rely on.
+    s = nwb_read.verify_session_nwb(layout.nwb(session_id), session_id, stimulus)
     log.info(
         "session %d: %s verified: %d units, %d spikes, %d channels, %d %s presentations",
         session_id,
@@ -65,7 +62,7 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
         "n_presentations": s.n_presentations,
         "nwb_mb": round(s.size_bytes / 2**20, 1),
     }
-    write_json(layout.fetch_report(session_id), {**summary, **cost})
+    write_json(layout.fetch_report(session_id), summary)
 
 
 if __name__ == "__main__":

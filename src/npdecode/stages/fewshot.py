@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npdecode.cli import measure, run_stage
+from npdecode.cli import run_stage
 from npdecode.decoders import (
     MODELS,
     TRAIN_PARAMS,
@@ -27,6 +27,7 @@ from npdecode.decoders import (
 )
 from npdecode.evaluation import Draw, fewshot_curve
 from npdecode.formats.files import write_json
+from npdecode.formats.scores import fewshot_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
 from npdecode.params import Params
 from npdecode.paths import Layout
@@ -69,10 +70,11 @@ def main(params: Params, model: str, session_id: int, root: Path = Path(".")) ->
     """Few-shot curve of `model` on session `session_id`."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)
-    with measure() as cost:
-        result = run_fewshot(model, data, params)
-    result.update(chance=1.0 / data.n_classes, **cost)
+    result = run_fewshot(model, data, params)
+    result.update(chance=1.0 / data.n_classes)
     write_json(layout.fewshot(model, session_id), result)
+    scores = fewshot_scores(model, session_id, result)
+    write_scores(layout.scores(f"fewshot_{model}_{session_id}"), scores)
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:

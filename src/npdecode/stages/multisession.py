@@ -14,10 +14,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from npdecode.cli import measure, run_stage
+from npdecode.cli import run_stage
 from npdecode.decoders import SHARED_TRAIN_PARAMS, model_metrics, predictions_table
 from npdecode.formats.checkpoint import save_shared
 from npdecode.formats.files import atomic_path, read_json, write_csv, write_json
+from npdecode.formats.scores import fewshot_scores, model_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.multisession import group_sessions, session_logits, train_shared, transfer_curve
@@ -42,15 +43,14 @@ def main(params: Params, root: Path = Path(".")) -> None:
     data = {sid: load_session(layout.split_dir(sid), sid) for sid in params.sessions}
     models, metrics, predictions, transfer = {}, {}, {}, {}
     for name, sids in group_sessions(data, params.multisession.group).items():
-        with measure() as cost:
-            models[name], info = train_shared(data, sids, params)
+        models[name], info = train_shared(data, sids, params)
         for sid in sids:
             scores = {
                 split: session_logits(models[name], data[sid], split, params.train.batch_size)
                 for split in ("train", "val", "test")
             }
             m = model_metrics(MODEL, data[sid], scores, read_json(layout.reference(sid)), info)
-            metrics[sid] = {**m, "group": name, "group_sessions": sids, **cost}
+            metrics[sid] = {**m, "group": name, "group_sessions": sids}
             predictions[sid] = predictions_table(data[sid], scores["test"])
             log.info("%s, session %d: test accuracy %.3f", name, sid, m["test"]["accuracy"])
         for sid in sids:
@@ -68,9 +68,8 @@ def main(params: Params, root: Path = Path(".")) -> None:
                     "shots": {},
                 }
                 continue
-            with measure() as cost:
-                transfer[sid] = transfer_curve(data, sids, sid, params)
-            transfer[sid].update(chance=1.0 / data[sid].n_classes, **cost)
+            transfer[sid] = transfer_curve(data, sids, sid, params)
+            transfer[sid].update(chance=1.0 / data[sid].n_classes)
     outputs: dict[Path, dict[str, Any]] = {
         layout.root / "models" / MODEL: {f"{n}.pt": m for n, m in models.items()},
         layout.root / "metrics" / MODEL: {f"{s}.json": m for s, m in metrics.items()},
@@ -84,6 +83,11 @@ def main(params: Params, root: Path = Path(".")) -> None:
             tmp.mkdir()
             for fname, obj in files.items():
                 _write(tmp / fname, obj, data)
+    write_scores(
+        layout.scores(MODEL),
+        *(model_scores(MODEL, s, m) for s, m in metrics.items()),
+        *(fewshot_scores("transfer", s, t) for s, t in transfer.items()),
+    )
 
 
 def _write(path: Path, obj: Any, data: dict[int, SessionData]) -> None:
@@ -96,4 +100,4 @@ def _write(path: Path, obj: Any, data: dict[int, SessionData]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("multisession", main, per_session=False)
+    run_stage("multisession", main, per_session=False, dvc_stage="train_multisession")

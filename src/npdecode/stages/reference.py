@@ -12,6 +12,7 @@ from pathlib import Path
 
 from npdecode.cli import run_stage
 from npdecode.formats.files import write_json
+from npdecode.formats.scores import reference_scores, write_scores
 from npdecode.formats.split import load_session
 from npdecode.formats.truth import read_truth
 from npdecode.params import Params
@@ -30,6 +31,7 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
     truth = read_truth(truth_path) if truth_path.exists() else None
     result = reference_metrics(data, truth)
     write_json(layout.reference(session_id), result)
+    write_scores(layout.scores(f"reference_{session_id}"), reference_scores(session_id, result))
     ideal = result["ideal"]["accuracy"] if result["ideal"] else None
     log.info(
         "session %d: chance %.4f, poisson plug-in %.3f, ideal %s",

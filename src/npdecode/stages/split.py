@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from npdecode.cli import measure, run_stage
-from npdecode.formats.binned import read_counts, read_meta, to_tensor, unit_columns
+from npdecode.cli import run_stage
+from npdecode.errors import DataError
+from npdecode.formats.binned import per_presentation, read_counts, read_meta
 from npdecode.formats.files import read_json, write_json
 from npdecode.formats.split import write_split
 from npdecode.params import Params
@@ -30,19 +31,28 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
     """Split session `session_id` into data/split/<id>/."""
     layout = Layout(root)
     n_bins = params.bin.timesteps_per_frame
-    with measure() as cost:
-        table = read_counts(layout.clean(session_id))
-        counts, pres = to_tensor(table, n_bins, session_id, str(layout.clean(session_id)))
-        units = read_meta(layout.binned_units(session_id))
-        unit_ids = np.array([int(c) for c in unit_columns(table)], dtype=np.int64)
-        units = units.set_index("unit_id").loc[unit_ids].reset_index()
-        shown = read_meta(layout.binned_presentations(session_id))
-        specimen = read_json(layout.bin_report(session_id)).get("specimen_id")
-        width = float(np.median(shown["stop_time"] - shown["start_time"])) / n_bins
-        data, extra = make_split(
-            session_id, counts, pres, units, params, bin_width_s=width, specimen_id=specimen
+    clean = read_counts(layout.clean(session_id), session_id)
+    if clean.counts.shape[1] != n_bins:
+        raise DataError(
+            f"session {session_id}: {layout.clean(session_id)} has {clean.counts.shape[1]} bins "
+            f"per presentation, params bin.timesteps_per_frame is {n_bins}: rerun `dvc repro`"
         )
-        meta = write_split(layout.split_dir(session_id), data, extra)
+    shown = read_meta(layout.binned_presentations(session_id))
+    counts, pres = per_presentation(clean, shown, session_id, str(layout.clean(session_id)))
+    units = read_meta(layout.binned_units(session_id))
+    missing = np.setdiff1d(clean.unit_id, units["unit_id"].to_numpy())
+    if len(missing):
+        raise DataError(
+            f"session {session_id}: units {missing[:10].tolist()} of "
+            f"{layout.clean(session_id)} are not in {layout.binned_units(session_id)}"
+        )
+    units = units.set_index("unit_id").loc[clean.unit_id].reset_index()
+    specimen = read_json(layout.bin_report(session_id)).get("specimen_id")
+    width = float(np.median(shown["stop_time"] - shown["start_time"])) / n_bins
+    data, extra = make_split(
+        session_id, counts, pres, units, params, bin_width_s=width, specimen_id=specimen
+    )
+    meta = write_split(layout.split_dir(session_id), data, extra)
     log.info(
         "session %d: train/val/test = %s, %d units",
         session_id,
@@ -54,7 +64,7 @@ def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
         n_zero_variance_units_dropped=len(extra["zero_variance_units_dropped"]),
         n_classes=data.n_classes,
     )
-    write_json(layout.split_report(session_id), {**summary, **cost})
+    write_json(layout.split_report(session_id), summary)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from npdecode.cli import measure, run_stage
+from npdecode.cli import run_stage
 from npdecode.decoders import (
     MODELS,
     TRAIN_PARAMS,
@@ -25,6 +25,7 @@ from npdecode.decoders import (
 )
 from npdecode.formats.checkpoint import save_checkpoint
 from npdecode.formats.files import read_json, write_csv, write_json
+from npdecode.formats.scores import model_scores, write_scores
 from npdecode.formats.split import load_session
 from npdecode.params import Params
 from npdecode.paths import Layout
@@ -38,14 +39,14 @@ def main(params: Params, model: str, session_id: int, root: Path = Path(".")) ->
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)
     batch = eval_batch(model, params.train)
-    with measure() as cost:
-        net, info = train_model(model, data, params.train, layout.live_dir(model, session_id))
-        scores = {s: split_logits(net, data, s, batch) for s in ("train", "val", "test")}
+    net, info = train_model(model, data, params.train, layout.live_dir(model, session_id))
+    scores = {s: split_logits(net, data, s, batch) for s in ("train", "val", "test")}
     reference = read_json(layout.reference(session_id))
     metrics = model_metrics(model, data, scores, reference, info)
-    metrics.update(cost)
     save_checkpoint(layout.model(model, session_id), model, net, data)
     write_json(layout.metrics(model, session_id), metrics)
+    scores_file = layout.scores(f"{model}_{session_id}")
+    write_scores(scores_file, model_scores(model, session_id, metrics))
     write_csv(predictions_table(data, scores["test"]), layout.predictions(model, session_id))
     log.info(
         "%s on session %d: test accuracy %.3f (val %.3f, chance %.4f)",

@@ -1,0 +1,56 @@
+"""What each stage run cost: `costs/<stage>.json` (`stage` as DVC names it, e.g. `bin@1`).
+
+Written by `npdecode.cli.run_stage` after a stage succeeds; read only by the report, which
+summarises them in `results/costs.csv`. Never a DVC dependency or metric, and git-ignored:
+wall times change on every run, so keeping them out of every file a stage depends on is
+what lets an unchanged rerun leave DVC and git with nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from npdecode.formats.files import read_json, write_json
+
+COLUMNS = ("stage", "session_id", "wall_time_s", "cpu_time_s", "peak_rss_mb", "peak_gpu_mb")
+
+
+def write_cost(path: str | Path, record: dict) -> None:
+    """Write one stage run's cost record (see `npdecode.cli.run_stage`)."""
+    write_json(path, record, checksum=False)
+
+
+def read_costs(folder: str | Path, sessions: tuple[int, ...]) -> pd.DataFrame:
+    """One row per stage run recorded in `folder` (of these sessions, or not per session).
+
+    An unreadable record (a run killed while writing it cannot leave one, but a hand edit
+    can) becomes a row with its stage and no figures rather than stopping the report.
+    """
+    rows = []
+    folder = Path(folder)
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        stage, _, sid = path.stem.partition("@")
+        if sid and (not sid.isdigit() or int(sid) not in sessions):
+            continue
+        try:
+            record = read_json(path, checksum=False)
+        except ValueError:  # CorruptError or a hand-written file
+            record = {}
+        rows.append(
+            {
+                **{c: record.get(c) for c in COLUMNS},
+                "stage": stage,
+                "session_id": int(sid) if sid else None,
+            }
+        )
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table["session_id"] = table["session_id"].astype("Int64")  # empty for whole-pipeline stages
+    return table.sort_values(["stage", "session_id"], kind="stable", ignore_index=True)
+
+
+def format_record(record: dict) -> str:
+    """One line for the log."""
+    return json.dumps({k: v for k, v in record.items() if k in COLUMNS[2:]})

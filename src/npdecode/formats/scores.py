@@ -1,0 +1,77 @@
+"""`scores/<name>.json`: the few numbers DVC shows as metrics, one small file per stage run.
+
+`dvc exp show`, `dvc metrics show` and `dvc metrics diff` list only these: per model and
+session the test accuracy (and any interval of it), top-5 and balanced accuracy; the
+few-shot means per k; the reference decoders. Keys nest as `<metric>.<model>.<session>`
+(e.g. `acc.lstm.1`), unique across files, so DVC names each column by its key alone, and
+DVC's sorted columns start with every model's test accuracy (`acc.*`). Everything else
+(train/val figures, every few-shot draw) stays in the detailed `metrics/` JSONs, which
+stages and the report read; run costs are in `costs/`. No stage reads a scores file, so
+it carries no content hash.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from npdecode.formats.files import read_json, write_json
+
+# short column names for the test figures of a metrics JSON (others keep theirs)
+SHORT = {"accuracy": "acc", "balanced_accuracy": "bal_acc"}
+
+
+def write_scores(path: str | Path, *trees: dict[str, Any]) -> None:
+    """Write the scores trees (from the functions below), merged, to `path`."""
+    merged: dict[str, Any] = {}
+    for tree in trees:
+        _merge(merged, tree)
+    write_json(path, merged, checksum=False)
+
+
+def read_scores(path: str | Path) -> dict:
+    return read_json(path, checksum=False)
+
+
+def _merge(into: dict, tree: dict) -> None:
+    for key, value in tree.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _short(key: str) -> str:
+    for long, short in SHORT.items():
+        if key == long or key.startswith(long + "_"):
+            return short + key[len(long) :]
+    return key
+
+
+def model_scores(model: str, session_id: int, metrics: dict) -> dict[str, Any]:
+    """A model's test figures: `{metric: {model: {session: value}}}` for every number of
+    the metrics JSON's `test` but `n`; an interval [low, high] as `<metric>_low/_high`."""
+    out: dict[str, Any] = {}
+    for key, value in metrics["test"].items():
+        if key == "n" or isinstance(value, bool):
+            continue
+        if isinstance(value, Real):
+            out[_short(key)] = value
+        elif isinstance(value, list | tuple) and len(value) == 2:
+            out[f"{_short(key)}_low"], out[f"{_short(key)}_high"] = value
+    return {name: {model: {str(session_id): v}} for name, v in out.items()}
+
+
+def fewshot_scores(model: str, session_id: int, result: dict) -> dict[str, Any]:
+    """Mean test accuracy per k of a few-shot curve: `fewshot.<model>.<session>.k<k>`."""
+    means = {f"k{k}": r["mean"] for k, r in result.get("shots", {}).items()}
+    return {"fewshot": {model: {str(session_id): means}}} if means else {}
+
+
+def reference_scores(session_id: int, result: dict) -> dict[str, Any]:
+    """Chance, the plug-in Poisson decoder and (synthetic) the ideal observer."""
+    out = {"chance": result["chance"], "poisson_plugin": result["poisson_plugin"]["accuracy"]}
+    if result.get("ideal"):
+        out["ideal"] = result["ideal"]["accuracy"]
+    return {"reference": {str(session_id): out}}
