@@ -28,7 +28,8 @@ COST_KEYS = ("wall_time_s", "peak_rss_mb", "peak_gpu_mb")  # measured, not repro
 # stages with cached outputs: a fresh clone without the DVC cache must run them again
 STAGES_1 = ("fetch@1", "bin@1", "clean@1", "split@1", "train_logreg@1")
 # stages whose only outputs are kept in git: the regenerated inputs hash the same (the
-# synthetic session is byte-reproducible), so DVC rightly skips them
+# synthetic session is byte-reproducible, and so is every default model's training on a
+# CPU, so the report's metrics and predictions too), so DVC rightly skips them
 GIT_ONLY_1 = ("reference@1", "fewshot_logreg@1", "neurometric@1", "report")
 no_proj = pytest.mark.skipif(PROJ_STORE.exists(), reason="this machine has the real /proj")
 

@@ -2,17 +2,23 @@
 
 import importlib
 import re
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
+from npdecode.params import OptionalModel
 from npdecode.paths import Layout
 from tests import code_deps
 from tests.helpers import committed_text
 
 PROJECT = Path(__file__).resolve().parents[1]
-CMD = re.compile(r"python -m npdecode\.stages\.(\w+)(?: (\w+))?(?: \$\{item\})?$")
+CMD = re.compile(
+    r"python -m npdecode\.stages\.(\w+)(?: (\w+|\$\{item\.model\}))?"
+    r"(?: \$\{item(?:\.session)?\})?$"
+)
+OPTIONAL = typing.get_args(OptionalModel)
 
 
 def _stages() -> dict[str, dict]:
@@ -27,8 +33,10 @@ def _paths(entries: list) -> list[str]:
     return [next(iter(e)) if isinstance(e, dict) else e for e in entries or []]
 
 
-def _render(text: str, item: int = 1) -> str:
-    return text.replace("${item}", str(item)).replace("${sessions[0]}", str(item))
+def _render(text: str, item: int = 1, model: str = "stgat") -> str:
+    for name, value in (("item", item), ("sessions[0]", item), ("item.session", item)):
+        text = text.replace(f"${{{name}}}", str(value))
+    return text.replace("${item.model}", model)
 
 
 STAGES = sorted(_stages())
@@ -39,22 +47,41 @@ def test_stage_params_equal_what_the_module_reads(name):
     body = _body(_stages()[name])
     module, model = CMD.search(body["cmd"]).groups()
     mod = importlib.import_module(f"npdecode.stages.{module}")
-    declared = mod.PARAMS[model] if isinstance(mod.PARAMS, dict) else mod.PARAMS
-    assert sorted(body.get("params", [])) == sorted(declared)
+    for m in OPTIONAL if model == "${item.model}" else [model]:  # a matrix stage: each model
+        declared = mod.PARAMS[m] if isinstance(mod.PARAMS, dict) else mod.PARAMS
+        keys = [k.replace("${item.model}", m or "") for k in body.get("params", [])]
+        assert sorted(keys) == sorted(declared)
     assert f"src/npdecode/stages/{module}.py" in body["deps"]
 
 
 @pytest.mark.parametrize("name", STAGES)
 def test_per_session_stages_run_foreach_session(name):
     stage = _stages()[name]
-    per_session = "${item}" in _body(stage)["cmd"]
+    cmd = _body(stage)["cmd"]
+    if "matrix" in stage:  # optional models: every listed model on every session
+        assert stage["matrix"] == {"model": "${optional_models}", "session": "${sessions}"}
+        assert cmd.endswith(" ${item.model} ${item.session}")
+        return
+    per_session = "${item}" in cmd
     assert per_session == (stage.get("foreach") == "${sessions}")
+
+
+def test_optional_models_have_train_and_fewshot_stages_and_no_default_ones():
+    stages = _stages()
+    assert set(OPTIONAL) == {"stgat"}
+    for model in OPTIONAL:
+        assert f"train_{model}" not in stages and f"fewshot_{model}" not in stages
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    assert params["optional_models"] == []  # off by default: README, "ST-GAT"
 
 
 def test_every_declared_params_key_exists_in_params_yaml():
     params = yaml.safe_load(committed_text("params.yaml"))
     for name, stage in _stages().items():
-        for key in _body(stage).get("params", []):
+        models = OPTIONAL if "matrix" in stage else ("",)
+        for key in (
+            k.replace("${item.model}", m) for k in _body(stage).get("params", []) for m in models
+        ):
             node = params
             for part in key.split("."):
                 assert isinstance(node, dict) and part in node, f"{name}: {key}"
@@ -115,14 +142,20 @@ def test_stage_inputs_are_produced_by_a_stage_or_are_code_or_params():
 
 @pytest.mark.parametrize("model", ["logreg", "lstm", "transformer", "stgat"])
 def test_train_stage_writes_model_metrics_and_curves(model):
-    body = _body(_stages()[f"train_{model}"])
+    name = "train_optional" if model in OPTIONAL else f"train_{model}"
+    body = _body(_stages()[name])
     assert "src/npdecode/training.py" in body["deps"]  # scoring goes through it
     assert "src/npdecode/models" in body["deps"]
-    assert f"models/{model}/${{item}}.pt" in _paths(body["outs"])
-    assert f"metrics/{model}/${{item}}.json" in _paths(body["outs"])
-    assert _paths(body["metrics"]) == [f"scores/{model}_${{item}}.json"]
+
+    def paths(section: str) -> list[str]:
+        return [_render(p, model=model).replace("/1", "/${item}") for p in _paths(body[section])]
+
+    assert f"models/{model}/${{item}}.pt" in paths("outs")
+    assert f"metrics/{model}/${{item}}.json" in paths("outs")
+    scores = [_render(p, model=model).replace("_1.", "_${item}.") for p in _paths(body["metrics"])]
+    assert scores == [f"scores/{model}_${{item}}.json"]
     if model != "logreg":  # DVCLive learning curves, drawn by `dvc plots show`
-        assert f"dvclive/{model}/${{item}}/plots/metrics" in _paths(body["plots"])
+        assert f"dvclive/{model}/${{item}}/plots/metrics" in paths("plots")
 
 
 def test_code_deps_are_exactly_the_modules_each_stage_imports():

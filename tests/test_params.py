@@ -41,6 +41,8 @@ def test_defaults_match_params_yaml():
         ({"sessions": []}, r"sessions is empty"),
         ({"sessions": [1, 1]}, r"lists a session twice"),
         ({"sessions": ["abc"]}, r"sessions\[0\] must be int"),
+        ({"optional_models": ["gat"]}, r"optional_models\[0\] must be one of \['stgat'\]"),
+        ({"optional_models": ["stgat", "stgat"]}, r"optional_models lists a model twice"),
         ({"data": {"include_blank": "yes"}}, r"data.include_blank must be bool"),
         (
             {"split": {"val_fraction": 0.5, "test_fraction": 0.5}},

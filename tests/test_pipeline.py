@@ -81,6 +81,22 @@ def test_regenerated_synthetic_session_is_identical(project, tmp_path):
     assert json.loads(status) == {}
 
 
+def test_optional_models_run_only_when_listed(project, tmp_path):
+    copy = copy_project(project, tmp_path / "copy")
+    assert "stgat" not in sh(["dvc", "stage", "list"], copy).stdout  # off by default
+    params = copy / "params.yaml"
+    params.write_text(params.read_text().replace("optional_models: []", "optional_models: [stgat]"))
+    dry = sh(["dvc", "repro", "--dry"], copy).stdout
+    for stage in ("train_optional@stgat-1", "fewshot_optional@stgat-1"):
+        assert f"Running stage '{stage}'" in dry, stage
+    assert "Running stage 'train_lstm@1'" not in dry  # nothing else changed
+    sh(["dvc", "repro", "train_optional"], copy)
+    m = json.loads((copy / "metrics/stgat/1.json").read_text())
+    assert m["model"] == "stgat" and m["test"]["accuracy"] > 2 * m["chance"]
+    stale = json.loads(sh(["dvc", "status", "--json"], copy).stdout)
+    assert set(stale) == {"fewshot_optional@stgat-1", "report"}  # the report reads its metrics
+
+
 def test_run_costs_are_recorded_outside_every_artifact(project):
     costs = json.loads((project / "costs/train_lstm@1.json").read_text())
     assert costs["wall_time_s"] > 0 and costs["peak_rss_mb"] > 0 and costs["cpu_time_s"] > 0

@@ -238,7 +238,7 @@ class STGATParams(FitParams):
 
     hidden: int = _p(4, lo=1)
     heads: int = _p(1, lo=1)
-    gat_layers: int = _p(1, lo=1)
+    gat_layers: int = _p(1, lo=0)  # 0: the same decoder without graph attention (ablation)
     readout: int = _p(128, lo=1)
     lstm_hidden: int = _p(128, lo=1)
     input_dropout: float = _p(0.2, lo=0.0, hi=0.95)
@@ -372,9 +372,14 @@ class ReportParams:
 MAX_SESSION_ID = 10**12
 
 
+OptionalModel = Literal["stgat"]  # models without a stage of their own in dvc.yaml
+
+
 @dataclass(frozen=True)
 class Params:
     sessions: tuple[int, ...] = (1,)
+    # models dvc.yaml trains (train_optional, fewshot_optional) only when listed here
+    optional_models: tuple[OptionalModel, ...] = ()
     fetch: FetchParams = _section(FetchParams)
     bin: BinParams = _section(BinParams)
     clean: CleanParams = _section(CleanParams)
@@ -400,6 +405,8 @@ class Params:
                 )
         if len(set(self.sessions)) != len(self.sessions):
             raise ParamsError(f"sessions lists a session twice: {list(self.sessions)}")
+        if len(set(self.optional_models)) != len(self.optional_models):
+            raise ParamsError(f"optional_models lists a model twice: {list(self.optional_models)}")
         if self.split.val_fraction + self.split.test_fraction >= 1:
             raise ParamsError("split.val_fraction + split.test_fraction must be < 1")
 

@@ -30,12 +30,13 @@ def test_four_node_graph_shapes_and_gradients() -> None:
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-def test_graph_is_repeated_with_node_offsets() -> None:
+def test_neighbour_table_has_the_graph_and_self_loops() -> None:
     model = make_model("stgat", n_units=4, graph=four_node_graph(), edge_weight=True)
-    edge_index, edge_attr = model.graph(copies=2)
-    one = np.concatenate([four_node_graph()[0], np.stack([np.arange(4)] * 2)], axis=1)  # + loops
-    np.testing.assert_array_equal(edge_index.numpy(), np.concatenate([one, one + 4], axis=1))
-    assert edge_attr.shape == (2 * one.shape[1], 1)
+    nbr, mask, weights = model.neighbours()
+    real = {(int(nbr[u, d]), u) for u in range(4) for d in range(nbr.shape[1]) if mask[u, d]}
+    edges = {(int(s), int(t)) for s, t in four_node_graph()[0].T}
+    assert real == edges | {(u, u) for u in range(4)}
+    assert weights[mask].sum().item() == pytest.approx(four_node_graph()[1].sum() + 4)
 
 
 def test_units_only_talk_along_edges() -> None:
@@ -47,8 +48,7 @@ def test_units_only_talk_along_edges() -> None:
     nodes = []
     for inp in (x, y):
         h = inp[..., None] * model.scale + model.embed  # (1, 5, 4, H)
-        edge_index, _ = model.graph(5)
-        nodes.append(model.gats[0](h.reshape(20, -1), edge_index).reshape(5, 4, -1))
+        nodes.append(model.gats[0](h.reshape(5, 4, -1), *model.neighbours()))  # (5, 4, H)
     torch.testing.assert_close(nodes[0][:, 3], nodes[1][:, 3])
     assert not torch.allclose(nodes[0][:, 0], nodes[1][:, 0])
 
@@ -117,3 +117,12 @@ def test_ring_graph_helper_has_k_in_edges_per_unit() -> None:
     edge_index, _ = ring_graph(7, k=2)
     assert np.array_equal(np.bincount(edge_index[1]), np.full(7, 2))
     assert not (edge_index[0] == edge_index[1]).any()
+
+
+def test_without_graph_attention_the_graph_is_ignored() -> None:
+    # gat_layers: 0 is the ablation: the same decoder with no message passing between units
+    ring = make_model("stgat", gat_layers=0).eval()
+    other = make_model("stgat", gat_layers=0, graph=(np.array([[1], [0]]), np.ones(1, np.float32)))
+    assert not any(name.startswith("gats") for name, _ in ring.named_parameters())
+    x = torch.randn(2, 5, 7)
+    torch.testing.assert_close(ring(x), other.eval()(x))

@@ -2,16 +2,18 @@
 
 Every (presentation, bin) is one copy of the unit graph (kNN on train-split correlation or
 on probe geometry, from the split stage). A node starts as a per-unit affine embedding of
-its normalised count, so units keep their identity; GATv2 layers (torch_geometric, run on
-all B*T copies at once as one disconnected graph) mix each unit with its neighbours, with a
-residual connection; a linear readout of all U node vectors summarises each bin, an LSTM
-reads the T bin summaries, and its last hidden state feeds the classifier.
+its normalised count, so units keep their identity; GATv2 layers (`models.gat.DenseGATv2`:
+PyG's GATv2Conv computed as dense gathers over a neighbour table, on all B*T copies at once)
+mix each unit with its neighbours, with a residual connection; a linear readout of all U
+node vectors summarises each bin, an LSTM reads the T bin summaries, and its last hidden
+state feeds the classifier. `gat_layers: 0` is the same decoder without the graph.
 
-Cost and memory scale with B*T*(E+U)*heads*hidden (E = edges of the unit graph), so the
-default node width is small (4, one head): one training step for 2,000 units, k = 8,
-10 bins and batch 64 holds ~11.5 M edges: on a CPU that step takes ~2.4 s and 2.4 GB peak
-RSS in float32 (`bench/gpu_check.py` measures the GPU). On a GPU, wider settings fit; on a
-CPU, width 8 is already ~2.5x slower per step than 4.
+Cost scales with B*T*U*(k+1)*heads*hidden: every one of the B*T*U*(k+1) (copy, unit,
+neighbour) pairs takes ~20 elementwise operations of width heads*hidden forward and
+backward, where the LSTM's whole input layer is one matrix product. On a CPU that makes an
+epoch tens of times an LSTM epoch at 2,000 units, and the attention buys no accuracy on the
+synthetic sessions (notes in the README, "ST-GAT"), so dvc.yaml runs it only when params
+`optional_models` lists it. On a GPU the same kernels run as a handful of large launches.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from npdecode.models.gat import DenseGATv2, neighbour_table
 from npdecode.models.lstm import lstm_fp32
 from npdecode.params import STGATParams
 
@@ -32,9 +35,6 @@ class STGAT(nn.Module):
     def __init__(
         self, p: STGATParams, n_units: int, n_bins: int, n_classes: int, n_edges: int
     ) -> None:
-        # imported here: torch_geometric takes seconds to import, and only ST-GAT needs it
-        from torch_geometric.nn import GATv2Conv
-
         super().__init__()
         self.p = p  # architecture from params `train.stgat`
         # n_edges: edges of the unit graph (buffers, restored from the checkpoint)
@@ -52,15 +52,7 @@ class STGAT(nn.Module):
         self.scale = nn.Parameter(torch.randn(u, h) / h**0.5)  # per-unit count -> node vector
         self.embed = nn.Parameter(0.1 * torch.randn(u, h))  # unit identity
         self.gats = nn.ModuleList(
-            GATv2Conv(
-                h,
-                h,
-                heads=p.heads,
-                concat=False,
-                add_self_loops=False,  # loops are added once, in `graph`
-                edge_dim=1 if p.edge_weight else None,
-            )
-            for _ in range(p.gat_layers)
+            DenseGATv2(h, h, heads=p.heads, edge_dim=p.edge_weight) for _ in range(p.gat_layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(p.gat_layers))
         self.dropout = nn.Dropout(p.dropout)
@@ -80,32 +72,20 @@ class STGAT(nn.Module):
         self.edge_index.copy_(edge_index)
         self.edge_weight.copy_(edge_weight)
 
-    def graph(self, copies: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The unit graph plus self-loops, repeated `copies` times with node offsets.
-
-        Returns edge_index (2, copies*(E+U)) and, if used, edge features (copies*(E+U), 1).
-        """
-        u, dev = self.n_units, self.edge_index.device
-        loops = torch.arange(u, device=dev)
-        ei = torch.cat([self.edge_index, torch.stack([loops, loops])], dim=1)  # (2, E+U)
-        offsets = torch.arange(copies, device=dev) * u  # (G,)
-        big = (ei[:, None, :] + offsets[None, :, None]).reshape(
-            2, -1
-        )  # (2, G, E+U) -> (2, G*(E+U))
-        if not self.p.edge_weight:
-            return big, None
-        w = torch.cat([self.edge_weight, torch.ones(u, device=dev)])  # (E+U,)
-        return big, w.repeat(copies)[:, None]  # (G*(E+U), 1)
+    def neighbours(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The unit graph as a neighbour table with self-loops (`models.gat.neighbour_table`)."""
+        weight = self.edge_weight if self.p.edge_weight else None
+        return neighbour_table(self.edge_index, self.n_units, weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, u = x.shape
         h = self.input_dropout(x)[..., None] * self.scale + self.embed  # (B, T, U) -> (B, T, U, H)
-        nodes = h.reshape(b * t * u, -1)  # (B, T, U, H) -> (B*T*U, H)
-        edge_index, edge_attr = self.graph(b * t)
+        nodes = h.reshape(b * t, u, -1)  # (B, T, U, H) -> (B*T, U, H): one graph copy per bin
+        nbr, mask, weights = self.neighbours()
         for gat, norm in zip(self.gats, self.norms, strict=True):
             # pre-norm residual: the count itself reaches the readout unsquashed
-            msg = gat(norm(nodes), edge_index, edge_attr=edge_attr)  # (B*T*U, H)
+            msg = gat(norm(nodes), nbr, mask, weights)  # (B*T, U, H)
             nodes = nodes + self.dropout(nn.functional.elu(msg))
-        per_bin = nodes.reshape(b, t, -1)  # (B*T*U, H) -> (B, T, U*H)
+        per_bin = nodes.reshape(b, t, -1)  # (B*T, U, H) -> (B, T, U*H)
         z = self.readout(self.dropout(per_bin))  # (B, T, R)
         return self.head(self.dropout(lstm_fp32(self.lstm, z)))  # (B, H) -> (B, C)
