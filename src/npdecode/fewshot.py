@@ -28,7 +28,7 @@ from typing import TypeVar
 import numpy as np
 from torch import nn
 
-from npdecode.decoders import build_model, fit_options, train_model
+from npdecode.decoders import DEEP, build_model, fit_options, train_model
 from npdecode.ensemble import fit_fixed_batched
 from npdecode.formats.split import SessionData, Split
 from npdecode.params import FewshotParams, FitParams, GraphParams, TrainParams
@@ -148,7 +148,8 @@ def fit_shot_learners(
     split. Returns the trained models (in place), in eval mode.
     """
     per_draw = [dataclasses.replace(opts, seed=seed) for seed in seeds]
-    if fs.protocol == "strict" and batch_draws(fs, train) and len(models) > 1:
+    batchable = all(getattr(m, "batchable", True) for m in models)
+    if fs.protocol == "strict" and batch_draws(fs, train) and batchable and len(models) > 1:
         fit_fixed_batched(list(models), [inputs(v, "train") for v in views], per_draw)
         return list(models)
     for model, view, o in zip(models, views, per_draw, strict=True):
@@ -198,7 +199,12 @@ def protocol_detail(
     """What a few-shot learner saw and how it was trained, in words, for the result JSON."""
     budget = fewshot_budget(fit_params, fs) if fit_params is not None else None
     if fs.protocol == "strict":
-        batched = budget is not None and fs.repeats > 1 and batch_draws(fs, train)
+        batched = (
+            budget is not None
+            and fs.repeats > 1
+            and batch_draws(fs, train)
+            and getattr(DEEP.get(name), "batchable", True)
+        )
         epochs = ", ".join(
             f"k={k}: {strict_epochs(fit_params.max_epochs, fs, k * n_classes, train.batch_size)}"
             for k in fs.shots
