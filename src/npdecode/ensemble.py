@@ -31,7 +31,13 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
 from npdecode.models.lstm import LoopLSTM
-from npdecode.training import FitOptions, autocast_dtype, resolve_device, seed_everything
+from npdecode.training import (
+    FitOptions,
+    autocast_dtype,
+    optimiser_step,
+    resolve_device,
+    seed_everything,
+)
 
 
 def vmappable(model: nn.Module) -> nn.Module:
@@ -99,16 +105,7 @@ def fit_fixed_batched(
                 logits.float().flatten(0, 1), y[members, idx].flatten(), reduction="none"
             ).view(n_members, -1)  # (M, b)
             loss = per.mean(dim=1).sum()  # each member's mean loss: its own gradient
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            if sched is not None:
-                sched.step()
+            optimiser_step(loss, opt, scaler, sched)
             loss_sum += per.detach().sum(dim=1)
             correct += (logits.argmax(-1) == y[members, idx]).sum(dim=1)
         if not torch.isfinite(loss_sum).all():

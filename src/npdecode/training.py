@@ -367,6 +367,26 @@ def _score(
     return loss, (all_logits.argmax(1) == y).sum().item() / len(y)
 
 
+def optimiser_step(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    sched: torch.optim.lr_scheduler.LRScheduler | None,
+) -> None:
+    """One optimiser step on `loss` (scaled when mixed precision needs a `scaler`), then the
+    learning-rate schedule's step; shared by `fit_batches` and `ensemble.fit_fixed_batched`."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    if sched is not None:
+        sched.step()
+
+
 def _train_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -387,16 +407,7 @@ def _train_epoch(
         with _autocast(b.y.device, amp):
             logits = model(*b.inputs)
         loss = F.cross_entropy(logits.float(), b.y)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        if sched is not None:
-            sched.step()
+        optimiser_step(loss, opt, scaler, sched)
         total_loss += loss.detach() * len(b.y)
         correct += (logits.argmax(1) == b.y).sum()
     if total_loss is None or correct is None:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from npdecode.formats.files import atomic_path
+from npdecode.formats.files import atomic_path, write_json
 from npdecode.formats.tables import write_tables
 from npdecode.formats.truth import SyntheticTruth, write_truth
 from npdecode.nwb.read import metadata_tables, verify_session_nwb
@@ -508,13 +508,32 @@ def fetch_synthetic(
     """
     log.info("generating synthetic session %d (%d units)", session_id, params.n_units)
     session = make_session(params, session_id)
+    place_generated(layout, session_id, as_record(session), session.truth, session.gains, stimulus)
+    n_spikes = sum(len(s) for s in session.spike_times)
+    log.info(
+        "wrote %s (%d units, %d spikes)", layout.raw_dir(session_id), len(session.units), n_spikes
+    )
+
+
+def place_generated(
+    layout: Layout,
+    session_id: int,
+    record: SessionRecord,
+    truth: SyntheticTruth,
+    gains: np.ndarray,
+    stimulus: str,
+    records: dict[str, dict] | None = None,
+) -> None:
+    """Write a generated session's raw folder (NWB, truth, Allen-style tables and the JSON
+    `records` by file name) in a temporary folder, verify the NWB for `stimulus`, and only
+    then swap it in: a session that fails leaves the previous one in place."""
     out_dir = layout.raw_dir(session_id)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         nwb = tmp / layout.nwb(session_id).name
-        write_session_nwb(nwb, as_record(session))
+        write_session_nwb(nwb, record)
         verify_session_nwb(nwb, session_id, stimulus)
-        write_truth(tmp / layout.truth(session_id).name, session.truth, session.gains)
+        write_truth(tmp / layout.truth(session_id).name, truth, gains)
         write_tables(tmp, metadata_tables(nwb, session_id))
-    n_spikes = sum(len(s) for s in session.spike_times)
-    log.info("wrote %s (%d units, %d spikes)", out_dir, len(session.units), n_spikes)
+        for name, content in (records or {}).items():
+            write_json(tmp / name, content)

@@ -51,11 +51,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from npdecode.formats.files import atomic_path, write_json
-from npdecode.formats.tables import write_tables
-from npdecode.formats.truth import SyntheticTruth, write_truth
-from npdecode.nwb.read import metadata_tables, verify_session_nwb
-from npdecode.nwb.write import SessionRecord, SpikeStream, write_session_nwb
+from npdecode.formats.truth import SyntheticTruth
+from npdecode.nwb.write import SessionRecord, SpikeStream
 from npdecode.params import SyntheticParams
 from npdecode.paths import Layout
 from npdecode.sources import spiketrains
@@ -65,6 +62,7 @@ from npdecode.sources.synthetic import (
     PRESENTATION_S,
     STEP_S,
     make_invalid_times,
+    place_generated,
 )
 from npdecode.sources.twin_model import (
     AREA_QC_RATIO,
@@ -479,13 +477,6 @@ def fetch_twin(
         len(twin.units),
         int(twin.n_spikes.sum()),
     )
-    out_dir = layout.raw_dir(session_id)
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        nwb = tmp / layout.nwb(session_id).name
-        write_session_nwb(nwb, as_record(twin))
-        verify_session_nwb(nwb, session_id, stimulus)
-        write_truth(tmp / layout.truth(session_id).name, twin.truth, twin.gain)
-        write_tables(tmp, metadata_tables(nwb, session_id))
-        write_json(tmp / layout.twin_record(session_id).name, twin_record(twin))
-    log.info("wrote %s", out_dir)
+    record = {layout.twin_record(session_id).name: twin_record(twin)}
+    place_generated(layout, session_id, as_record(twin), twin.truth, twin.gain, stimulus, record)
+    log.info("wrote %s", layout.raw_dir(session_id))
