@@ -71,7 +71,7 @@ def test_optional_models_have_train_and_fewshot_stages_and_no_default_ones():
     assert set(OPTIONAL) == {"stgat"}
     for model in OPTIONAL:
         assert f"train_{model}" not in stages and f"fewshot_{model}" not in stages
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params = yaml.safe_load(committed_text("params.yaml"))
     assert params["optional_models"] == []  # off by default: README, "ST-GAT"
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import difflib
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .helpers import PROJECT
+from .helpers import committed_text
 
 # in a fresh process, as DVC runs it: an import elsewhere in the test session (hdmf, for
 # the NWB readers) registers ruamel representers that change how DVC's writer spells null
@@ -27,10 +26,12 @@ APPLY = "import sys; from dvc.utils.hydra import apply_overrides; apply_override
 )
 def test_set_param_changes_only_its_line(tmp_path: Path, override: str, changed: list[str]) -> None:
     """The exact code `dvc exp run -S` runs on params.yaml (DVC's hydra override writer)."""
+    # the committed file: the workspace's may hold an experiment's values (dvc exp run -S)
+    committed = committed_text("params.yaml")
     path = tmp_path / "params.yaml"
-    shutil.copy(PROJECT / "params.yaml", path)
+    path.write_text(committed)
     subprocess.run([sys.executable, "-c", APPLY, str(path), override], check=True)
-    before = (PROJECT / "params.yaml").read_text().splitlines()
+    before = committed.splitlines()
     after = path.read_text().splitlines()
     diff = [
         line

@@ -161,7 +161,7 @@ def test_synthetic_allen_preset_lists_and_writes_the_32_twins(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "params.yaml"
-    text = (REPO / "params.yaml").read_text()
+    text = committed_text("params.yaml")
     assert text.count("\n    preset: none") == 1
     path.write_text(text.replace("\n    preset: none", "\n    preset: allen"))
     assert sessions.main(["--params", str(path), "--write"]) == 0
@@ -177,6 +177,6 @@ def test_synthetic_allen_preset_lists_and_writes_the_32_twins(
 
 def test_synthetic_none_preset_has_no_list(tmp_path: Path, capsys) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text((REPO / "params.yaml").read_text())
+    path.write_text(committed_text("params.yaml"))
     assert sessions.main(["--params", str(path)]) == 2
     assert "fetch.synthetic.preset: allen" in capsys.readouterr().err
