@@ -70,7 +70,7 @@ def plot_accuracy(summary: pd.DataFrame, path: Path) -> None:
     ax.set_xlabel("session")
     ax.set_ylabel("test accuracy (fraction)")
     ax.set_ylim(-0.02, 1)  # the chance line (~0.008) stays visible above the axis
-    ax.set_title("Natural-scene decoding accuracy per session (error bars: 95 % interval)")
+    ax.set_title("Natural-scene decoding accuracy per session\n(error bars: 95 % interval)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     _save(fig, path)
@@ -89,7 +89,7 @@ def _yerr(rows: pd.DataFrame, column: str) -> np.ndarray | None:
 
 def _save(fig: plt.Figure, path: Path) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=150, format="png")
+        fig.savefig(tmp, dpi=150, format="png", bbox_inches="tight")  # nothing clipped
     plt.close(fig)
 
 
@@ -99,7 +99,7 @@ def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
     ncols = min(4, len(sessions))
     nrows = -(-len(sessions) // ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(4 * ncols, 3.3 * nrows), squeeze=False, sharey=True
+        nrows, ncols, figsize=(max(5.5, 4 * ncols), 3.6 * nrows + 0.6), squeeze=False, sharey=True
     )
     for ax, sid in zip(axes.ravel(), sessions, strict=False):
         part = table[table["session_id"] == sid]
@@ -135,8 +135,8 @@ def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
         ", ".join(sorted(table["protocol"].astype(str).unique())) if "protocol" in table else "?"
     )
     fig.suptitle(
-        f"Few-shot decoding per session, {protocols} protocol\n"
-        "mean over draws; band: ± sd; bars: 95 % interval of the mean",
+        f"Few-shot decoding, {protocols} protocol\n"
+        "mean over draws; band: ± sd\nbars: 95 % interval of the mean",
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.93))
