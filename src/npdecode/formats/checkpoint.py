@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle
+import pickle  # only for the error type torch.load(weights_only=True) raises; nothing is pickled
 import struct
 import zipfile
 from pathlib import Path
