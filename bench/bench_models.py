@@ -11,7 +11,7 @@ Each (model, repeat) runs in a fresh process with `--threads` torch/OpenMP threa
 interleaved order (lstm, transformer, stgat, lstm, ...) so that a change in the machine's
 load hits every model alike. A process loads the session, imports what training imports,
 builds the model from params (train.<model>, with `-S` overrides), and trains it
-for `--epochs` epochs with the pipeline's training loop (`npdecode.training.fit`, one
+for `--epochs` epochs with the pipeline's training loop (`npdecode.decode.training.fit`, one
 validation pass per epoch included); it reports the CPU-s of that loop per epoch and the
 process's peak RSS (the whole session is loaded, even with `--fraction`). Printed: the
 median of the repeats per model, every repeat, and each
@@ -40,16 +40,16 @@ def child(args: argparse.Namespace) -> None:
     import torch
     import torch._dynamo  # noqa: F401  # imported by the optimiser on first use: not an epoch's cost
 
-    from npdecode.decoders import build_model
+    from npdecode.decode.session import build_for_session
+    from npdecode.decode.training import FitOptions, fit
     from npdecode.formats.split import load_session
     from npdecode.params import params_from_dict
-    from npdecode.training import FitOptions, fit
 
     torch.set_num_threads(args.threads)
     data = load_session(args.split, int(args.session))
     params = params_from_dict(_overrides(args.sets))
     p = getattr(params.train, args.child)
-    model = build_model(args.child, data, params.train)
+    model = build_for_session(args.child, data, params.train)
     opts = FitOptions(
         lr=p.lr,
         weight_decay=p.weight_decay,

@@ -27,13 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from npdecode.decoders import build_model, fit_options
-from npdecode.evaluation import Draw, draw_seed, sample_shots
-from npdecode.fewshot import normalised, shot_view
+from npdecode.decode.fewshot import Draw, draw_seed, normalised, sample_shots, shot_view
+from npdecode.decode.session import build_for_session, fit_options
+from npdecode.decode.training import fit_fixed, predict_logits
 from npdecode.formats.split import load_session
 from npdecode.params import load_params, params_from_dict
 from npdecode.paths import Layout
-from npdecode.training import fit_fixed, predict_logits
 
 
 def curves(
@@ -51,7 +50,7 @@ def curves(
             idx = sample_shots(data.train.y, data.n_classes, k, np.random.default_rng(draw.seed))
             view = shot_view(data, idx, "strict", graph)
             train = dataclasses.replace(params.train, seed=draw.train_seed)
-            net = build_model(model, view, train)
+            net = build_for_session(model, view, train)
             x_test, y_test = normalised(view, "test")
             y_t = torch.as_tensor(y_test)
 

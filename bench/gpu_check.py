@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from npdecode.decoders import train_model
+from npdecode.decode.session import train_model
+from npdecode.decode.shared import session_logits, train_shared
+from npdecode.decode.training import predict_logits
 from npdecode.formats.checkpoint import predict, save_checkpoint, save_shared
 from npdecode.formats.split import SessionData, Split
-from npdecode.multisession import session_logits, train_shared
 from npdecode.params import Params, params_from_dict
 from npdecode.preprocess import knn_edges
-from npdecode.training import predict_logits
 
 
 def fake_session(

@@ -10,7 +10,7 @@ import yaml
 
 from npdecode.params import OptionalModel
 from npdecode.paths import Layout
-from tests import code_deps
+from npdecode.devtools import code_deps
 from tests.helpers import committed_text
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def test_stage_inputs_are_produced_by_a_stage_or_are_code_or_params():
 def test_train_stage_writes_model_metrics_and_curves(model):
     name = "train_optional" if model in OPTIONAL else f"train_{model}"
     body = _body(_stages()[name])
-    assert "src/npdecode/training.py" in body["deps"]  # scoring goes through it
+    assert "src/npdecode/decode/training.py" in body["deps"]  # scoring goes through it
     assert "src/npdecode/models" in body["deps"]
 
     def paths(section: str) -> list[str]:
@@ -160,7 +160,7 @@ def test_train_stage_writes_model_metrics_and_curves(model):
 
 def test_code_deps_are_exactly_the_modules_each_stage_imports():
     # a change to any module a stage runs (metrics, formats, params, ...) must rerun it,
-    # and no stage reruns for code it never runs; fix with `python -m tests.code_deps --write`
+    # and no stage reruns for code it never runs; fix with `python -m npdecode.devtools.code_deps --write`
     assert code_deps.drift() == {}
 
 
@@ -171,7 +171,7 @@ def test_code_deps_follow_lazy_imports_and_modules_run_by_name():
     assert "src/npdecode/sources/download.py" in fetch
     report = {str(p.relative_to(PROJECT)) for p in code_deps.closure("npdecode.stages.report")}
     assert "src/npdecode/nwb/read.py" in report  # the raster plot reads spikes
-    assert "src/npdecode/training.py" not in report  # and never trains
+    assert "src/npdecode/decode/training.py" not in report  # and never trains
 
 
 def test_a_folder_dep_counts_only_when_the_stage_runs_all_of_it():

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from npdecode.ensemble import fit_fixed_batched, vmappable
+from npdecode.decode.batched import fit_fixed_batched, vmappable
+from npdecode.decode.shared import BoundSession
+from npdecode.decode.training import FitOptions, fit_fixed, predict_logits
 from npdecode.models.lstm import LoopLSTM
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.multisession import BoundSession
 from npdecode.params import LSTMParams, MultisessionParams
-from npdecode.training import FitOptions, fit_fixed, predict_logits
 from tests.models.conftest import make_model, separable
 
 

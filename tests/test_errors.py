@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from npdecode.cli import expected_failure, run_stage, storage_error
-from npdecode.decoders import train_model
+from npdecode.decode.session import train_model
 from npdecode.errors import DataError, ParamsError, TrainingError
 from npdecode.params import LSTMParams, TrainParams, params_from_dict, section_from_dict
 from npdecode.stages import bin as bin_stage

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from npdecode.decode.fewshot import check_shots
 from npdecode.errors import ParamsError
 from npdecode.evaluation import (
     Z,
     balanced_accuracy_interval,
     bonett_price_interval,
-    check_shots,
     classification_metrics,
     mcnemar_exact,
     mean_interval,
@@ -164,7 +164,7 @@ def test_check_shots_names_the_param_and_the_largest_k():
 def test_a_single_draw_has_no_interval_of_the_mean_and_stays_valid_json():
     import json
 
-    from npdecode.evaluation import summarise_draws
+    from npdecode.decode.fewshot import summarise_draws
 
     run = {"accuracy": 0.5, "top5": 0.9, "balanced_accuracy": 0.5}
     one = summarise_draws([run])

@@ -1,9 +1,9 @@
-"""The few-shot protocol: what one draw's learner may see (npdecode.fewshot)."""
+"""The few-shot protocol: what one draw's learner may see (npdecode.decode.fewshot)."""
 
 import numpy as np
 import pytest
 
-from npdecode.fewshot import protocol_detail, shot_statistics, shot_view, strict_epochs
+from npdecode.decode.fewshot import protocol_detail, shot_statistics, shot_view, strict_epochs
 from npdecode.params import FewshotParams, GraphParams, LSTMParams, STGATParams, TrainParams
 from npdecode.preprocess import train_statistics, unit_graph
 from tests.models.conftest import ring_graph, tiny_session

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from npdecode.decode.fewshot import shot_statistics
+from npdecode.decode.shared import ridge_map
+from npdecode.decode.transfer import make_folds
 from npdecode.errors import ParamsError
-from npdecode.fewshot import shot_statistics
-from npdecode.multisession import make_folds, ridge_map
 
 
 def test_ridge_map_recovers_a_linear_map_in_both_forms():

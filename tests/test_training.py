@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from npdecode.decode.training import FitOptions, autocast_dtype, fit, predict_logits, resolve_device
 from npdecode.errors import ParamsError
-from npdecode.training import FitOptions, autocast_dtype, fit, predict_logits, resolve_device
 
 
 class Tiny(nn.Module):

@@ -184,7 +184,7 @@ class LogregParams:
 
 @dataclass(frozen=True)
 class FitParams:
-    """Optimiser and stopping rule of one deep model (npdecode.training)."""
+    """Optimiser and stopping rule of one deep model (npdecode.decode.training)."""
 
     lr: float = _p(1e-3, lo=0.0, lo_open=True)
     weight_decay: float = _p(1e-2, lo=0.0)
@@ -292,7 +292,7 @@ class MultisessionParams(FitParams):
 class FewshotParams:
     """k training presentations per image, drawn from the train split, `repeats` times.
 
-    `protocol` (npdecode.fewshot): strict, the learner sees its k*C shots and nothing
+    `protocol` (npdecode.decode.fewshot): strict, the learner sees its k*C shots and nothing
     else, and deep models train a fixed budget of `steps` optimiser steps (whole epochs,
     capped by their own max_epochs); or transductive, the old behaviour: whole-split
     normalisation and graph, early stopping on the validation split within `max_epochs` and
@@ -306,7 +306,7 @@ class FewshotParams:
     steps: int = _p(600, lo=1)  # strict: the budget (bench/fewshot_budget.py, other sessions)
     max_epochs: int = _p(30, lo=1)  # transductive: the cap on each deep model's own
     patience: int = _p(6, lo=1)  # transductive only
-    # strict deep learners: train the draws of one k as one batch (npdecode.ensemble);
+    # strict deep learners: train the draws of one k as one batch (npdecode.decode.batched);
     # auto: on CUDA only (on a CPU it does not pay)
     batch_draws: Literal["auto", "on", "off"] = "auto"
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from npdecode.decode.training import FitOptions, fit, predict_logits
 from npdecode.formats.checkpoint import load_checkpoint, predict, save_checkpoint
 from npdecode.models import MODELS, build_model, model_spec
-from npdecode.training import FitOptions, fit, predict_logits
 
 from .conftest import DEEP, make_model, ring_graph, separable, tiny_session
 

@@ -59,7 +59,7 @@ def test_freeze_core_leaves_only_read_ins_trainable():
 def test_a_session_without_a_read_in_is_a_clear_error():
     model = _model()
     assert model.index(9) == 1
-    with pytest.raises(DataError, match=r"no read-in for session 7 .*npdecode\.adapt"):
+    with pytest.raises(DataError, match=r"no read-in for session 7 .*npdecode\.decode\.adapt"):
         model.index(7)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from npdecode.decoders import build_model
+from npdecode.decode.session import build_for_session
 from npdecode.formats.checkpoint import load_checkpoint, save_checkpoint
 from npdecode.formats.split import load_session
 from npdecode.params import params_from_dict
@@ -101,7 +101,7 @@ def test_graph_comes_from_the_training_split_only(tmp_path) -> None:
         assert partner in leaky[0, leaky[1] == u]
         assert partner not in expect[0, expect[1] == u]
 
-    model = build_model("stgat", data, params.train)
+    model = build_for_session("stgat", data, params.train)
     np.testing.assert_array_equal(model.edge_index.numpy(), expect)
     for u in range(6):  # each unit listens to its own training group
         group = next(g for g in early if u in g)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import sys
 
-from tests.code_deps import PROJECT, SRC, closure, module_file
+from npdecode.devtools.code_deps import PROJECT, SRC, closure, module_file
 
 
 def allen_env_packages() -> set[str]:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from npdecode.decode.fewshot import draw_seed, sample_shots
 from npdecode.errors import ParamsError
-from npdecode.evaluation import draw_seed, sample_shots
 from npdecode.formats.split import load_session, write_split
 from npdecode.params import GraphParams, params_from_dict
 from npdecode.paths import Layout

@@ -10,23 +10,20 @@ import pandas as pd
 import pytest
 import torch
 
-from npdecode import adapt
-from npdecode.errors import DataError, ParamsError
-from npdecode.evaluation import draw_seed, sample_shots
-from npdecode.fewshot import shot_view
-from npdecode.formats.checkpoint import load_checkpoint, predict, save_shared
-from npdecode.formats.split import load_session
-from npdecode.multisession import (
+from npdecode.decode import adapt
+from npdecode.decode.fewshot import draw_seed, sample_shots, shot_view
+from npdecode.decode.shared import (
     SessionBatches,
     check_compatible,
     fit_readin,
     group_sessions,
-    make_folds,
     readin_model,
     train_shared,
-    transfer_curve,
-    transfer_units,
 )
+from npdecode.decode.transfer import make_folds, transfer_curve, transfer_units
+from npdecode.errors import DataError, ParamsError
+from npdecode.formats.checkpoint import load_checkpoint, predict, save_shared
+from npdecode.formats.split import load_session
 from npdecode.params import params_from_dict
 from npdecode.paths import Layout
 from npdecode.stages import bin as bin_stage
@@ -239,7 +236,9 @@ def test_shared_checkpoint_predicts_each_session(project):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="pass session_id"):
         predict(path, data.test.X)
-    with pytest.raises(DataError, match=r"no read-in for session 7 .*python -m npdecode.adapt"):
+    with pytest.raises(
+        DataError, match=r"no read-in for session 7 .*python -m npdecode.decode.adapt"
+    ):
         predict(path, data.test.X, session_id=7)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from npdecode.analyses.neurometric import ALL
-from npdecode.decoders import split_logits, train_model
+from npdecode.decode.session import split_logits, train_model
 from npdecode.errors import DataError
 from npdecode.formats.files import read_json
 from npdecode.formats.scores import read_scores

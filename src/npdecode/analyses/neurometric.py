@@ -30,7 +30,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from npdecode.areas import area_order
-from npdecode.decoders import eval_batch, split_logits, train_model
+from npdecode.decode.session import eval_batch, split_logits, train_model
 from npdecode.errors import DataError
 from npdecode.formats.split import SessionData
 from npdecode.params import NeurometricParams, TrainParams

@@ -1,8 +1,9 @@
-"""Decoders: every model maps normalised counts x (B, T, U) to logits (B, C).
+"""The one model registry: every model maps normalised counts x (B, T, U) to outputs (B, C).
 
 Each model is built from its params section (`train.<model>`, declared once in
-`npdecode.params`) and its dimensions; `build_model` rebuilds any of them from the plain
-dicts a checkpoint stores (`model_spec`).
+`npdecode.params`) and its dimensions; `build_model` builds any of them from a section
+(or the plain dict a checkpoint stores, `model_spec`). `SINGLE` are the models trained on
+one session (`npdecode.decode.session`), `DEEP` those of them the training loop fits.
 """
 
 from __future__ import annotations
@@ -35,16 +36,21 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "multisession": (MultisessionParams, MultiSessionDecoder),
 }
 CORES = {"lstm": LSTMParams, "transformer": TransformerParams}
+SINGLE = ("logreg", "lstm", "transformer", "stgat")
+DEEP = {name: MODELS[name][1] for name in SINGLE if name != "logreg"}
 
 
-def build_model(name: str, dims: Mapping[str, Any], params: Mapping[str, Any]) -> nn.Module:
-    """Model `name` with dimensions `dims` and its params section as a plain dict.
+def build_model(name: str, dims: Mapping[str, Any], params: Any) -> nn.Module:
+    """Model `name` with dimensions `dims` and its params section, as the section itself
+    or as a plain dict.
 
     For `multisession`, `params` is {"multisession": ..., "core": ...} (see `model_spec`).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
     params_cls, model_cls = MODELS[name]
+    if isinstance(params, params_cls):
+        return model_cls(params, **dims)
     if name == "multisession":
         p: Any = section_from_dict(params_cls, params["multisession"], "multisession")
         core: Any = section_from_dict(CORES[p.core], params["core"], f"train.{p.core}")

@@ -28,7 +28,7 @@ class LoopLSTM(nn.Module):
 
     The same parameters under the same names, so it loads an nn.LSTM's state dict and
     computes the same function; unlike nn.LSTM it runs under `torch.func.vmap`, which
-    trains several independent models as one batch (`npdecode.ensemble`). Returns
+    trains several independent models as one batch (`npdecode.decode.batched`). Returns
     (outputs (B, T, H), (h (layers, B, H), c (layers, B, H))) like nn.LSTM.
     """
 

@@ -27,7 +27,7 @@ from npdecode.models.transformer import TransformerLSTM
 from npdecode.params import LSTMParams, MultisessionParams, TransformerParams
 
 CORES: dict[str, type[nn.Module]] = {"lstm": LSTMDecoder, "transformer": TransformerLSTM}
-ADAPT_COMMAND = "python -m npdecode.adapt"
+ADAPT_COMMAND = "python -m npdecode.decode.adapt"
 
 
 class MultiSessionDecoder(nn.Module):

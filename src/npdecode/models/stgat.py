@@ -29,7 +29,7 @@ from npdecode.params import STGATParams
 class STGAT(nn.Module):
     """x (B, T, U) normalised counts -> logits (B, C), on a fixed unit graph."""
 
-    # Not trainable as a vmapped batch of draws (`npdecode.ensemble`): the dense GATv2's
+    # Not trainable as a vmapped batch of draws (`npdecode.decode.batched`): the dense GATv2's
     # neighbour table has a data-dependent width and its attention is a custom autograd
     # Function, neither of which torch.func.vmap can trace. Its draws train one by one.
     batchable = False

@@ -3,7 +3,7 @@
 For each k in `fewshot.shots` and each of `fewshot.repeats` draws, k presentations per
 image are sampled from the training split (seeded by `fewshot.seed`, k and the repeat),
 a learner is fitted on them under `fewshot.protocol` (strict by default: it sees its
-shots and nothing else; see `npdecode.fewshot`), and scored on the full test split.
+shots and nothing else; see `npdecode.decode.fewshot`), and scored on the full test split.
 Writes the curve (mean ± sd over draws, the interval of the mean, every draw with its
 interval) and every draw's test predictions, for paired comparisons in the report.
 Results are per session, never per mouse.
@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from npdecode.cli import run_stage
-from npdecode.decoders import MODELS, TRAIN_PARAMS, eval_batch, split_logits
-from npdecode.evaluation import Draw, fewshot_curve
-from npdecode.fewshot import fit_on_shots, protocol_detail, shot_view
+from npdecode.decode.fewshot import Draw, fewshot_curve, fit_on_shots, protocol_detail, shot_view
+from npdecode.decode.session import MODELS, TRAIN_PARAMS, eval_batch, split_logits
 from npdecode.formats.files import write_json
 from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
 from npdecode.formats.scores import fewshot_scores, write_scores

@@ -20,20 +20,15 @@ import numpy as np
 import pandas as pd
 
 from npdecode.cli import run_stage
-from npdecode.decoders import SHARED_TRAIN_PARAMS, model_metrics, predictions_table
+from npdecode.decode.session import SHARED_TRAIN_PARAMS, model_metrics, predictions_table
+from npdecode.decode.shared import group_sessions, session_logits, train_shared
+from npdecode.decode.transfer import skipped_transfer, transfer_by_folds
 from npdecode.formats.checkpoint import save_shared
 from npdecode.formats.files import atomic_path, read_json, write_csv, write_json
 from npdecode.formats.predictions import fewshot_predictions_table
 from npdecode.formats.scores import fewshot_scores, model_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.multisession import (
-    group_sessions,
-    session_logits,
-    skipped_transfer,
-    train_shared,
-    transfer_by_folds,
-)
 from npdecode.params import Params
 from npdecode.paths import Layout
 

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from npdecode.cli import run_stage
-from npdecode.decoders import (
+from npdecode.decode.session import (
     MODELS,
     TRAIN_PARAMS,
     eval_batch,

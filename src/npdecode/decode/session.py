@@ -2,10 +2,10 @@
 
 `train_model` is the one way the pipeline trains a model on a session's split (the
 train stage, transductive few-shot draws, the benchmarks): logreg by scikit-learn, the
-deep models by `npdecode.training.fit` with early stopping on the validation split.
+deep models by `npdecode.decode.training.fit` with early stopping on the validation split.
 Scoring, the metrics JSON of a model and its per-presentation predictions live here too,
 so the train and multisession stages write the same schema. The few-shot protocol (what a
-learner fitted on k presentations per image may see) is `npdecode.fewshot`.
+learner fitted on k presentations per image may see) is `npdecode.decode.fewshot`.
 """
 
 from __future__ import annotations
@@ -19,23 +19,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-from npdecode.errors import TrainingError
-from npdecode.evaluation import classification_metrics
-from npdecode.formats.split import SessionData
-from npdecode.models.logreg import LogReg, fit_logreg
-from npdecode.models.lstm import LSTMDecoder
-from npdecode.models.stgat import STGAT
-from npdecode.models.transformer import TransformerLSTM
-from npdecode.params import FitParams, TrainParams
-from npdecode.training import (
+from npdecode.decode.training import (
     FitOptions,
     fit,
     predict_logits,
     seed_everything,
 )
+from npdecode.errors import TrainingError
+from npdecode.evaluation import classification_metrics
+from npdecode.formats.split import SessionData
+from npdecode.models import DEEP, SINGLE, build_model
+from npdecode.models.logreg import LogReg, fit_logreg
+from npdecode.models.stgat import STGAT
+from npdecode.params import FitParams, TrainParams
 
-MODELS = ("logreg", "lstm", "transformer", "stgat")
-DEEP = {"lstm": LSTMDecoder, "transformer": TransformerLSTM, "stgat": STGAT}
+MODELS = SINGLE  # the models a train stage may name
 SHARED_TRAIN_PARAMS = ("train.device", "train.seed", "train.batch_size", "train.amp")
 # the params a model's training reads (its dvc.yaml `params:`)
 TRAIN_PARAMS = {
@@ -57,10 +55,10 @@ def fit_options(train: TrainParams, fit_params: FitParams, key: str = "") -> Fit
     )
 
 
-def build_model(name: str, data: SessionData, train: TrainParams) -> nn.Module:
+def build_for_session(name: str, data: SessionData, train: TrainParams) -> nn.Module:
     """Seed `train.seed`, then build model `name` for `data` from params `train.<name>`."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {list(MODELS)}")
+    if name not in SINGLE:
+        raise ValueError(f"unknown model {name!r}; known: {list(SINGLE)}")
     dims: dict[str, Any] = {
         "n_units": data.n_units,
         "n_bins": data.n_bins,
@@ -68,14 +66,15 @@ def build_model(name: str, data: SessionData, train: TrainParams) -> nn.Module:
     }
     p = getattr(train, name)
     if name == "logreg":
-        return LogReg(p, **dims)
+        return build_model(name, dims, p)
     seed_everything(train.seed)
     if name == "stgat":
-        model = STGAT(p, **dims, n_edges=data.edge_index.shape[1])
+        model = build_model(name, {**dims, "n_edges": data.edge_index.shape[1]}, p)
+        assert isinstance(model, STGAT)
         # the unit graph, fitted on the train split by the split stage
         model.set_graph(torch.from_numpy(data.edge_index), torch.from_numpy(data.edge_weight))
         return model
-    return DEEP[name](p, **dims)
+    return build_model(name, dims, p)
 
 
 def train_model(
@@ -86,7 +85,7 @@ def train_model(
     Deep models stop early on the validation split and keep their best weights; `live_dir`
     receives DVCLive learning curves (None: not logged).
     """
-    model = build_model(name, data, train)
+    model = build_for_session(name, data, train)
     x_train = data.normalise(data.train.X)
     if isinstance(model, LogReg):
         return fit_logreg(model, x_train, data.train.y).eval(), {}

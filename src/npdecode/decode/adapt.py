@@ -1,6 +1,6 @@
 """Adapt a shared decoder to a session it has never seen: fit that session's read-in.
 
-    python -m npdecode.adapt models/multisession/all.pt data/split/<id> --session-id <id> \\
+    python -m npdecode.decode.adapt models/multisession/all.pt data/split/<id> --session-id <id> \\
         --out models/adapted/<id>.pt [--shots K] [--seed S] [--params params.yaml]
 
 The checkpoint's core (trained on other mice by `train_multisession`) stays frozen; only a
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from npdecode.decode.fewshot import sample_shots, shot_view
+from npdecode.decode.shared import adapted_logits, fit_readin
 from npdecode.errors import DataError, NpdecodeError
-from npdecode.evaluation import classification_metrics, sample_shots
-from npdecode.fewshot import shot_view
+from npdecode.evaluation import classification_metrics
 from npdecode.formats.checkpoint import load_checkpoint, save_shared
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.multisession import adapted_logits, fit_readin
 from npdecode.params import Params, load_params
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def adapt(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m npdecode.adapt", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m npdecode.decode.adapt", description=__doc__)
     parser.add_argument("checkpoint", type=Path, help="a shared decoder, models/multisession/*.pt")
     parser.add_argument("split_dir", type=Path, help="the new session's split folder")
     parser.add_argument("--session-id", type=int, required=True)

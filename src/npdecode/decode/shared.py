@@ -1,4 +1,4 @@
-"""One decoder shared across sessions and mice: batches, training, scoring, transfer by folds.
+"""One decoder shared across sessions and mice: batches, training, scoring, new read-ins.
 
 Sessions are grouped all together (`multisession.group: all`, the default: in the Allen
 data every mouse has one session) or by specimen (`mouse`, for data sets where mice
@@ -8,12 +8,8 @@ splits. Its memory is bounded by a batch and the model, not by the number of ses
 sessions are loaded lazily (`load_session(..., lazy=True)`), and each batch is read from
 one session's file, at that session's width, normalised on the fly (`SessionBatches`).
 
-Transfer to a new mouse (`transfer_by_folds`): the group's mice (its sessions, with
-`group: mouse`) are split into `multisession.folds` seeded folds; for each fold a core is
-trained on the other folds' sessions and frozen, and each held-out session gets only a new
-read-in, fitted on k presentations per image in the few-shot stage's loop, on its draws and
-under its protocol (`fewshot.protocol`, `npdecode.fewshot`: strict by default; `fit_readins`),
-and scored on its test split. `folds` core trainings in all.
+A new read-in on a frozen core (`fit_readins`) serves transfer to a new mouse
+(`npdecode.decode.transfer`) and adapting a checkpoint (`npdecode.decode.adapt`).
 A trained core keeps the mean latent of each image in each bin over its sessions
 (`latent_templates`); a new read-in starts as the ridge map of its shots onto them.
 """
@@ -30,25 +26,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from npdecode.decoders import fit_options
-from npdecode.errors import DataError, ParamsError
-from npdecode.evaluation import Draw, fewshot_curve
-from npdecode.fewshot import batch_draws, fit_shot_learners, normalised, protocol_detail, shot_view
-from npdecode.formats.split import SessionData, Split
-from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.params import FewshotParams, MultisessionParams, Params, TrainParams
-from npdecode.training import (
+from npdecode.decode.fewshot import (
+    batch_draws,
+    fit_shot_learners,
+    normalised,
+    protocol_detail,
+)
+from npdecode.decode.session import fit_options
+from npdecode.decode.training import (
     Batch,
     FitOptions,
     fit_batches,
     predict_logits,
     seed_everything,
 )
+from npdecode.errors import DataError
+from npdecode.formats.split import SessionData, Split
+from npdecode.models.multisession import MultiSessionDecoder
+from npdecode.params import FewshotParams, MultisessionParams, Params, TrainParams
 
 log = logging.getLogger(__name__)
 
 
-# --- groups and folds -------------------------------------------------------------------
+# --- groups -----------------------------------------------------------------------
 
 
 def mouse_of(data: SessionData) -> str:
@@ -64,30 +64,6 @@ def group_sessions(data: dict[int, SessionData], by: str) -> dict[str, list[int]
     for sid, d in sorted(data.items()):
         groups.setdefault(mouse_of(d), []).append(sid)
     return groups
-
-
-def transfer_units(data: dict[int, SessionData], sids: list[int], by: str) -> dict[str, list[int]]:
-    """What transfer holds out together: a mouse with all its sessions (`group: all`), or
-    a single session of the group's one mouse (`group: mouse`)."""
-    if by == "mouse":
-        return {f"session_{s}": [s] for s in sorted(sids)}
-    units: dict[str, list[int]] = {}
-    for sid in sorted(sids):
-        units.setdefault(mouse_of(data[sid]), []).append(sid)
-    return units
-
-
-def make_folds(units: list[str], folds: int, seed: int, what: str = "mice") -> list[list[str]]:
-    """Split `units` (mice) into `folds` folds of near-equal size, in a seeded order."""
-    if folds > len(units):
-        raise ParamsError(
-            f"multisession.folds is {folds} but there are only {len(units)} {what} "
-            f"({', '.join(sorted(units))}) to split: lower multisession.folds to at most "
-            f"{len(units)}, or add sessions"
-        )
-    order = np.random.default_rng(seed).permutation(len(units))
-    ranked = [sorted(units)[i] for i in order]
-    return [sorted(ranked[f::folds]) for f in range(folds)]
 
 
 def check_compatible(data: dict[int, SessionData], sids: list[int]) -> None:
@@ -323,9 +299,9 @@ def fit_readins(
     donor: MultiSessionDecoder, views: list[SessionData], seeds: list[int], params: Params
 ) -> list[MultiSessionDecoder]:
     """Fit one new read-in per few-shot draw under the donor's frozen core: transfer's
-    "fit one learner on these shots", under the few-shot protocol of `npdecode.fewshot`.
+    "fit one learner on these shots", under the few-shot protocol of `npdecode.decode.fewshot`.
 
-    Each `views[i]` is what draw i may see (`npdecode.fewshot.shot_view`: under strict, its
+    Each `views[i]` is what draw i may see (`npdecode.decode.fewshot.shot_view`: under strict, its
     shots and their own normalisation, no validation data). With `readin_init: template`
     the read-in starts as the ridge map (`readin_ridge`) of the shots' normalised counts
     onto the donor's mean latent of their images (`latent_templates`); then
@@ -387,7 +363,7 @@ def readin_detail(params: Params) -> dict[str, str]:
             f"patience {opts.patience}, lr {opts.lr}"
         )
     detail["draws"] = (
-        "the draws of each k trained as one batch (npdecode.ensemble)"
+        "the draws of each k trained as one batch (npdecode.decode.batched)"
         if fs.protocol == "strict" and fs.repeats > 1 and batch_draws(fs, params.train)
         else "each draw trained on its own"
     )
@@ -423,97 +399,3 @@ def adapted_logits(
         x = ((X[i : i + batch_size] - mean) / sd).astype(np.float32)
         out.append(predict_logits(BoundSession(model, 0), x, batch_size).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.n_classes), np.float32)
-
-
-# --- transfer to new mice by folds ------------------------------------------------------
-
-
-def transfer_curve(
-    donor: MultiSessionDecoder, target: SessionData, params: Params
-) -> tuple[dict[str, dict], dict[int, np.ndarray]]:
-    """Few-shot accuracy per k of new read-ins for `target` on the donor's frozen core, in
-    the few-shot stage's loop (`fewshot_curve`): the same draws, the same protocol.
-
-    Returns the curve and {k: (repeats, P_test) predicted class} of every draw.
-    """
-    fs = params.fewshot
-    test_X = target.test.rows(np.arange(len(target.test)))  # this session's test counts
-
-    def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
-        views = [shot_view(target, idx, fs.protocol) for idx, _ in group]
-        models = fit_readins(donor, views, [d.train_seed for _, d in group], params)
-        return [
-            adapted_logits(m, v.mean, v.std, test_X, params.train.batch_size)
-            for m, v in zip(models, views, strict=True)
-        ]
-
-    return fewshot_curve(
-        fit_group,
-        target.train.y,
-        target.test.y,
-        target.n_classes,
-        fs.shots,
-        fs.repeats,
-        fs.seed,
-        describe=f"transfer to session {target.session_id}",
-        frames=target.frames,
-    )
-
-
-def transfer_by_folds(
-    data: dict[int, SessionData], sids: list[int], params: Params
-) -> tuple[dict[int, dict[str, Any]], dict[int, dict[int, np.ndarray]]]:
-    """Transfer results of every session of the group `sids` (see the module docstring),
-    and each transferred session's {k: (repeats, P_test) predicted class}.
-
-    A group with a single mouse (or, with `group: mouse`, a single session) has nothing
-    to transfer from: each of its sessions gets a result with `skipped` saying so.
-    """
-    p = params.multisession
-    units = transfer_units(data, sids, p.group)
-    what = "mice" if p.group == "all" else "sessions of this mouse"
-    if len(units) < 2:
-        why = f"only one of the {what} in this group: no other to train a core on"
-        return {s: skipped_transfer(data[s], why, params) for s in sids}, {}
-    folds = make_folds(list(units), p.folds, p.fold_seed, what)
-    out: dict[int, dict[str, Any]] = {}
-    predicted: dict[int, dict[int, np.ndarray]] = {}
-    detail = readin_detail(params)
-    for f, held_units in enumerate(folds):
-        held = sorted(s for u in held_units for s in units[u])
-        core_sids = sorted(s for s in sids if s not in held)
-        log.info("fold %d/%d: core on %d sessions", f + 1, len(folds), len(core_sids))
-        donor, info = train_shared(data, core_sids, params)
-        for sid in held:
-            target = data[sid]
-            shots, predicted[sid] = transfer_curve(donor, target, params)
-            out[sid] = {
-                "session_id": sid,
-                "specimen_id": target.specimen_id,
-                "model": "transfer",
-                "protocol": params.fewshot.protocol,
-                "protocol_detail": detail,
-                "seed": params.fewshot.seed,
-                "n_test": len(target.test),
-                "fold": f,
-                "n_folds": len(folds),
-                "held_out": held_units,
-                "core_sessions": core_sids,
-                "core_best_val_accuracy": info["best_val_accuracy"],
-                "core_epochs": info["epochs"],
-                "shots": shots,
-            }
-    return out, predicted
-
-
-def skipped_transfer(d: SessionData, why: str, params: Params) -> dict[str, Any]:
-    """The transfer result of a session that had none, and why (logged and recorded)."""
-    log.info("no transfer to session %d: %s", d.session_id, why)
-    return {
-        "session_id": d.session_id,
-        "specimen_id": d.specimen_id,
-        "model": "transfer",
-        "protocol": params.fewshot.protocol,
-        "skipped": why,
-        "shots": {},
-    }

@@ -30,14 +30,14 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
-from npdecode.models.lstm import LoopLSTM
-from npdecode.training import (
+from npdecode.decode.training import (
     FitOptions,
     autocast_dtype,
     optimiser_step,
     resolve_device,
     seed_everything,
 )
+from npdecode.models.lstm import LoopLSTM
 
 
 def vmappable(model: nn.Module) -> nn.Module:
@@ -57,7 +57,7 @@ def fit_fixed_batched(
 ) -> list[dict[str, Any]]:
     """Train `models[i]` on `trains[i]` with `opts[i]` (seeds may differ; everything else
     must not) for exactly `max_epochs` epochs, all as one batch; like
-    `npdecode.training.fit_fixed` for each, the trained weights are written back into the
+    `npdecode.decode.training.fit_fixed` for each, the trained weights are written back into the
     models (in eval mode). Every member needs the same number of training presentations.
 
     Returns one dict of facts per member (epochs, final training loss and accuracy).

@@ -3,11 +3,11 @@
 A stage runs `python -m npdecode.stages.<module>`; every npdecode module that module
 imports, directly or through others, anywhere in its body (lazy imports included), is
 code the stage's results depend on, and so is the `__init__.py` of every package on the
-way. `tests/test_dvc_yaml.py` checks dvc.yaml against this; to bring dvc.yaml back in
+way. `tests/test_dvc_yaml.py` checks dvc.yaml against this (its drift test); to bring dvc.yaml back in
 line after a change of imports:
 
-    python -m tests.code_deps --write      # rewrite the src/ deps of every stage
-    python -m tests.code_deps              # print what is missing or stale
+    python -m npdecode.devtools.code_deps --write      # rewrite the src/ deps of every stage
+    python -m npdecode.devtools.code_deps              # print what is missing or stale
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[3]
 SRC = PROJECT / "src"
 CMD = re.compile(r"python -m (npdecode\.stages\.\w+)")
 
@@ -159,7 +159,7 @@ def write() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.code_deps", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m npdecode.devtools.code_deps", description=__doc__)
     parser.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code deps")
     args = parser.parse_args(argv)
     if args.write:

@@ -3,7 +3,7 @@
 
 `shot_view` is what one draw's learner may see, `fit_shot_learners` trains learners on
 their views; the few-shot stage (`fit_on_shots`: "fit one learner on these shots") and
-few-shot transfer to a new mouse (`npdecode.multisession.fit_readins`: a new read-in on a
+few-shot transfer to a new mouse (`npdecode.decode.shared.fit_readins`: a new read-in on a
 frozen shared core, with its own budget `multisession.adapt_epochs`) both go through
 them, inside the one loop over draws (`npdecode.evaluation.fewshot_curve`).
 
@@ -13,7 +13,7 @@ them, inside the one loop over draws (`npdecode.evaluation.fewshot_curve`).
   epochs, at least that many steps, at most the model's own `max_epochs`: `strict_epochs`;
   chosen once on other sessions with `bench/fewshot_budget.py`) and keep their last
   weights. The draws of one k may train as one batch (`fewshot.batch_draws`,
-  `npdecode.ensemble`).
+  `npdecode.decode.batched`).
 - transductive (the old behaviour, as a named option): the shots are the training set, but
   normalisation and the unit graph come from the whole training split, and deep models stop
   early on the whole validation split (at most `fewshot.max_epochs`, `fewshot.patience`).
@@ -22,20 +22,26 @@ them, inside the one loop over draws (`npdecode.evaluation.fewshot_curve`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 from torch import nn
 
-from npdecode.decoders import DEEP, build_model, fit_options, train_model
-from npdecode.ensemble import fit_fixed_batched
+from npdecode.decode.batched import fit_fixed_batched
+from npdecode.decode.session import build_for_session, fit_options, train_model
+from npdecode.decode.training import FitOptions, fit, fit_fixed, resolve_device
+from npdecode.errors import ParamsError
+from npdecode.evaluation import classification_metrics, mean_interval
 from npdecode.formats.split import SessionData, Split
+from npdecode.models import DEEP
 from npdecode.params import FewshotParams, FitParams, GraphParams, TrainParams
 from npdecode.preprocess import train_statistics, unit_graph
-from npdecode.training import FitOptions, fit, fit_fixed, resolve_device
 
 FitT = TypeVar("FitT", bound=FitParams)
+log = logging.getLogger(__name__)
 
 
 def fewshot_train(train: TrainParams, name: str, fs: FewshotParams, seed: int) -> TrainParams:
@@ -122,7 +128,7 @@ def shot_options(
     """The optimiser settings and budget of a scratch deep learner on `n_train` shots under
     `fs.protocol`: strict, a fixed `strict_epochs` budget; transductive, early stopping
     within `fewshot.max_epochs` / `patience`. (A new read-in on a frozen core has its own
-    budget: `npdecode.multisession.readin_options`.)"""
+    budget: `npdecode.decode.shared.readin_options`.)"""
     if fs.protocol == "strict":
         epochs = strict_epochs(fit_params.max_epochs, fs, n_train, train.batch_size)
         return fit_options(train, dataclasses.replace(fit_params, max_epochs=epochs))
@@ -181,7 +187,7 @@ def fit_on_shots(
             for view, seed in zip(views, seeds, strict=True)
         ]
     models = [
-        build_model(name, view, dataclasses.replace(train, seed=seed))
+        build_for_session(name, view, dataclasses.replace(train, seed=seed))
         for view, seed in zip(views, seeds, strict=True)
     ]
     n_train = len(views[0].train) if views else 0
@@ -212,7 +218,7 @@ def protocol_detail(
         )
         out = {
             "draws": (
-                "the draws of each k trained as one batch (npdecode.ensemble)"
+                "the draws of each k trained as one batch (npdecode.decode.batched)"
                 if batched
                 else "each draw trained on its own"
             ),
@@ -252,3 +258,118 @@ def _transfer_core(name: str) -> dict[str, str]:
     if name != "transfer":
         return {}
     return {"core": "trained on the other sessions' labelled data, frozen; only the read-in fits"}
+
+
+# --- few-shot draws -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One few-shot draw: k presentations per class, repeat `repeat`, from seed `seed`."""
+
+    k: int
+    repeat: int
+    seed: int  # seeds the choice of presentations (numpy accepts any size)
+
+    @property
+    def train_seed(self) -> int:
+        """The draw's seed for model init, dropout and batch order (`train.seed` is < 2**31)."""
+        return self.seed % 2**31
+
+
+def draw_seed(base: int, k: int, repeat: int) -> int:
+    """The seed of one few-shot draw: independent across k and repeats, fixed by `base`."""
+    return int(np.random.SeedSequence([base, k, repeat]).generate_state(1)[0])
+
+
+def check_shots(
+    shots: Sequence[int],
+    y: np.ndarray,
+    n_classes: int,
+    where: str,
+    frames: np.ndarray | None = None,
+) -> None:
+    """Refuse a k larger than the training presentations some class has (ParamsError);
+    `frames` (C,) names each class's image in the message."""
+    counts = np.bincount(y, minlength=n_classes)
+    k_max, worst = int(counts.min()), int(counts.argmin())
+    too_big = [k for k in shots if k > k_max]
+    if too_big:
+        image = f"image (frame) {int(frames[worst])}" if frames is not None else f"class {worst}"
+        raise ParamsError(
+            f"{where}: fewshot.shots asks for k = {max(too_big)} presentations per image, but "
+            f"{image} has only {k_max} in the training split: the largest k available is {k_max}"
+        )
+
+
+def sample_shots(y: np.ndarray, n_classes: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of k presentations per class, sorted (every class must have k; see
+    `check_shots`)."""
+    picks = []
+    for c in range(n_classes):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < k:
+            raise ValueError(f"class {c} has {len(idx)} presentations, fewer than k = {k}")
+        picks.append(rng.choice(idx, size=k, replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def summarise_draws(runs: list[dict]) -> dict:
+    """Mean, sd and the 95 % interval of the mean (over draws; None with a single draw) of
+    test accuracy for one k, plus every draw."""
+    acc = np.array([x["accuracy"] for x in runs])
+    lo, hi = mean_interval(acc)  # nan for a single draw: written as null (JSON has no nan)
+    return {
+        "mean": float(acc.mean()),
+        "sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "mean_lo": lo if np.isfinite(lo) else None,
+        "mean_hi": hi if np.isfinite(hi) else None,
+        "top5_mean": float(np.mean([x["top5"] for x in runs])),
+        "balanced_accuracy_mean": float(np.mean([x["balanced_accuracy"] for x in runs])),
+        "repeats": runs,
+    }
+
+
+# fit_group: [(shot indices, draw), ...] of one k -> [(P_test, C) test scores, ...]
+FitGroup = Callable[[list[tuple[np.ndarray, Draw]]], list[np.ndarray]]
+
+
+def fewshot_curve(
+    fit_group: FitGroup,
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    shots: tuple[int, ...],
+    repeats: int,
+    seed: int,
+    describe: str = "",
+    frames: np.ndarray | None = None,
+) -> tuple[dict[str, dict], dict[int, np.ndarray]]:
+    """Few-shot accuracy per k, and each draw's test predictions.
+
+    For every k, the `repeats` draws are handed to `fit_group` together (so a caller may
+    train them as one batch); it trains one learner per draw on those training
+    presentations and returns their (P_test, C) test scores. The draws depend only on
+    (`seed`, k, repeat) and the training labels, so every learner scored on a session
+    (scratch models, transfer) sees the same presentations.
+
+    Returns:
+        {str(k): summary (see `summarise_draws`)}, and {k: (repeats, P_test) predicted class}.
+    """
+    check_shots(shots, y_train, n_classes, describe or "few-shot", frames)
+    out: dict[str, dict] = {}
+    predicted: dict[int, np.ndarray] = {}
+    for k in shots:
+        draws = [Draw(k, r, draw_seed(seed, k, r)) for r in range(repeats)]
+        group = [
+            (sample_shots(y_train, n_classes, k, np.random.default_rng(d.seed)), d) for d in draws
+        ]
+        scores = fit_group(group)
+        runs = []
+        for (idx, draw), s in zip(group, scores, strict=True):
+            m = classification_metrics(s, y_test, n_classes)
+            runs.append({"repeat": draw.repeat, "seed": draw.seed, "n_train": len(idx), **m})
+        out[str(k)] = summarise_draws(runs)
+        predicted[k] = np.stack([s.argmax(axis=1) for s in scores])
+        log.info("%s k=%d: %.3f ± %.3f", describe, k, out[str(k)]["mean"], out[str(k)]["sd"])
+    return out, predicted
