@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from npdecode.decode.fewshot import sample_shots, shot_view
+from npdecode.decode.fewshot import shot_view
+from npdecode.decode.session import task_of
 from npdecode.decode.shared import adapted_logits, fit_readin
 from npdecode.errors import DataError, NpdecodeError
-from npdecode.evaluation import classification_metrics
 from npdecode.formats.checkpoint import load_checkpoint, save_shared
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
@@ -65,10 +65,11 @@ def adapt(
             f"images (frames) or bins ({data.n_classes} classes x {data.n_bins} bins vs "
             f"{len(frames)} x {ckpt['n_bins']}): split the session with the same params"
         )
+    task = task_of(data)
     if shots is None:
         idx = np.arange(len(data.train))
     else:
-        idx = sample_shots(data.train.y, data.n_classes, shots, np.random.default_rng(seed))
+        idx = task.draw_shots(data.train.y, shots, np.random.default_rng(seed))
     view = shot_view(data, idx, "strict")  # its labelled presentations and their statistics
     model = fit_readin(donor, view, params, seed)
     mean, sd = view.mean, view.std
@@ -88,7 +89,7 @@ def adapt(
         part = getattr(data, split)
         X = part.rows(np.arange(len(part)))
         logits = adapted_logits(model, mean, sd, X, params.train.batch_size)
-        summary[split] = classification_metrics(logits, part.y, data.n_classes)
+        summary[split] = task.metrics(logits, part.y)
     return model, adapted, summary
 
 

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
-from torch.nn import functional as F
 
 from npdecode.decode.training import (
     FitOptions,
@@ -91,6 +90,7 @@ def fit_fixed_batched(
 
     forward = vmap(one, randomness="different")
     members = torch.arange(n_members, device=device)[:, None]
+    task = o.task
     loss_sum = correct = torch.zeros(n_members, device=device)
     base.train()
     for epoch in range(1, o.max_epochs + 1):
@@ -101,13 +101,13 @@ def fit_fixed_batched(
             idx = order[:, i : i + o.batch_size]  # (M, b): each member's own batch
             with _autocast(device, amp):
                 logits = forward(params, buffers, x[members, idx])  # (M, b, C)
-            per = F.cross_entropy(
-                logits.float().flatten(0, 1), y[members, idx].flatten(), reduction="none"
+            per = task.item_losses(
+                logits.float().flatten(0, 1), y[members, idx].flatten(0, 1)
             ).view(n_members, -1)  # (M, b)
             loss = per.mean(dim=1).sum()  # each member's mean loss: its own gradient
             optimiser_step(loss, opt, scaler, sched)
             loss_sum += per.detach().sum(dim=1)
-            correct += (logits.argmax(-1) == y[members, idx]).sum(dim=1)
+            correct += task.item_scores(logits, y[members, idx]).sum(dim=1)
         if not torch.isfinite(loss_sum).all():
             raise FloatingPointError(
                 f"training loss is not finite at epoch {epoch}: lower the learning rate, or "
@@ -121,7 +121,7 @@ def fit_fixed_batched(
         {
             "epochs": o.max_epochs,
             "train_loss": float(loss_sum[i]) / n_train,
-            "train_accuracy": float(correct[i]) / n_train,
+            f"train_{task.train_score_name}": float(correct[i]) / n_train,
             "batched_members": n_members,
         }
         for i in range(n_members)

@@ -31,10 +31,10 @@ import numpy as np
 from torch import nn
 
 from npdecode.decode.batched import fit_fixed_batched
-from npdecode.decode.session import build_for_session, fit_options, train_model
+from npdecode.decode.session import build_for_session, fit_options, task_of, train_model
+from npdecode.decode.task import ClassificationTask, Task
 from npdecode.decode.training import FitOptions, fit, fit_fixed, resolve_device
-from npdecode.errors import ParamsError
-from npdecode.evaluation import classification_metrics, mean_interval
+from npdecode.evaluation import mean_interval
 from npdecode.formats.split import SessionData, Split
 from npdecode.models import DEEP
 from npdecode.params import FewshotParams, FitParams, GraphParams, TrainParams
@@ -123,7 +123,7 @@ def normalised(view: SessionData, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def shot_options(
-    fit_params: FitParams, train: TrainParams, fs: FewshotParams, n_train: int
+    fit_params: FitParams, train: TrainParams, fs: FewshotParams, n_train: int, task: Task
 ) -> FitOptions:
     """The optimiser settings and budget of a scratch deep learner on `n_train` shots under
     `fs.protocol`: strict, a fixed `strict_epochs` budget; transductive, early stopping
@@ -131,8 +131,8 @@ def shot_options(
     budget: `npdecode.decode.shared.readin_options`.)"""
     if fs.protocol == "strict":
         epochs = strict_epochs(fit_params.max_epochs, fs, n_train, train.batch_size)
-        return fit_options(train, dataclasses.replace(fit_params, max_epochs=epochs))
-    return fit_options(train, fewshot_budget(fit_params, fs))
+        return fit_options(train, dataclasses.replace(fit_params, max_epochs=epochs), task=task)
+    return fit_options(train, fewshot_budget(fit_params, fs), task=task)
 
 
 def fit_shot_learners(
@@ -190,8 +190,9 @@ def fit_on_shots(
         build_for_session(name, view, dataclasses.replace(train, seed=seed))
         for view, seed in zip(views, seeds, strict=True)
     ]
-    n_train = len(views[0].train) if views else 0
-    opts = shot_options(getattr(train, name), train, fs, n_train)
+    if not views:
+        return []
+    opts = shot_options(getattr(train, name), train, fs, len(views[0].train), task_of(views[0]))
     return fit_shot_learners(models, views, seeds, normalised, opts, fs, train)
 
 
@@ -290,42 +291,31 @@ def check_shots(
     frames: np.ndarray | None = None,
 ) -> None:
     """Refuse a k larger than the training presentations some class has (ParamsError);
-    `frames` (C,) names each class's image in the message."""
-    counts = np.bincount(y, minlength=n_classes)
-    k_max, worst = int(counts.min()), int(counts.argmin())
-    too_big = [k for k in shots if k > k_max]
-    if too_big:
-        image = f"image (frame) {int(frames[worst])}" if frames is not None else f"class {worst}"
-        raise ParamsError(
-            f"{where}: fewshot.shots asks for k = {max(too_big)} presentations per image, but "
-            f"{image} has only {k_max} in the training split: the largest k available is {k_max}"
-        )
+    `frames` (C,) names each class's image in the message (`ClassificationTask.check_shots`)."""
+    ClassificationTask(n_classes, frames).check_shots(shots, y, where)
 
 
 def sample_shots(y: np.ndarray, n_classes: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of k presentations per class, sorted (every class must have k; see
-    `check_shots`)."""
-    picks = []
-    for c in range(n_classes):
-        idx = np.flatnonzero(y == c)
-        if len(idx) < k:
-            raise ValueError(f"class {c} has {len(idx)} presentations, fewer than k = {k}")
-        picks.append(rng.choice(idx, size=k, replace=False))
-    return np.sort(np.concatenate(picks))
+    """Indices of k presentations per class, sorted (`ClassificationTask.draw_shots`)."""
+    return ClassificationTask(n_classes).draw_shots(y, k, rng)
 
 
-def summarise_draws(runs: list[dict]) -> dict:
+def summarise_draws(runs: list[dict], task: Task | None = None) -> dict:
     """Mean, sd and the 95 % interval of the mean (over draws; None with a single draw) of
-    test accuracy for one k, plus every draw."""
-    acc = np.array([x["accuracy"] for x in runs])
+    the task's test score for one k (accuracy by default), plus every draw."""
+    score = task.summary_score if task is not None else (lambda m: float(m["accuracy"]))
+    acc = np.array([score(x) for x in runs])
     lo, hi = mean_interval(acc)  # nan for a single draw: written as null (JSON has no nan)
     return {
         "mean": float(acc.mean()),
         "sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
         "mean_lo": lo if np.isfinite(lo) else None,
         "mean_hi": hi if np.isfinite(hi) else None,
-        "top5_mean": float(np.mean([x["top5"] for x in runs])),
-        "balanced_accuracy_mean": float(np.mean([x["balanced_accuracy"] for x in runs])),
+        **{
+            f"{name}_mean": float(np.mean([x[name] for x in runs]))
+            for name in ("top5", "balanced_accuracy")
+            if name in runs[0]
+        },
         "repeats": runs,
     }
 
@@ -336,40 +326,37 @@ FitGroup = Callable[[list[tuple[np.ndarray, Draw]]], list[np.ndarray]]
 
 def fewshot_curve(
     fit_group: FitGroup,
+    task: Task,
     y_train: np.ndarray,
     y_test: np.ndarray,
-    n_classes: int,
     shots: tuple[int, ...],
     repeats: int,
     seed: int,
     describe: str = "",
-    frames: np.ndarray | None = None,
 ) -> tuple[dict[str, dict], dict[int, np.ndarray]]:
-    """Few-shot accuracy per k, and each draw's test predictions.
+    """Few-shot score per k, and what the task keeps of each draw's test predictions.
 
-    For every k, the `repeats` draws are handed to `fit_group` together (so a caller may
-    train them as one batch); it trains one learner per draw on those training
-    presentations and returns their (P_test, C) test scores. The draws depend only on
-    (`seed`, k, repeat) and the training labels, so every learner scored on a session
-    (scratch models, transfer) sees the same presentations.
+    For every k, the `repeats` draws (shots drawn by `task.draw_shots`) are handed to
+    `fit_group` together (so a caller may train them as one batch); it trains one learner
+    per draw on those training items and returns their test outputs. The draws depend only
+    on (`seed`, k, repeat) and the training targets, so every learner scored on a session
+    (scratch models, transfer) sees the same items.
 
     Returns:
-        {str(k): summary (see `summarise_draws`)}, and {k: (repeats, P_test) predicted class}.
+        {str(k): summary (see `summarise_draws`)}, and {k: (repeats, ...) kept predictions}.
     """
-    check_shots(shots, y_train, n_classes, describe or "few-shot", frames)
+    task.check_shots(shots, y_train, describe or "few-shot")
     out: dict[str, dict] = {}
     predicted: dict[int, np.ndarray] = {}
     for k in shots:
         draws = [Draw(k, r, draw_seed(seed, k, r)) for r in range(repeats)]
-        group = [
-            (sample_shots(y_train, n_classes, k, np.random.default_rng(d.seed)), d) for d in draws
-        ]
+        group = [(task.draw_shots(y_train, k, np.random.default_rng(d.seed)), d) for d in draws]
         scores = fit_group(group)
         runs = []
         for (idx, draw), s in zip(group, scores, strict=True):
-            m = classification_metrics(s, y_test, n_classes)
+            m = task.metrics(s, y_test)
             runs.append({"repeat": draw.repeat, "seed": draw.seed, "n_train": len(idx), **m})
-        out[str(k)] = summarise_draws(runs)
-        predicted[k] = np.stack([s.argmax(axis=1) for s in scores])
+        out[str(k)] = summarise_draws(runs, task)
+        predicted[k] = np.stack([task.kept_prediction(s) for s in scores])
         log.info("%s k=%d: %.3f ± %.3f", describe, k, out[str(k)]["mean"], out[str(k)]["sd"])
     return out, predicted

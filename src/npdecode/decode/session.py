@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from npdecode.decode.task import ClassificationTask, Task
 from npdecode.decode.training import (
     FitOptions,
     fit,
@@ -26,7 +27,6 @@ from npdecode.decode.training import (
     seed_everything,
 )
 from npdecode.errors import TrainingError
-from npdecode.evaluation import classification_metrics
 from npdecode.formats.split import SessionData
 from npdecode.models import DEEP, SINGLE, build_model
 from npdecode.models.logreg import LogReg, fit_logreg
@@ -42,10 +42,17 @@ TRAIN_PARAMS = {
 }
 
 
-def fit_options(train: TrainParams, fit_params: FitParams, key: str = "") -> FitOptions:
+def task_of(data: SessionData) -> Task:
+    """The task of a session's split: its image class per presentation, named by frame."""
+    return ClassificationTask(data.n_classes, data.frames)
+
+
+def fit_options(
+    train: TrainParams, fit_params: FitParams, key: str = "", task: Task | None = None
+) -> FitOptions:
     """The training-loop options of one deep model: its optimiser section (params `key`,
     e.g. `train.lstm`, named when training diverges) plus `train.*`."""
-    return FitOptions(
+    opts = FitOptions(
         **{f.name: getattr(fit_params, f.name) for f in dataclasses.fields(FitParams)},
         batch_size=train.batch_size,
         seed=train.seed,
@@ -53,6 +60,7 @@ def fit_options(train: TrainParams, fit_params: FitParams, key: str = "") -> Fit
         amp=train.amp,
         key=key,
     )
+    return opts if task is None else dataclasses.replace(opts, task=task)
 
 
 def build_for_session(name: str, data: SessionData, train: TrainParams) -> nn.Module:
@@ -89,7 +97,7 @@ def train_model(
     x_train = data.normalise(data.train.X)
     if isinstance(model, LogReg):
         return fit_logreg(model, x_train, data.train.y).eval(), {}
-    opts = fit_options(train, getattr(train, name), f"train.{name}")
+    opts = fit_options(train, getattr(train, name), f"train.{name}", task_of(data))
     val = (data.normalise(data.val.X), data.val.y)
     try:
         return fit(model, (x_train, data.train.y), val, opts, live_dir)
@@ -118,9 +126,10 @@ def model_metrics(
         "specimen_id": data.specimen_id,
         "model": model,
     }
+    task = task_of(data)
     for name, s in scores.items():
-        out[name] = classification_metrics(s, getattr(data, name).y, data.n_classes)
-    out["chance"] = 1.0 / data.n_classes
+        out[name] = task.metrics(s, getattr(data, name).y)
+    out["chance"] = task.chance
     out["n_classes"] = data.n_classes
     out["n_units"] = data.n_units
     out["poisson_plugin_accuracy"] = reference["poisson_plugin"]["accuracy"]
@@ -134,11 +143,5 @@ def model_metrics(
 
 
 def predictions_table(data: SessionData, test_scores: np.ndarray) -> pd.DataFrame:
-    """Per test presentation: true and predicted frame (for `dvc plots` confusion matrices)."""
-    return pd.DataFrame(
-        {
-            "presentation_id": data.test.presentation_id,
-            "actual": data.frames[data.test.y],
-            "predicted": data.frames[test_scores.argmax(axis=1)],
-        }
-    )
+    """Per test item: true and predicted target (for `dvc plots` confusion matrices)."""
+    return task_of(data).prediction_table(data.test.presentation_id, data.test.y, test_scores)

@@ -32,7 +32,8 @@ from npdecode.decode.fewshot import (
     normalised,
     protocol_detail,
 )
-from npdecode.decode.session import fit_options
+from npdecode.decode.session import fit_options, task_of
+from npdecode.decode.task import Task
 from npdecode.decode.training import (
     Batch,
     FitOptions,
@@ -192,7 +193,7 @@ def train_shared(
 ) -> tuple[MultiSessionDecoder, dict[str, Any]]:
     """Train one shared decoder on the sessions `sids` (early stopping on pooled val)."""
     model = build_shared(data, sids, params, params.train.seed)
-    opts = fit_options(params.train, params.multisession, "multisession")
+    opts = fit_options(params.train, params.multisession, "multisession", task_of(data[sids[0]]))
     source = SessionBatches([data[s] for s in sids])
     log.info(
         "shared decoder on %d sessions: %d training presentations, %d parameters",
@@ -282,12 +283,14 @@ def readin_model(
     return model
 
 
-def readin_options(p: MultisessionParams, train: TrainParams, fs: FewshotParams) -> FitOptions:
+def readin_options(
+    p: MultisessionParams, train: TrainParams, fs: FewshotParams, task: Task | None = None
+) -> FitOptions:
     """The budget of a new read-in under `fewshot.protocol`: strict, a fixed
     `multisession.adapt_epochs` epochs at `adapt_lr` with no validation data; transductive
     (the old behaviour, as a named option), early stopping on the session's validation
     split within `fewshot.max_epochs` and `fewshot.patience`, at `adapt_lr`."""
-    base = dataclasses.replace(fit_options(train, p), lr=p.adapt_lr, schedule="constant")
+    base = dataclasses.replace(fit_options(train, p, task=task), lr=p.adapt_lr, schedule="constant")
     if fs.protocol == "strict":
         return dataclasses.replace(base, max_epochs=p.adapt_epochs, patience=max(1, p.adapt_epochs))
     return dataclasses.replace(
@@ -324,7 +327,7 @@ def fit_readins(
             with torch.no_grad():
                 model.readin(0).weight.copy_(torch.from_numpy(weight.T))
                 model.readin(0).bias.copy_(torch.from_numpy(bias))
-    opts = readin_options(p, params.train, params.fewshot)
+    opts = readin_options(p, params.train, params.fewshot, task_of(views[0]) if views else None)
     bound = [BoundSession(m, 0) for m in models]  # model(x): the protocol's learners' interface
     fit_shot_learners(bound, views, seeds, normalised, opts, params.fewshot, params.train)
     return [m.eval() for m in models]

@@ -26,12 +26,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from npdecode.decode.task import ClassificationTask, Task
 from npdecode.errors import ParamsError, TrainingError
 
 log = logging.getLogger(__name__)
+# the loop's default task: class labels (the loss and the selection score need no class count)
+CLASSES = ClassificationTask(0)
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -49,6 +51,7 @@ class FitOptions:
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # used on CUDA only
     schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr -> 0 at max_epochs
     key: str = ""  # the params section these come from (e.g. train.lstm), named in errors
+    task: Task = CLASSES  # the loss and the selection score (early stopping)
 
 
 @dataclass(frozen=True)
@@ -225,32 +228,34 @@ def fit_batches(
     _check_source(source, validate)
     opt, sched, scaler = _optimiser(model, opts, source.n_steps(opts.batch_size), amp)
     live = _live(live_dir)
-    best = {"accuracy": -1.0, "loss": float("inf"), "epoch": 0}
+    task = opts.task
+    best = {"score": -math.inf, "loss": float("inf"), "epoch": 0}
     best_state: dict[str, torch.Tensor] = {}
     bar = tqdm(range(1, opts.max_epochs + 1), desc="epochs", disable=None, leave=False)
     epoch = 0
     loss = acc = float("nan")
     for epoch in bar:
         batches = source.train_batches(opts.batch_size, order_gen, device)
-        loss, acc = _train_epoch(model, opt, sched, scaler, batches, source.n_train(), amp)
+        loss, acc = _train_epoch(model, opt, sched, scaler, batches, source.n_train(), amp, task)
         if not math.isfinite(loss):
             lr = f"{opts.key}.lr" if opts.key else "the learning rate"
             raise TrainingError(
                 f"training diverged: the loss is {loss} at epoch {epoch} with lr {opts.lr:g}; "
                 f"lower {lr} (or set train.amp: off if it happens only on CUDA)"
             )
-        curves = {"train/loss": loss, "train/accuracy": acc}
+        curves = {"train/loss": loss, f"train/{task.train_score_name}": acc}
         curves["train/lr"] = opt.param_groups[0]["lr"]  # at the end of the epoch
         if validate:
-            val_loss, val_acc = _score(model, source.val_batches(opts.batch_size, device), amp)
-            curves.update({"val/loss": val_loss, "val/accuracy": val_acc})
+            batches = source.val_batches(opts.batch_size, device)
+            val_loss, val_acc = _score(model, batches, amp, task)
+            curves.update({"val/loss": val_loss, f"val/{task.score_name}": val_acc})
         _log_epoch(live, bar, epoch, curves, loud=validate)
         if on_epoch is not None:
             on_epoch(epoch, model)
         if not validate:  # a fixed budget: the last epoch's weights are kept
             continue
-        if val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"]):
-            best = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch}
+        if val_acc > best["score"] or (val_acc == best["score"] and val_loss < best["loss"]):
+            best = {"score": val_acc, "loss": val_loss, "epoch": epoch}
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch - best["epoch"] >= opts.patience:
             break
@@ -260,13 +265,13 @@ def fit_batches(
     info = {
         "epochs": epoch,
         "best_epoch": best["epoch"] if validate else epoch,
-        "best_val_accuracy": best["accuracy"] if validate else None,
+        f"best_val_{task.score_name}": best["score"] if validate else None,
         "device": str(device),
         "amp": str(amp).removeprefix("torch.") if amp is not None else "off",
         "n_parameters": sum(p.numel() for p in model.parameters()),
     }
     if not validate:
-        info.update(train_loss=loss, train_accuracy=acc)
+        info.update({"train_loss": loss, f"train_{task.train_score_name}": acc})
     if live is not None:
         live.summary.update(
             {k: v for k, v in info.items() if k not in ("device", "amp") and v is not None}
@@ -274,9 +279,10 @@ def fit_batches(
         live.end()
     log.log(
         logging.INFO if validate else logging.DEBUG,
-        "stopped after %d epochs; best val accuracy %.3f at epoch %d",
+        "stopped after %d epochs; best val %s %.3f at epoch %d",
         epoch,
-        best["accuracy"],
+        task.score_name,
+        best["score"],
         best["epoch"],
     )
     return model.eval(), info
@@ -353,9 +359,9 @@ def _log_epoch(live: Any, bar: Any, epoch: int, curves: dict[str, float], loud: 
 
 @torch.no_grad()
 def _score(
-    model: nn.Module, batches: Iterator[Batch], amp: torch.dtype | None
+    model: nn.Module, batches: Iterator[Batch], amp: torch.dtype | None, task: Task
 ) -> tuple[float, float]:
-    """(cross-entropy, accuracy) of `model` in eval mode over all `batches` pooled."""
+    """(loss, selection score) of `model` in eval mode over all `batches` pooled."""
     model.eval()
     logits, ys = [], []
     for b in batches:
@@ -363,8 +369,7 @@ def _score(
             logits.append(model(*b.inputs).float())
         ys.append(b.y)
     all_logits, y = torch.cat(logits), torch.cat(ys)
-    loss = F.cross_entropy(all_logits, y).item()
-    return loss, (all_logits.argmax(1) == y).sum().item() / len(y)
+    return task.loss(all_logits, y).item(), task.score(all_logits, y)
 
 
 def optimiser_step(
@@ -395,8 +400,9 @@ def _train_epoch(
     batches: Iterator[Batch],
     n_samples: int,
     amp: torch.dtype | None,
+    task: Task,
 ) -> tuple[float, float]:
-    """One pass over `batches`; returns (mean loss, accuracy) in train mode."""
+    """One pass over `batches`; returns (mean loss, mean training score) in train mode."""
     model.train()
     total_loss: torch.Tensor | None = None
     correct: torch.Tensor | None = None
@@ -406,10 +412,10 @@ def _train_epoch(
             correct = torch.zeros((), device=b.y.device)
         with _autocast(b.y.device, amp):
             logits = model(*b.inputs)
-        loss = F.cross_entropy(logits.float(), b.y)
+        loss = task.loss(logits.float(), b.y)
         optimiser_step(loss, opt, scaler, sched)
         total_loss += loss.detach() * len(b.y)
-        correct += (logits.argmax(1) == b.y).sum()
+        correct += task.item_scores(logits, b.y).sum()
     if total_loss is None or correct is None:
         raise ValueError("fit needs a non-empty train split")
     return total_loss.item() / n_samples, correct.item() / n_samples

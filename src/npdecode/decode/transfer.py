@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from npdecode.decode.fewshot import Draw, fewshot_curve, shot_view
+from npdecode.decode.session import task_of
 from npdecode.decode.shared import (
     adapted_logits,
     fit_readins,
@@ -81,14 +82,13 @@ def transfer_curve(
 
     return fewshot_curve(
         fit_group,
+        task_of(target),
         target.train.y,
         target.test.y,
-        target.n_classes,
         fs.shots,
         fs.repeats,
         fs.seed,
         describe=f"transfer to session {target.session_id}",
-        frames=target.frames,
     )
 
 

@@ -159,7 +159,9 @@ def write() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m npdecode.devtools.code_deps", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m npdecode.devtools.code_deps", description=__doc__
+    )
     parser.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code deps")
     args = parser.parse_args(argv)
     if args.write:

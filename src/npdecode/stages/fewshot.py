@@ -19,7 +19,7 @@ import numpy as np
 
 from npdecode.cli import run_stage
 from npdecode.decode.fewshot import Draw, fewshot_curve, fit_on_shots, protocol_detail, shot_view
-from npdecode.decode.session import MODELS, TRAIN_PARAMS, eval_batch, split_logits
+from npdecode.decode.session import MODELS, TRAIN_PARAMS, eval_batch, split_logits, task_of
 from npdecode.formats.files import write_json
 from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
 from npdecode.formats.scores import fewshot_scores, write_scores
@@ -54,14 +54,13 @@ def run_fewshot(
 
     shots, predicted = fewshot_curve(
         fit_group,
+        task_of(data),
         data.train.y,
         data.test.y,
-        data.n_classes,
         fs.shots,
         fs.repeats,
         fs.seed,
         describe=f"{model} session {data.session_id}",
-        frames=data.frames,
     )
     fit_params = getattr(params.train, model)
     result = {

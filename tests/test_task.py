@@ -1,0 +1,93 @@
+"""The task object: the training and few-shot loops take a regression task as they take the
+classification one (tiny random arrays; no data set needed)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from npdecode.decode.fewshot import fewshot_curve
+from npdecode.decode.task import ClassificationTask, RegressionTask
+from npdecode.decode.training import FitOptions, fit, fit_fixed, predict_logits
+from npdecode.errors import ParamsError
+from npdecode.evaluation import classification_metrics
+
+
+class Linear(nn.Module):
+    """x (B, T, U) -> (B, D): a linear map of the summed counts."""
+
+    def __init__(self, n_units: int, n_out: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(n_units, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x.sum(dim=1))
+
+
+def velocity_problem(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts (n, 2, 6) whose summed units 0-1 are a 2-D velocity plus a little noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2, 6)).astype(np.float32)
+    y = (x.sum(axis=1)[:, :2] + 0.1 * rng.normal(size=(n, 2))).astype(np.float32)
+    return x, y
+
+
+def test_the_training_loop_fits_a_regression_task_and_selects_on_r2():
+    task = RegressionTask(n_outputs=2, bootstrap=200)
+    train, val = velocity_problem(200, 0), velocity_problem(100, 1)
+    opts = FitOptions(
+        lr=3e-2, weight_decay=0.0, max_epochs=30, patience=30, batch_size=32, task=task
+    )
+    torch.manual_seed(0)
+    model, info = fit(Linear(6, 2), train, val, opts)
+    assert "best_val_r2" in info and "best_val_accuracy" not in info
+    out = predict_logits(model, val[0], 64).numpy()
+    m = task.metrics(out, val[1])
+    assert m["r2"] > 0.9  # the target is linear in the counts: a fitted map explains it
+    assert m["r2_lo"] <= m["r2"] <= m["r2_hi"]
+    assert len(m["r2_axes"]) == 2 and all(
+        lo <= hi for lo, hi in zip(m["r2_axes_lo"], m["r2_axes_hi"], strict=True)
+    )
+    assert task.metrics(np.repeat(val[1].mean(0, keepdims=True), 100, 0), val[1])[
+        "r2"
+    ] == pytest.approx(task.chance)
+
+
+def test_the_few_shot_loop_draws_contiguous_time_for_a_regression_task():
+    task = RegressionTask(n_outputs=2, bootstrap=100)
+    (x, y), (xt, yt) = velocity_problem(300, 2), velocity_problem(80, 3)
+    seen: list[np.ndarray] = []
+
+    def fit_group(group):
+        outs = []
+        for idx, draw in group:
+            seen.append(idx)
+            model, _ = fit_fixed(
+                Linear(6, 2),
+                (x[idx], y[idx]),
+                FitOptions(lr=3e-2, max_epochs=20, batch_size=16, seed=draw.train_seed, task=task),
+            )
+            outs.append(predict_logits(model, xt, 64).numpy())
+        return outs
+
+    curve, kept = fewshot_curve(fit_group, task, y, yt, (20, 100), 2, 0, "velocity")
+    assert set(curve) == {"20", "100"} and kept[100].shape == (2, 80, 2)  # outputs are kept
+    assert all(np.array_equal(i, np.arange(i[0], i[0] + len(i))) for i in seen)  # contiguous
+    assert curve["100"]["mean"] > 0.5 and curve["100"]["repeats"][0]["r2_lo"] is not None
+    with pytest.raises(ParamsError, match="400 contiguous time bins"):
+        fewshot_curve(fit_group, task, y, yt, (400,), 1, 0, "velocity")
+
+
+def test_the_classification_task_is_todays_metrics_and_shots():
+    rng = np.random.default_rng(0)
+    scores, y = rng.normal(size=(40, 4)), rng.integers(0, 4, 40)
+    task = ClassificationTask(4, np.array([-1, 7, 8, 9]))
+    assert task.metrics(scores, y) == classification_metrics(scores, y, 4)
+    assert task.chance == 0.25
+    idx = task.draw_shots(y, 2, np.random.default_rng(1))
+    assert np.array_equal(np.bincount(y[idx], minlength=4), [2, 2, 2, 2])
+    table = task.prediction_table(np.arange(40), y, scores)
+    assert set(table["actual"]) <= {-1, 7, 8, 9}
+    with pytest.raises(ParamsError, match="image \\(frame\\)"):
+        task.check_shots([100], y, "s1")
+    assert task == ClassificationTask(4, np.array([-1, 7, 8, 9])) != ClassificationTask(4)
