@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from npdecode.devtools import code_deps
 from npdecode.params import OptionalModel
 from npdecode.paths import Layout
-from npdecode.devtools import code_deps
 from tests.helpers import committed_text
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -218,3 +218,30 @@ def test_every_stage_runs_after_check_params():
                 todo.append(parent)
         assert name == "check_params" or "check_params" in seen, name
     assert stages["check_params"]["deps"][-1] == "params.yaml"  # any edit reruns the check
+
+
+def test_producing_stage_names_the_stage_of_every_output_dvc_yaml_declares():
+    # every out, metric and plot of every stage, ST-GAT's included, expanded for two
+    # sessions (one a string id) and each matrix value: the repair hint names a real stage
+    from npdecode.paths import _out_templates, producing_stage
+
+    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+    checked = 0
+    for template, stage in _out_templates(stages):
+        name = stage.split("@")[0]
+        combos: list[dict[str, str]] = [{"item": s} for s in ("7", "indy_20160407_02")]
+        if "matrix" in stages[name]:
+            matrix = stages[name]["matrix"]
+            combos = [{"item.model": "stgat", "item.session": s} for s in ("7", "indy_x")]
+            assert set(matrix) == {"model", "session"}
+        for values in combos:
+            path, want = template, stage
+            for key, value in values.items():
+                path = path.replace(f"${{{key}}}", value)
+                want = want.replace(f"${{{key}}}", value)
+            assert producing_stage(path) == want, path
+            assert producing_stage(f"/elsewhere/{path}/inside.bin") == want, path
+            checked += 1
+    assert checked > 50
+    assert producing_stage("metrics/stgat/1.json") == "train_optional@stgat-1"
+    assert producing_stage("notes/nothing.txt") is None

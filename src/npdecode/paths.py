@@ -1,13 +1,17 @@
 """Where every artifact lives: one function of the project root, model and session id.
 
 dvc.yaml spells the same paths; `tests/test_dvc_yaml.py` checks that the two agree.
+Which stage writes a path (`producing_stage`) is read from dvc.yaml's outs themselves.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 
 @dataclass(frozen=True)
@@ -129,26 +133,54 @@ class Layout:
         return self.root / "plots"
 
 
-# path (relative, posix) -> the dvc.yaml stage that writes it; for error messages that say
-# which stage to rerun
-_PRODUCERS = (
-    (r"data/raw/session_(\d+)(/.*)?$", r"fetch@\1"),
-    (r"data/binned/(\d+)\..*$", r"bin@\1"),
-    (r"data/clean/(\d+)\..*$", r"clean@\1"),
-    (r"data/split/(\d+)(/.*|\.report\.json)?$", r"split@\1"),
-    (r"metrics/reference/(\d+)\.json$", r"reference@\1"),
-    (r"metrics/fewshot/transfer/.*$", "train_multisession"),
-    (r"metrics/fewshot/(\w+)/(\d+)\.json$", r"fewshot_\1@\2"),
-    (r"(metrics|models|predictions)/multisession(/.*)?$", "train_multisession"),
-    (r"(?:metrics|models|predictions)/(\w+)/(\d+)\.\w+$", r"train_\1@\2"),
-)
+def _out_templates(stages: dict) -> list[tuple[str, str]]:
+    """(output path template, stage name template) of every out, metric and plot of
+    dvc.yaml's `stages`, with foreach (`name@${item}`) and matrix (`name@<v1>-<v2>`) names."""
+    found = []
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        if "foreach" in stage:
+            stage_name = f"{name}@${{item}}"
+        elif "matrix" in stage:
+            stage_name = f"{name}@" + "-".join(f"${{item.{k}}}" for k in stage["matrix"])
+        else:
+            stage_name = name
+        for key in ("outs", "metrics", "plots"):
+            for out in body.get(key, []):
+                found.append((next(iter(out)) if isinstance(out, dict) else out, stage_name))
+    return found
 
 
-def producing_stage(path: str | Path) -> str | None:
-    """The dvc.yaml stage that writes `path` (e.g. `split@1` for data/split/1/train.npz)."""
+def _template_regex(template: str) -> str:
+    """A regex of an out's path template: `${item}` / `${item.x}` match one path part."""
+    parts = re.split(r"(\$\{item(?:\.\w+)?\})", template)
+    return "".join(
+        f"(?P<{p[2:-1].replace('.', '__')}>[^/]+?)" if p.startswith("${") else re.escape(p)
+        for p in parts
+    )
+
+
+@functools.cache
+def _producers(dvc_yaml: Path) -> list[tuple[re.Pattern[str], str]]:
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    # the most literal template first: models/multisession/... before models/${item.model}/...
+    outs = sorted(_out_templates(stages), key=lambda o: -len(re.sub(r"\$\{[^}]*\}", "", o[0])))
+    return [(re.compile(r"(?:^|/)" + _template_regex(out) + r"(/.*)?$"), st) for out, st in outs]
+
+
+def producing_stage(path: str | Path, dvc_yaml: Path | None = None) -> str | None:
+    """The dvc.yaml stage that writes `path` (e.g. `split@1` for data/split/1/train.npz),
+    read from the outs dvc.yaml declares (the project's, or `dvc_yaml`)."""
     text = Path(path).as_posix()
-    for pattern, stage in _PRODUCERS:
-        match = re.search(r"(?:^|/)" + pattern, text)
+    if dvc_yaml is None:  # a stage runs in the project root; else this checkout's dvc.yaml
+        here = Path("dvc.yaml")
+        dvc_yaml = here if here.is_file() else Path(__file__).resolve().parents[2] / "dvc.yaml"
+    if not dvc_yaml.is_file():
+        return None
+    for pattern, stage in _producers(dvc_yaml.resolve()):
+        match = pattern.search(text)
         if match:
-            return match.expand(stage)
+            for key, value in match.groupdict().items():
+                stage = stage.replace(f"${{{key.replace('__', '.')}}}", value)
+            return stage
     return None
