@@ -1,6 +1,8 @@
-"""Shared fixtures: small synthetic sessions written as real NWB files.
+"""Shared fixtures: small synthetic sessions written as real NWB files, and the one
+reproduced DVC project of a test session (`reproduced`, read-only; `project`, a copy).
 
-Temporary DVC projects for `git`/`dvc` tests live in tests/helpers.py.
+How temporary DVC projects are built lives in tests/helpers.py. Tests that run `dvc` or
+`git` are marked `integration` (still in the default run; `-m "not integration"` skips them).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 from npdecode.params import SyntheticParams
 from npdecode.paths import Layout
 from npdecode.sources.synthetic import SyntheticSession, as_record, make_session
+from tests.helpers import SPLIT_SESSION, build_reproduced_project, copy_project
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 SMALL = SyntheticParams(n_units=30, n_images=10, n_repeats=12, n_blocks=3, seed=0)
@@ -56,3 +59,53 @@ def twin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("twin")
     fetch_twin(SMALL_TWIN, QUICKSTART_TWIN, Layout(root))
     return Layout(root).raw_dir(QUICKSTART_TWIN)
+
+
+# modules whose every test shells out to dvc or git (others are marked by their fixtures)
+INTEGRATION_MODULES = {
+    "test_cluster.py",
+    "test_integrity.py",
+    "test_experiments.py",
+    "test_pipeline.py",
+    "test_twin_pipeline.py",
+    "test_workspace.py",
+    "test_check_params.py",
+}
+INTEGRATION_FIXTURES = {"reproduced", "project"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that run real dvc/git commands `integration`."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.name in INTEGRATION_MODULES or fixtures & INTEGRATION_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small project per test session, traced, `dvc repro`-ed and committed (read-only:
+    tests that run commands in it use `project`, a copy). Built once, whichever test asks
+    first; its size (tests/helpers.py SMALL_PARAMS) keeps `dvc repro` short."""
+    return build_reproduced_project(tmp_path_factory.mktemp("reproduced") / "project")
+
+
+@pytest.fixture
+def project(tmp_path: Path, reproduced: Path) -> Path:
+    """A private copy of the reproduced project (git history, DVC cache, outputs)."""
+    return copy_project(reproduced, tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def split_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project root with session 1 of `SPLIT_SESSION` fetched, binned, cleaned, split and
+    its reference metrics, built once (read-only: `copy_split_session` before writing)."""
+    from npdecode.params import params_from_dict
+    from npdecode.stages import bin as bin_stage
+    from npdecode.stages import clean, fetch, reference, split
+
+    root = tmp_path_factory.mktemp("split_session")
+    params = params_from_dict(SPLIT_SESSION)
+    for stage in (fetch, bin_stage, clean, split, reference):
+        stage.main(params, 1, root)
+    return root

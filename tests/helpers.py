@@ -1,4 +1,5 @@
-"""Temporary copies of this DVC project for tests that run real `git` and `dvc` commands.
+"""Temporary copies of this DVC project for tests that run real `git` and `dvc` commands
+(built once per test session by the fixtures of tests/conftest.py).
 
 A copy holds the project's src/, dvc.yaml, params.yaml (the package defaults, shrunk to a
 small synthetic session plus any overrides), pyproject.toml, ignore files, slurm/ and the
@@ -23,7 +24,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from npdecode.params import Params, as_dict
@@ -120,9 +120,8 @@ def sh(
     cmd: list[str], cwd: Path, check: bool = True, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run `cmd` in `cwd` and return it (stdout, stderr as text); raise if it fails and `check`."""
-    proc = subprocess.run(
-        cmd, cwd=cwd, env=command_env(env), capture_output=True, text=True, timeout=600
-    )
+    # no timeout: on a loaded machine a slow command is slow, not a failure
+    proc = subprocess.run(cmd, cwd=cwd, env=command_env(env), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"`{' '.join(cmd)}` failed ({proc.returncode}) in {cwd}:\n{proc.stdout}\n{proc.stderr}"
@@ -155,22 +154,28 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-_REPRODUCED: dict[int, Path] = {}
+# the tiny session of the stage tests (the `split_session` fixture): 24 units, 6 images +
+# blank, 12 repeats
+SPLIT_SESSION: dict[str, Any] = {
+    "sessions": [1],
+    "fetch": {"synthetic": {"n_units": 24, "n_images": 6, "n_repeats": 12}},
+}
 
 
-def reproduced_project(factory: pytest.TempPathFactory) -> Path:
-    """One small project per test session, traced, `dvc repro`-ed and committed.
+def copy_split_session(split_session: Path, dest: Path) -> Path:
+    """A writable copy of the read-only `split_session` root."""
+    shutil.copytree(split_session, dest)
+    return dest
 
-    Read-only: tests that run commands in it work on `copy_project(...)`.
-    """
-    key = id(factory)
-    if key not in _REPRODUCED:
-        project = make_project(factory.mktemp("reproduced") / "project")
-        add_import_trace(project)
-        sh(["dvc", "repro"], project)
-        commit_all(project, "baseline results")
-        _REPRODUCED[key] = project
-    return _REPRODUCED[key]
+
+def build_reproduced_project(dest: Path) -> Path:
+    """A small project at `dest`, traced, `dvc repro`-ed and committed (the session-scoped
+    `reproduced` fixture of tests/conftest.py builds it once per test session)."""
+    project = make_project(dest)
+    add_import_trace(project)
+    sh(["dvc", "repro"], project)
+    commit_all(project, "baseline results")
+    return project
 
 
 def write_split_folder(

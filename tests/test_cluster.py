@@ -16,9 +16,7 @@ from .helpers import (
     PROJECT,
     TRACE_ENV,
     command_env,
-    copy_project,
     read_json,
-    reproduced_project,
     sh,
     traced_imports,
 )
@@ -32,12 +30,6 @@ STAGES_1 = ("fetch@1", "bin@1", "clean@1", "split@1", "train_logreg@1")
 # CPU, so the report's metrics and predictions too), so DVC rightly skips them
 GIT_ONLY_1 = ("reference@1", "fewshot_logreg@1", "neurometric@1", "report")
 no_proj = pytest.mark.skipif(PROJ_STORE.exists(), reason="this machine has the real /proj")
-
-
-@pytest.fixture
-def project(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A committed, reproduced small project (session 1) with the committed .dvc/config."""
-    return copy_project(reproduced_project(tmp_path_factory), tmp_path / "project")
 
 
 @pytest.fixture
@@ -86,9 +78,9 @@ def test_committed_config_names_proj_remote_and_group_cache() -> None:
 
 @no_proj
 def test_fresh_clone_without_proj_reproduces_same_metrics_but_pull_fails(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, reproduced: Path
 ) -> None:
-    origin = reproduced_project(tmp_path_factory)
+    origin = reproduced
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
 

@@ -1,4 +1,4 @@
-"""dvc.yaml declares exactly what each stage reads and writes (STYLE rule 2)."""
+"""dvc.yaml declares exactly what each stage reads and writes, so DVC reruns only what changed."""
 
 import importlib
 import re

@@ -14,18 +14,10 @@ import yaml
 from .helpers import (
     PROJECT,
     TRACE_ENV,
-    copy_project,
     read_json,
-    reproduced_project,
     sh,
     traced_imports,
 )
-
-
-@pytest.fixture
-def project(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A committed baseline (small synthetic session 1, C = 0.01), reproduced, to experiment on."""
-    return copy_project(reproduced_project(tmp_path_factory), tmp_path / "project")
 
 
 def exp_table(project: Path) -> dict[str, dict[str, str]]:

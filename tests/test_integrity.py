@@ -15,12 +15,7 @@ import pytest
 
 from npdecode.formats.files import TMP_DIR
 
-from .helpers import command_env, copy_project, reproduced_project, sh
-
-
-@pytest.fixture
-def project(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_project(reproduced_project(tmp_path_factory), tmp_path / "project")
+from .helpers import command_env, sh
 
 
 def _flip_in_place(path: Path, offset: int) -> None:

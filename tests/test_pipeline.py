@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from tests.helpers import copy_project, reproduced_project, sh
+from tests.helpers import copy_project, sh
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return reproduced_project(tmp_path_factory)
+def project(reproduced):
+    """The shared reproduced project itself: these tests only read it."""
+    return reproduced
 
 
 def test_repro_writes_metrics_as_fractions(project):

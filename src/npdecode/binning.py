@@ -1,6 +1,6 @@
 """Spike-binning kernels: pure numpy, no I/O.
 
-Conventions used throughout (DESIGN.md, scientific rule 1):
+Conventions used throughout (the project's one definition of a bin):
 
 - Times are in seconds, float64.
 - Presentation ``p`` spans ``[starts[p], stops[p])`` and is split into ``n_bins`` equal half-open

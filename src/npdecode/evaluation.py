@@ -1,7 +1,7 @@
 """Scoring decoders: classification metrics with 95 % intervals (always fractions in [0, 1]),
 paired comparisons of two decoders on one test set, and the few-shot loop.
 
-Intervals (DESIGN rule 9):
+Every score comes with its 95 % interval:
 - accuracy and top-5: Wilson score interval of a binomial proportion over the test
   presentations (each one is a success or not);
 - balanced accuracy: the mean of per-class recalls, each a binomial proportion over that

@@ -6,7 +6,7 @@
   per-unit statistics and the ST-GAT unit graph from the training split only.
 
 Clean rules use no labels; everything fitted to data waits for the split and sees only
-its training part (DESIGN.md, rule 4).
+its training part (so no test information leaks into a model or its inputs).
 """
 
 from __future__ import annotations

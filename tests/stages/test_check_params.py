@@ -5,19 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from npdecode.paths import Layout
 from npdecode.stages.check_params import OK_TEXT
-from tests.helpers import copy_project, reproduced_project, sh
+from tests.helpers import sh
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def project(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_project(reproduced_project(tmp_path_factory), tmp_path / "project")
 
 
 def _outputs(project: Path) -> dict[str, bytes]:

@@ -24,13 +24,12 @@ from npdecode.report.neurometric import (
     plot_time,
     plot_units,
 )
-from npdecode.stages import bin as bin_stage
-from npdecode.stages import clean, fetch, neurometric, reference, split, train
+from npdecode.stages import neurometric, train
+from tests.helpers import SPLIT_SESSION, copy_split_session
 
 # 23 units after clean: CA1 4, LP 3, VISl 3, then areas of 1 or 2 units (skipped below 3)
 SMALL = {
-    "sessions": [1],
-    "fetch": {"synthetic": {"n_units": 24, "n_images": 6, "n_repeats": 12}},
+    **SPLIT_SESSION,  # the session of the shared `split_session` fixture
     "neurometric": {
         "units": [3, 10],
         "subsets": 2,
@@ -42,12 +41,10 @@ SMALL = {
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def session(tmp_path_factory: pytest.TempPathFactory, split_session: Path) -> Path:
     """A project root with the tiny session split, its logreg metrics and neurometric JSON."""
-    root = tmp_path_factory.mktemp("project")
+    root = copy_split_session(split_session, tmp_path_factory.mktemp("neurometric") / "project")
     params = params_from_dict(SMALL)
-    for stage in (fetch, bin_stage, clean, split, reference):
-        stage.main(params, 1, root)
     train.main(params, "logreg", 1, root)
     neurometric.main(params, 1, root)
     return root

@@ -16,16 +16,15 @@ from npdecode.formats.files import read_json
 from npdecode.formats.split import load_session
 from npdecode.params import OptionalModel, params_from_dict
 from npdecode.paths import Layout
-from npdecode.stages import bin as bin_stage
-from npdecode.stages import clean, fetch, reference, split, train
-from tests.helpers import make_project, reproduced_project, sh
+from npdecode.stages import train
+from tests.helpers import SPLIT_SESSION, copy_split_session, make_project, sh
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("logreg", "lstm", "transformer", "stgat")
 DEFAULT_MODELS = tuple(m for m in MODELS if m not in typing.get_args(OptionalModel))
 SMALL = {
     "sessions": [1],
-    "fetch": {"synthetic": {"n_units": 24, "n_images": 6, "n_repeats": 12}},
+    **SPLIT_SESSION,  # the session of the shared `split_session` fixture
     "train": {
         "device": "cpu",
         "batch_size": 16,
@@ -45,13 +44,9 @@ SMALL = {
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def session(tmp_path_factory: pytest.TempPathFactory, split_session: Path) -> Path:
     """A project root with a tiny synthetic session split and its reference metrics."""
-    root = tmp_path_factory.mktemp("project")
-    params = params_from_dict(SMALL)
-    for stage in (fetch, bin_stage, clean, split, reference):
-        stage.main(params, 1, root)
-    return root
+    return copy_split_session(split_session, tmp_path_factory.mktemp("train") / "project")
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -130,9 +125,9 @@ def _check_repro(project: Path, sessions: list[int]) -> None:
     assert status == {}, f"pipeline not up to date after repro: {status}"
 
 
-def test_dvc_repro_trains_all_models(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_dvc_repro_trains_all_models(reproduced: Path) -> None:
     """`dvc repro` in a fresh git repo (the shared reproduced project): the default models."""
-    _check_repro(reproduced_project(tmp_path_factory), [1])
+    _check_repro(reproduced, [1])
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The few-shot protocol (`fewshot.protocol`, DESIGN rule 7): what the learner of one draw
+"""The few-shot protocol (`fewshot.protocol`, docs/fewshot.md): what the learner of one draw
 (k presentations per image) may see of a session, and how it is fitted.
 
 `shot_view` is what one draw's learner may see, `fit_shot_learners` trains learners on

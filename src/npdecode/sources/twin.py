@@ -8,7 +8,7 @@ The NWB says which real session it mirrors; its identifier is the twin id, its s
 id is no real mouse's (TWIN_SPECIMEN_BASE + id).
 
 Units (`npdecode.sources.twin_model`: per-area settings in GROUPS; the published figures
-they follow are in notes/twin.md):
+they follow are cited beside them and in docs/twin.md):
 - baseline rates log-normal by area (thalamus fastest, hippocampus slowest), a fast-spiking
   minority in cortex;
 - a responsive share per area (most of LGd and VISp, a minority of hippocampus); a

@@ -2,7 +2,8 @@
 
 Everything here is a pure function of the params, the real session (`allen_vc`) and a
 seeded generator; `npdecode.sources.twin` assembles a session from it, draws its spikes and
-writes it. The figures these settings follow are listed in notes/twin.md (Sources).
+writes it. The figures these settings follow are cited beside each setting below and in
+docs/twin.md.
 
 - Where: `unit_plan` (units per structure, passing / failing AllenSDK's default filters),
   `make_probes`, `make_channels` (bands of structures along each probe), `place_units`.
