@@ -1,0 +1,17 @@
+"""The developer walk (`python -m npdecode.devtools.walk`) on the real stages."""
+
+from npdecode.devtools.walk import walk
+
+
+def test_the_fewshot_stage_reaches_the_core_in_one_hop_and_the_loop_through_the_task():
+    w = walk("npdecode.stages.fewshot:main:params")
+    assert w.order[0] == "npdecode.stages.fewshot:main"
+    reached = set(w.order)
+    assert {
+        "npdecode.decode.fewshot:fewshot_curve",
+        "npdecode.decode.session:fit_options",
+    } <= reached
+    # params never climbs back into a module still on its call stack
+    assert w.climbs == []
+    # every module the stage reaches below the stage itself is the core or a leaf
+    assert all(not f.startswith("npdecode.stages.") for f in w.order[1:])
