@@ -1,9 +1,11 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 import yaml
 
 from npdecode.params import Params, ParamsError, as_dict, load_params, params_from_dict
+from npdecode.paths import Layout
 from tests.helpers import committed_text
 
 
@@ -40,7 +42,7 @@ def test_defaults_match_params_yaml():
         ({"train": {"logreg": {"pca": 0}}}, r"train.logreg.pca must be >= 1"),
         ({"sessions": []}, r"sessions is empty"),
         ({"sessions": [1, 1]}, r"lists a session twice"),
-        ({"sessions": ["abc"]}, r"sessions\[0\] must be int"),
+        ({"sessions": [2.5]}, r"sessions\[0\] must be int or str, got float"),
         ({"optional_models": ["gat"]}, r"optional_models\[0\] must be one of \['stgat'\]"),
         ({"optional_models": ["stgat", "stgat"]}, r"optional_models lists a model twice"),
         ({"data": {"include_blank": "yes"}}, r"data.include_blank must be bool"),
@@ -71,3 +73,15 @@ def test_params_are_frozen_and_lists_become_tuples():
     assert p.sessions == (3, 4) and p.clean.areas == ("VIS*",)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.sessions = (1,)  # type: ignore[misc]
+
+
+def test_session_ids_may_be_names_as_well_as_integers():
+    from npdecode.params import session_id_of
+
+    p = params_from_dict({"sessions": [1, "indy_20160407_02", 715093703]})
+    assert p.sessions == (1, "indy_20160407_02", 715093703)  # ints stay ints
+    assert session_id_of("7") == 7 and session_id_of("indy_x") == "indy_x"
+    assert Layout(Path("r")).split_dir("indy_x") == Path("r/data/split/indy_x")
+    for bad in ("2x", "indy-1", "", True, 1.5):
+        with pytest.raises(ParamsError, match=r"sessions\[0\]"):
+            params_from_dict({"sessions": [bad]})

@@ -23,7 +23,7 @@ from pathlib import Path
 from npdecode.errors import NpdecodeError
 from npdecode.formats.costs import format_record, write_cost
 from npdecode.formats.files import remove_stale_temporaries
-from npdecode.params import Params, load_params
+from npdecode.params import Params, SessionId, load_params, session_id_of
 from npdecode.paths import Layout
 from npdecode.threads import configure_threads
 
@@ -60,7 +60,9 @@ def run_stage(
     if extra is not None:
         extra(parser)
     if per_session:
-        parser.add_argument("session_id", type=int, help="session id (one of params `sessions`)")
+        parser.add_argument(
+            "session_id", type=session_id_of, help="session id (one of params `sessions`)"
+        )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--root", type=Path, default=Path("."), help="project root")
     args = parser.parse_args(argv)
@@ -168,7 +170,7 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def check_session(params: Params, session_id: int) -> None:
+def check_session(params: Params, session_id: SessionId) -> None:
     """Refuse a session id that params `sessions` does not list."""
     if session_id not in params.sessions:
         raise NpdecodeError(

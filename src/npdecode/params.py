@@ -373,11 +373,29 @@ MAX_SESSION_ID = 10**12
 
 
 OptionalModel = Literal["stgat"]  # models without a stage of their own in dvc.yaml
+# a session id: an integer (Allen, synthetic) or a name such as indy_20160407_02
+SessionId = int | str
+SESSION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # safe in paths and dvc.yaml stage names
+
+
+def integer_id(session_id: SessionId, what: str) -> int:
+    """`session_id` as the integer that `what` (an Allen-format source or file) needs."""
+    if isinstance(session_id, str):
+        raise ParamsError(f"session {session_id!r}: {what} takes integer session ids")
+    return session_id
+
+
+def session_id_of(value: Any) -> SessionId:
+    """A session id as params holds it: an int for an integer (or a string of digits, as a
+    command line or a file name gives it), else the name itself."""
+    if isinstance(value, str) and not value.isdigit():
+        return value
+    return int(value)
 
 
 @dataclass(frozen=True)
 class Params:
-    sessions: tuple[int, ...] = (1,)
+    sessions: tuple[SessionId, ...] = (1,)
     # models dvc.yaml trains (train_optional, fewshot_optional) only when listed here
     optional_models: tuple[OptionalModel, ...] = ()
     fetch: FetchParams = _section(FetchParams)
@@ -398,10 +416,17 @@ class Params:
         if not self.sessions:
             raise ParamsError("sessions is empty: list at least one session id")
         for i, sid in enumerate(self.sessions):
-            if not 1 <= sid <= MAX_SESSION_ID:
+            if isinstance(sid, str):
+                if not SESSION_NAME.match(sid):
+                    raise ParamsError(
+                        f"sessions[{i}] is {sid!r}: a session name starts with a letter and "
+                        "holds only letters, digits and _ (e.g. indy_20160407_02)"
+                    )
+            elif not 1 <= sid <= MAX_SESSION_ID:
                 raise ParamsError(
                     f"sessions[{i}] is {sid}: a session id is a positive integer up to "
-                    f"{MAX_SESSION_ID} (Allen ids have 9 digits, synthetic ones are small)"
+                    f"{MAX_SESSION_ID} (Allen ids have 9 digits, synthetic ones are small) "
+                    "or a name such as indy_20160407_02"
                 )
         if len(set(self.sessions)) != len(self.sessions):
             raise ParamsError(f"sessions lists a session twice: {list(self.sessions)}")
@@ -491,7 +516,16 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key)
+        errors = []
+        for option in inner:  # the first type that takes the value (int | str: int first)
+            try:
+                return _coerce(option, value, key)
+            except ParamsError as err:
+                errors.append(err)
+        if len(inner) == 1:
+            raise errors[0]
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in inner)
+        raise ParamsError(f"{key} must be {names}, got {type(value).__name__} {value!r}")
     if origin is Literal:
         if value not in args:
             raise ParamsError(f"{key} must be one of {list(args)}, got {value!r}")

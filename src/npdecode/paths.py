@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from npdecode.params import SessionId
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -25,13 +27,13 @@ class Layout:
         """Written by `check_params` when params.yaml is valid; `fetch` (so every stage) waits on it."""
         return self.root / "data" / "params.ok"
 
-    def raw_dir(self, session_id: int) -> Path:
+    def raw_dir(self, session_id: SessionId) -> Path:
         return self.root / "data" / "raw" / f"session_{session_id}"
 
-    def nwb(self, session_id: int) -> Path:
+    def nwb(self, session_id: SessionId) -> Path:
         return self.raw_dir(session_id) / f"session_{session_id}.nwb"
 
-    def fetch_record(self, session_id: int) -> Path:
+    def fetch_record(self, session_id: SessionId) -> Path:
         """Where a real session's NWB came from and what it holds (allen/local sources)."""
         return self.raw_dir(session_id) / "fetch.json"
 
@@ -45,68 +47,68 @@ class Layout:
         """Unfinished downloads (`<name>.part` + sidecar), kept so a new run resumes them."""
         return self.root / "data" / "raw" / ".partial"
 
-    def fetch_report(self, session_id: int) -> Path:
+    def fetch_report(self, session_id: SessionId) -> Path:
         """What fetch got and what it cost (beside the session folder, which stays byte-exact)."""
         return self.root / "data" / "raw" / f"session_{session_id}.report.json"
 
-    def truth(self, session_id: int) -> Path:
+    def truth(self, session_id: SessionId) -> Path:
         """Ground truth of a synthetic session (absent for real sessions)."""
         return self.raw_dir(session_id) / "truth.npz"
 
-    def twin_record(self, session_id: int) -> Path:
+    def twin_record(self, session_id: SessionId) -> Path:
         """A synthetic twin's real session, mouse parameters and unit plan (preset allen)."""
         return self.raw_dir(session_id) / "twin.json"
 
-    def binned(self, session_id: int) -> Path:
+    def binned(self, session_id: SessionId) -> Path:
         """(P, T, U) spike counts with presentation and unit ids (formats/binned.py)."""
         return self.root / "data" / "binned" / f"{session_id}.counts.npz"
 
-    def binned_units(self, session_id: int) -> Path:
+    def binned_units(self, session_id: SessionId) -> Path:
         return self.root / "data" / "binned" / f"{session_id}.units.parquet"
 
-    def binned_presentations(self, session_id: int) -> Path:
+    def binned_presentations(self, session_id: SessionId) -> Path:
         return self.root / "data" / "binned" / f"{session_id}.presentations.parquet"
 
-    def bin_report(self, session_id: int) -> Path:
+    def bin_report(self, session_id: SessionId) -> Path:
         return self.root / "data" / "binned" / f"{session_id}.report.json"
 
-    def clean(self, session_id: int) -> Path:
+    def clean(self, session_id: SessionId) -> Path:
         """The binned counts less the dropped units and presentations (same format)."""
         return self.root / "data" / "clean" / f"{session_id}.counts.npz"
 
-    def clean_report(self, session_id: int) -> Path:
+    def clean_report(self, session_id: SessionId) -> Path:
         return self.root / "data" / "clean" / f"{session_id}.report.json"
 
-    def split_dir(self, session_id: int) -> Path:
+    def split_dir(self, session_id: SessionId) -> Path:
         return self.root / "data" / "split" / str(session_id)
 
-    def split_report(self, session_id: int) -> Path:
+    def split_report(self, session_id: SessionId) -> Path:
         return self.root / "data" / "split" / f"{session_id}.report.json"
 
-    def reference(self, session_id: int) -> Path:
+    def reference(self, session_id: SessionId) -> Path:
         return self.root / "metrics" / "reference" / f"{session_id}.json"
 
-    def model(self, model: str, session_id: int) -> Path:
+    def model(self, model: str, session_id: SessionId) -> Path:
         return self.root / "models" / model / f"{session_id}.pt"
 
-    def metrics(self, model: str, session_id: int) -> Path:
+    def metrics(self, model: str, session_id: SessionId) -> Path:
         return self.root / "metrics" / model / f"{session_id}.json"
 
-    def fewshot(self, model: str, session_id: int) -> Path:
+    def fewshot(self, model: str, session_id: SessionId) -> Path:
         return self.root / "metrics" / "fewshot" / model / f"{session_id}.json"
 
-    def neurometric(self, session_id: int) -> Path:
+    def neurometric(self, session_id: SessionId) -> Path:
         """Accuracy per brain area vs units and time, and the session's diagnostics."""
         return self.root / "metrics" / "neurometric" / f"{session_id}.json"
 
-    def predictions(self, model: str, session_id: int) -> Path:
+    def predictions(self, model: str, session_id: SessionId) -> Path:
         return self.root / "predictions" / model / f"{session_id}.csv"
 
-    def fewshot_predictions(self, model: str, session_id: int) -> Path:
+    def fewshot_predictions(self, model: str, session_id: SessionId) -> Path:
         """Every few-shot draw's test predictions (model `transfer`: few-shot transfer)."""
         return self.root / "predictions" / "fewshot" / model / f"{session_id}.csv"
 
-    def live_dir(self, model: str, session_id: int) -> Path:
+    def live_dir(self, model: str, session_id: SessionId) -> Path:
         """DVCLive output (per-epoch learning curves) of a trained model."""
         return self.root / "dvclive" / model / str(session_id)
 

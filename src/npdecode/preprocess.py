@@ -19,7 +19,7 @@ import pandas as pd
 from npdecode.errors import DataError
 from npdecode.formats.binned import Counts
 from npdecode.formats.split import SPLITS, SessionData, Split
-from npdecode.params import CleanParams, GraphParams, Params, SplitParams
+from npdecode.params import CleanParams, GraphParams, Params, SessionId, SplitParams
 
 CCF = (
     "anterior_posterior_ccf_coordinate",
@@ -75,7 +75,7 @@ def clean_session(
     units: pd.DataFrame,
     presentations: pd.DataFrame,
     params: CleanParams,
-    session_id: int,
+    session_id: SessionId,
 ) -> tuple[Counts, dict]:
     """Pure core of the stage: (clean counts, report)."""
     if not np.array_equal(binned.unit_id, units["unit_id"].to_numpy()):
@@ -219,7 +219,7 @@ def train_statistics(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def make_split(
-    session_id: int,
+    session_id: SessionId,
     counts: np.ndarray,
     pres: pd.DataFrame,
     units: pd.DataFrame,

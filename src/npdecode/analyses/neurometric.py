@@ -33,7 +33,7 @@ from npdecode.areas import area_order
 from npdecode.decode.session import eval_batch, split_logits, train_model
 from npdecode.errors import DataError
 from npdecode.formats.split import SessionData
-from npdecode.params import NeurometricParams, TrainParams
+from npdecode.params import NeurometricParams, SessionId, TrainParams
 
 log = logging.getLogger(__name__)
 ALL = "all"  # the group of every unit of the session
@@ -74,7 +74,7 @@ def cell_rng(seed: int, area: str, *keys: int) -> np.random.Generator:
 
 
 def area_columns(
-    units: pd.DataFrame, patterns: tuple[str, ...], session_id: int
+    units: pd.DataFrame, patterns: tuple[str, ...], session_id: SessionId
 ) -> dict[str, np.ndarray]:
     """Column indices of each area's units (ascending): `all` first, then every area (or
     those matching `patterns`, fnmatch-style) in display order.

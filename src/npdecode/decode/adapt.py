@@ -31,7 +31,7 @@ from npdecode.errors import DataError, NpdecodeError
 from npdecode.formats.checkpoint import load_checkpoint, save_shared
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.params import Params, load_params
+from npdecode.params import Params, SessionId, load_params
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 def adapt(
     checkpoint: Path,
     split_dir: Path,
-    session_id: int,
+    session_id: SessionId,
     params: Params,
     shots: int | None = None,
     seed: int = 0,

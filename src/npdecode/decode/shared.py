@@ -44,7 +44,7 @@ from npdecode.decode.training import (
 from npdecode.errors import DataError
 from npdecode.formats.split import SessionData, Split
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.params import FewshotParams, MultisessionParams, Params, TrainParams
+from npdecode.params import FewshotParams, MultisessionParams, Params, SessionId, TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +57,17 @@ def mouse_of(data: SessionData) -> str:
     return f"mouse_{data.specimen_id}" if data.specimen_id else f"session_{data.session_id}"
 
 
-def group_sessions(data: dict[int, SessionData], by: str) -> dict[str, list[int]]:
+def group_sessions(data: dict[SessionId, SessionData], by: str) -> dict[str, list[SessionId]]:
     """Groups of session ids: one named `all`, or one per specimen (mouse)."""
     if by == "all":
         return {"all": sorted(data)}
-    groups: dict[str, list[int]] = {}
+    groups: dict[str, list[SessionId]] = {}
     for sid, d in sorted(data.items()):
         groups.setdefault(mouse_of(d), []).append(sid)
     return groups
 
 
-def check_compatible(data: dict[int, SessionData], sids: list[int]) -> None:
+def check_compatible(data: dict[SessionId, SessionData], sids: list[SessionId]) -> None:
     """Sessions of one shared decoder must decode the same images with the same bins."""
     first = data[sids[0]]
     for sid in sids[1:]:
@@ -171,7 +171,7 @@ def _to(b: Batch, device: torch.device) -> Batch:
 
 
 def build_shared(
-    data: dict[int, SessionData], sids: list[int], params: Params, seed: int
+    data: dict[SessionId, SessionData], sids: list[SessionId], params: Params, seed: int
 ) -> MultiSessionDecoder:
     """Seed, then build the shared decoder of sessions `sids` from params `multisession`
     and the core's architecture `train.<multisession.core>`."""
@@ -189,7 +189,10 @@ def build_shared(
 
 
 def train_shared(
-    data: dict[int, SessionData], sids: list[int], params: Params, live_dir: Path | None = None
+    data: dict[SessionId, SessionData],
+    sids: list[SessionId],
+    params: Params,
+    live_dir: Path | None = None,
 ) -> tuple[MultiSessionDecoder, dict[str, Any]]:
     """Train one shared decoder on the sessions `sids` (early stopping on pooled val)."""
     model = build_shared(data, sids, params, params.train.seed)
@@ -264,7 +267,7 @@ class BoundSession(torch.nn.Module):
 
 
 def readin_model(
-    donor: MultiSessionDecoder, session_id: int, n_units: int, seed: int
+    donor: MultiSessionDecoder, session_id: SessionId, n_units: int, seed: int
 ) -> MultiSessionDecoder:
     """A one-session decoder for `session_id`: a fresh read-in (seeded by `seed`) and the
     donor's core, frozen."""

@@ -27,19 +27,21 @@ from npdecode.decode.shared import (
 from npdecode.errors import ParamsError
 from npdecode.formats.split import SessionData
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.params import Params
+from npdecode.params import Params, SessionId
 
 log = logging.getLogger(__name__)
 
 # --- folds -------------------------------------------------------------------------------
 
 
-def transfer_units(data: dict[int, SessionData], sids: list[int], by: str) -> dict[str, list[int]]:
+def transfer_units(
+    data: dict[SessionId, SessionData], sids: list[SessionId], by: str
+) -> dict[str, list[SessionId]]:
     """What transfer holds out together: a mouse with all its sessions (`group: all`), or
     a single session of the group's one mouse (`group: mouse`)."""
     if by == "mouse":
         return {f"session_{s}": [s] for s in sorted(sids)}
-    units: dict[str, list[int]] = {}
+    units: dict[str, list[SessionId]] = {}
     for sid in sorted(sids):
         units.setdefault(mouse_of(data[sid]), []).append(sid)
     return units
@@ -93,8 +95,8 @@ def transfer_curve(
 
 
 def transfer_by_folds(
-    data: dict[int, SessionData], sids: list[int], params: Params
-) -> tuple[dict[int, dict[str, Any]], dict[int, dict[int, np.ndarray]]]:
+    data: dict[SessionId, SessionData], sids: list[SessionId], params: Params
+) -> tuple[dict[SessionId, dict[str, Any]], dict[SessionId, dict[int, np.ndarray]]]:
     """Transfer results of every session of the group `sids` (see the module docstring),
     and each transferred session's {k: (repeats, P_test) predicted class}.
 
@@ -108,8 +110,8 @@ def transfer_by_folds(
         why = f"only one of the {what} in this group: no other to train a core on"
         return {s: skipped_transfer(data[s], why, params) for s in sids}, {}
     folds = make_folds(list(units), p.folds, p.fold_seed, what)
-    out: dict[int, dict[str, Any]] = {}
-    predicted: dict[int, dict[int, np.ndarray]] = {}
+    out: dict[SessionId, dict[str, Any]] = {}
+    predicted: dict[SessionId, dict[int, np.ndarray]] = {}
     detail = readin_detail(params)
     for f, held_units in enumerate(folds):
         held = sorted(s for u in held_units for s in units[u])

@@ -21,6 +21,7 @@ import pandas as pd
 
 from npdecode.errors import DataError
 from npdecode.formats.files import read_npz, read_parquet, write_npz, write_parquet
+from npdecode.params import SessionId
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def write_counts(path: str | Path, c: Counts) -> None:
     )
 
 
-def read_counts(path: str | Path, session_id: int) -> Counts:
+def read_counts(path: str | Path, session_id: SessionId) -> Counts:
     """Counts written by `write_counts`, checked (CRC and ids)."""
     z = read_npz(path, ("by_unit", "presentation_id", "unit_id"))
     c = Counts(z["by_unit"], z["presentation_id"], z["unit_id"])
@@ -101,7 +102,7 @@ def read_meta(path: str | Path) -> pd.DataFrame:
 
 
 def per_presentation(
-    c: Counts, presentations: pd.DataFrame, session_id: int, source: str
+    c: Counts, presentations: pd.DataFrame, session_id: SessionId, source: str
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """(counts (P, T, U), presentation table) both ordered by presentation id, matched by id.
 

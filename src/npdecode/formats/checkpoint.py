@@ -26,6 +26,7 @@ from npdecode.formats.files import atomic_path, corrupt
 from npdecode.formats.split import SessionData
 from npdecode.models import build_model, model_spec
 from npdecode.models.multisession import ADAPT_COMMAND, MultiSessionDecoder
+from npdecode.params import SessionId, session_id_of
 
 HASH_KEY = "sha256"
 # what torch.load raises on a damaged file that still passes zip's checks
@@ -71,7 +72,7 @@ def save_checkpoint(path: str | Path, name: str, model: nn.Module, data: Session
 def save_shared(
     path: str | Path,
     model: MultiSessionDecoder,
-    data: dict[int, SessionData],
+    data: dict[SessionId, SessionData],
     provenance: dict[str, Any] | None = None,
 ) -> None:
     """Save a shared multi-session model with each of its sessions' units and normalisation
@@ -83,7 +84,7 @@ def _save(
     path: str | Path,
     name: str,
     model: nn.Module,
-    sessions: dict[int, SessionData],
+    sessions: dict[SessionId, SessionData],
     provenance: dict[str, Any] | None = None,
 ) -> None:
     first = next(iter(sessions.values()))
@@ -155,7 +156,7 @@ def predict(
     counts: np.ndarray,
     unit_ids: np.ndarray | None = None,
     batch_size: int = 512,
-    session_id: int | None = None,
+    session_id: SessionId | None = None,
 ) -> np.ndarray:
     """Class probabilities (P, C) for raw spike counts (P, T, U) of the checkpoint's units.
 
@@ -185,7 +186,7 @@ def predict(
     x = ((counts - units["mean"].numpy()) / units["std"].numpy()).astype(np.float32)
     # a shared decoder takes the index of the session's read-in as well
     session = (
-        (ckpt["dims"]["session_ids"].index(int(units["session_id"])),)
+        (ckpt["dims"]["session_ids"].index(session_id_of(units["session_id"])),)
         if ckpt["model"] == "multisession"
         else ()
     )
@@ -198,11 +199,11 @@ def predict(
     return np.concatenate(out) if out else np.zeros((0, len(ckpt["frames"])))
 
 
-def _session_units(ckpt: dict, session_id: int | None, path: str | Path) -> dict:
+def _session_units(ckpt: dict, session_id: SessionId | None, path: str | Path) -> dict:
     """unit_ids, mean and std (and the session id) of the units `predict` feeds the model."""
     sessions = ckpt["sessions"]
     if session_id is None and len(sessions) == 1:
-        session_id = int(next(iter(sessions)))
+        session_id = session_id_of(next(iter(sessions)))
     if (
         ckpt["model"] == "multisession"
         and session_id is not None

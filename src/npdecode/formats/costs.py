@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from npdecode.formats.files import read_json, write_json
+from npdecode.params import SessionId, session_id_of
 
 COLUMNS = ("stage", "session_id", "wall_time_s", "cpu_time_s", "peak_rss_mb", "peak_gpu_mb")
 
@@ -23,7 +24,7 @@ def write_cost(path: str | Path, record: dict) -> None:
     write_json(path, record, checksum=False)
 
 
-def read_costs(folder: str | Path, sessions: tuple[int, ...]) -> pd.DataFrame:
+def read_costs(folder: str | Path, sessions: tuple[SessionId, ...]) -> pd.DataFrame:
     """One row per stage run recorded in `folder` (of these sessions, or not per session).
 
     An unreadable record (a run killed while writing it cannot leave one, but a hand edit
@@ -33,7 +34,7 @@ def read_costs(folder: str | Path, sessions: tuple[int, ...]) -> pd.DataFrame:
     folder = Path(folder)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         stage, _, sid = path.stem.partition("@")
-        if sid and (not sid.isdigit() or int(sid) not in sessions):
+        if sid and session_id_of(sid) not in sessions:
             continue
         try:
             record = read_json(path, checksum=False)
@@ -43,7 +44,7 @@ def read_costs(folder: str | Path, sessions: tuple[int, ...]) -> pd.DataFrame:
             {
                 **{c: record.get(c) for c in COLUMNS},
                 "stage": stage,
-                "session_id": int(sid) if sid else None,
+                "session_id": session_id_of(sid) if sid else None,
             }
         )
     table = pd.DataFrame(rows, columns=list(COLUMNS))

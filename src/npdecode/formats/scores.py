@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from npdecode.formats.files import read_json, write_json
+from npdecode.params import SessionId
 
 # short column names for the test figures of a metrics JSON (others keep theirs)
 SHORT = {"accuracy": "acc", "balanced_accuracy": "bal_acc"}
@@ -49,7 +50,7 @@ def _short(key: str) -> str:
     return key
 
 
-def model_scores(model: str, session_id: int, metrics: dict) -> dict[str, Any]:
+def model_scores(model: str, session_id: SessionId, metrics: dict) -> dict[str, Any]:
     """A model's test figures: `{metric: {model: {session: value}}}` for every number of
     the metrics JSON's `test` but `n`; an interval [low, high] as `<metric>_low/_high`."""
     out: dict[str, Any] = {}
@@ -63,13 +64,13 @@ def model_scores(model: str, session_id: int, metrics: dict) -> dict[str, Any]:
     return {name: {model: {str(session_id): v}} for name, v in out.items()}
 
 
-def fewshot_scores(model: str, session_id: int, result: dict) -> dict[str, Any]:
+def fewshot_scores(model: str, session_id: SessionId, result: dict) -> dict[str, Any]:
     """Mean test accuracy per k of a few-shot curve: `fewshot.<model>.<session>.k<k>`."""
     means = {f"k{k}": r["mean"] for k, r in result.get("shots", {}).items()}
     return {"fewshot": {model: {str(session_id): means}}} if means else {}
 
 
-def reference_scores(session_id: int, result: dict) -> dict[str, Any]:
+def reference_scores(session_id: SessionId, result: dict) -> dict[str, Any]:
     """Chance, the plug-in Poisson decoder and (synthetic) the ideal observer."""
     out = {"chance": result["chance"], "poisson_plugin": result["poisson_plugin"]["accuracy"]}
     if result.get("ideal"):
@@ -77,7 +78,7 @@ def reference_scores(session_id: int, result: dict) -> dict[str, Any]:
     return {"reference": {str(session_id): out}}
 
 
-def neurometric_scores(session_id: int, result: dict) -> dict[str, Any]:
+def neurometric_scores(session_id: SessionId, result: dict) -> dict[str, Any]:
     """Test accuracy from all of each area's units: `neurometric.<area>.<session>`."""
     acc = {area: {str(session_id): r["accuracy"]} for area, r in result["areas"].items()}
     return {"neurometric": acc} if acc else {}

@@ -33,6 +33,7 @@ from npdecode.formats.files import (
     write_json,
     write_parquet,
 )
+from npdecode.params import SessionId, session_id_of
 
 SPLITS = ("train", "val", "test")
 SPLIT_MEMBERS = ("X", "y", "presentation_id")  # of each {train,val,test}.npz
@@ -124,7 +125,7 @@ class SessionData:
         units: metadata of the U units (probe, area, positions, quality metrics).
     """
 
-    session_id: int
+    session_id: SessionId
     train: Split
     val: Split
     test: Split
@@ -224,7 +225,7 @@ def write_split(out_dir: str | Path, data: SessionData, extra: dict) -> dict:
     return meta
 
 
-def load_session(split_dir: str | Path, session_id: int, lazy: bool = False) -> SessionData:
+def load_session(split_dir: str | Path, session_id: SessionId, lazy: bool = False) -> SessionData:
     """Read data/split/<id>/ written by the split stage.
 
     Args:
@@ -239,7 +240,7 @@ def load_session(split_dir: str | Path, session_id: int, lazy: bool = False) -> 
     if not (split_dir / "meta.json").exists():
         raise DataError(f"session {session_id}: {split_dir} has no meta.json (run the split stage)")
     meta = read_json(split_dir / "meta.json")
-    if int(meta["session_id"]) != int(session_id):
+    if session_id_of(meta["session_id"]) != session_id_of(session_id):
         raise DataError(
             f"{split_dir}/meta.json is for session {meta['session_id']}, not {session_id}"
         )
@@ -263,7 +264,7 @@ def load_session(split_dir: str | Path, session_id: int, lazy: bool = False) -> 
     norm = read_npz(split_dir / "norm.npz", ("unit_ids", "mean", "std"))
     graph = read_npz(split_dir / "graph.npz", ("edge_index", "edge_weight"))
     return SessionData(
-        session_id=int(session_id),
+        session_id=session_id_of(session_id),
         **splits,
         frames=np.asarray(meta["frames"], dtype=np.int64),
         unit_ids=norm["unit_ids"],

@@ -24,7 +24,13 @@ from torch import nn
 from npdecode.errors import DataError
 from npdecode.models.lstm import LSTMDecoder
 from npdecode.models.transformer import TransformerLSTM
-from npdecode.params import LSTMParams, MultisessionParams, TransformerParams
+from npdecode.params import (
+    LSTMParams,
+    MultisessionParams,
+    SessionId,
+    TransformerParams,
+    session_id_of,
+)
 
 CORES: dict[str, type[nn.Module]] = {"lstm": LSTMDecoder, "transformer": TransformerLSTM}
 ADAPT_COMMAND = "python -m npdecode.decode.adapt"
@@ -39,7 +45,7 @@ class MultiSessionDecoder(nn.Module):
         self,
         p: MultisessionParams,
         core: LSTMParams | TransformerParams,
-        session_ids: tuple[int, ...],
+        session_ids: tuple[SessionId, ...],
         n_units: tuple[int, ...],
         n_bins: int,
         n_classes: int,
@@ -50,7 +56,7 @@ class MultiSessionDecoder(nn.Module):
         if len(set(session_ids)) != len(session_ids):
             raise ValueError(f"session_ids lists a session twice: {list(session_ids)}")
         self.p, self.core_p = p, core  # params `multisession` and `train.<core>`
-        self.session_ids = tuple(int(s) for s in session_ids)
+        self.session_ids = tuple(session_id_of(s) for s in session_ids)
         self.n_units = tuple(int(u) for u in n_units)
         self.n_bins, self.n_classes = n_bins, n_classes
         self.dims = {
@@ -71,14 +77,14 @@ class MultiSessionDecoder(nn.Module):
     def forward(self, x: torch.Tensor, session: int) -> torch.Tensor:
         return self.core(self.latent(x, session))  # (B, T, U_s) -> (B, T, D) -> (B, C)
 
-    def index(self, session_id: int) -> int:
+    def index(self, session_id: SessionId) -> int:
         """The read-in index of `session_id`; a clear error if the model has none for it."""
-        if int(session_id) not in self.session_ids:
+        if session_id_of(session_id) not in self.session_ids:
             raise DataError(
                 f"the shared decoder has no read-in for session {session_id} (it has "
                 f"{list(self.session_ids)}): fit one with `{ADAPT_COMMAND}`"
             )
-        return self.session_ids.index(int(session_id))
+        return self.session_ids.index(session_id_of(session_id))
 
     def freeze_core(self) -> None:
         """Train only the read-ins from now on (transfer to a new session or mouse)."""

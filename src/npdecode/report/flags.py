@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from npdecode.formats.files import read_json
-from npdecode.params import FlagParams
+from npdecode.params import FlagParams, SessionId, session_id_of
 from npdecode.paths import Layout
 
 
@@ -85,7 +85,7 @@ FLAG_COLUMNS = [
 ]
 
 
-def session_facts(layout: Layout, session_id: int) -> dict | None:
+def session_facts(layout: Layout, session_id: SessionId) -> dict | None:
     """The diagnostics the neurometric stage measured for a session (None if not run)."""
     path = layout.neurometric(session_id)
     return read_json(path).get("diagnostics") if path.exists() else None
@@ -115,8 +115,8 @@ def causes(
 
 def flags_table(
     summary: pd.DataFrame,
-    facts: dict[int, dict | None],
-    train_accuracy: dict[int, float],
+    facts: dict[SessionId, dict | None],
+    train_accuracy: dict[SessionId, float],
     p: FlagParams,
 ) -> pd.DataFrame:
     """One row per session: its best model, whether it decodes near chance, and every check.
@@ -129,7 +129,7 @@ def flags_table(
         return pd.DataFrame(columns=FLAG_COLUMNS)
     best = summary.loc[summary.groupby("session_id")["accuracy"].idxmax()]
     for row in best.itertuples():
-        sid = int(row.session_id)
+        sid = session_id_of(row.session_id)
         f = facts.get(sid)
         near = bool(row.accuracy < p.near_chance * row.chance)
         train = train_accuracy.get(sid, np.nan)
@@ -151,9 +151,9 @@ def flags_table(
     return pd.DataFrame(rows, columns=FLAG_COLUMNS)
 
 
-def best_train_accuracy(layout: Layout, summary: pd.DataFrame) -> dict[int, float]:
+def best_train_accuracy(layout: Layout, summary: pd.DataFrame) -> dict[SessionId, float]:
     """Training-split accuracy of each session's best model, from its metrics JSON."""
-    out: dict[int, float] = {}
+    out: dict[SessionId, float] = {}
     if summary.empty:
         return out
     best = summary.loc[summary.groupby("session_id")["accuracy"].idxmax()]
@@ -178,7 +178,7 @@ def medians_table(summary: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
                 "n_near_chance": len(part) - len(kept),
                 "median_without_near_chance": kept["accuracy"].median() if len(kept) else np.nan,
                 "best_accuracy": best["accuracy"],
-                "best_session": int(best["session_id"]),
+                "best_session": session_id_of(best["session_id"]),
                 "worst_accuracy": part["accuracy"].min(),
             }
         )
@@ -194,7 +194,7 @@ def flags_section(flags: pd.DataFrame, p: FlagParams) -> dict:
         "n_near_chance": len(near),
         "sessions": [
             {
-                "session_id": int(r.session_id),
+                "session_id": session_id_of(r.session_id),
                 "best_model": r.best_model,
                 "best_accuracy": float(r.best_accuracy),
                 "chance": float(r.chance),

@@ -19,6 +19,7 @@ from scipy import stats
 
 from npdecode.areas import area_order, is_visual
 from npdecode.formats.files import read_json
+from npdecode.params import SessionId
 from npdecode.paths import Layout
 from npdecode.report.plots import _save
 
@@ -56,13 +57,13 @@ AREA_COLUMNS = [
 ]
 
 
-def load_results(layout: Layout, sessions: tuple[int, ...]) -> dict[int, dict]:
+def load_results(layout: Layout, sessions: tuple[SessionId, ...]) -> dict[SessionId, dict]:
     """The neurometric metrics of each session that has them."""
     paths = {sid: layout.neurometric(sid) for sid in sessions}
     return {sid: read_json(p) for sid, p in paths.items() if p.exists()}
 
 
-def neurometric_table(results: dict[int, dict]) -> pd.DataFrame:
+def neurometric_table(results: dict[SessionId, dict]) -> pd.DataFrame:
     """One row per session × area × point: `units` (accuracy vs units, full window),
     `first_bins` (all the area's units, from onset to stop_s) and `window` (sliding)."""
     rows = []
@@ -105,7 +106,7 @@ def _acc(point: dict) -> dict:
     return {k: point[k] for k in ("accuracy", "ci_low", "ci_high")}
 
 
-def areas_table(results: dict[int, dict]) -> pd.DataFrame:
+def areas_table(results: dict[SessionId, dict]) -> pd.DataFrame:
     """One row per session × area: units, image-selective fraction, rate, accuracy with all
     the area's units and its half-max time; areas below the smallest n marked `skipped`."""
     rows = []
@@ -185,7 +186,7 @@ def area_colours(areas: list[str]) -> dict[str, tuple]:
     return {ALL: (0.0, 0.0, 0.0, 1.0), **{a: cmap(i % 20) for i, a in enumerate(others)}}
 
 
-def _session_colours(sessions: list[int]) -> dict[int, tuple]:
+def _session_colours(sessions: list[SessionId]) -> dict[SessionId, tuple]:
     cmap = plt.get_cmap("tab10")
     return {s: cmap(i % 10) for i, s in enumerate(sessions)}
 
@@ -290,7 +291,7 @@ def _bars(ax: Axes, rows: pd.DataFrame, areas: list[str], value: str, offset: di
     ax.set_xticks(range(len(areas)), labels, rotation=45, ha="right")
 
 
-def _offsets(sessions: list[int]) -> dict[int, float]:
+def _offsets(sessions: list[SessionId]) -> dict[SessionId, float]:
     jitter = np.linspace(-0.2, 0.2, len(sessions)) if len(sessions) > 1 else np.zeros(1)
     return dict(zip(sessions, jitter, strict=True))
 

@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 
 from npdecode.formats.files import atomic_path
 from npdecode.nwb import read as nwb
+from npdecode.params import SessionId, integer_id
 
 
 def plot_accuracy(summary: pd.DataFrame, path: Path) -> None:
@@ -143,7 +144,7 @@ def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_confusion(predictions: Path, session_id: int, model: str, path: Path) -> None:
+def plot_confusion(predictions: Path, session_id: SessionId, model: str, path: Path) -> None:
     """Row-normalised confusion matrix of one model's test predictions, on a log colour scale
     so that the scattered errors (a few presentations each) show beside the diagonal."""
     pred = pd.read_csv(predictions)
@@ -211,14 +212,15 @@ def area_colours(areas: list[str]) -> dict[str, tuple | str]:
 
 
 def plot_raster(
-    path_nwb: Path, session_id: int, stimulus: str, n_presentations: int, path: Path
+    path_nwb: Path, session_id: SessionId, stimulus: str, n_presentations: int, path: Path
 ) -> None:
     """Spikes of every unit around the first presentations: units grouped by probe (separated
     and labelled), surface to tip within a probe, coloured by area."""
-    unit_ids, spikes = nwb.read_spike_times(path_nwb, session_id)
-    units = nwb.read_units(path_nwb, session_id)
+    nwb_id = integer_id(session_id, "the raster plot (Allen-format NWB)")
+    unit_ids, spikes = nwb.read_spike_times(path_nwb, nwb_id)
+    units = nwb.read_units(path_nwb, nwb_id)
     pres = (
-        nwb.read_presentations(path_nwb, session_id, stimulus)
+        nwb.read_presentations(path_nwb, nwb_id, stimulus)
         .sort_values("start_time")
         .head(n_presentations)
     )

@@ -15,6 +15,7 @@ import pandas as pd
 from npdecode.evaluation import paired_difference, paired_draws, verdict
 from npdecode.formats.files import read_json
 from npdecode.formats.predictions import correct_matrix, read_predictions
+from npdecode.params import SessionId
 from npdecode.paths import Layout
 
 MODEL_ORDER = ("logreg", "lstm", "transformer", "stgat", "multisession")
@@ -32,7 +33,7 @@ def model_names(layout: Layout) -> list[str]:
     return sorted(found, key=lambda m: (order.get(m, len(order)), m))
 
 
-def summary_table(layout: Layout, sessions: tuple[int, ...]) -> pd.DataFrame:
+def summary_table(layout: Layout, sessions: tuple[SessionId, ...]) -> pd.DataFrame:
     """One row per session × model with test-split metrics (fractions)."""
     rows = []
     for model in model_names(layout):
@@ -99,7 +100,7 @@ def fewshot_models(layout: Layout) -> list[str]:
     return sorted(models, key=lambda m: (order.get(m, len(order)), m))
 
 
-def fewshot_table(layout: Layout, sessions: tuple[int, ...]) -> pd.DataFrame:
+def fewshot_table(layout: Layout, sessions: tuple[SessionId, ...]) -> pd.DataFrame:
     """One row per session × model × k: mean and sd of test accuracy over the draws, and
     the 95 % interval of the mean; `protocol` says what the learners saw."""
     rows = []
@@ -229,7 +230,7 @@ COMPARISON_COLUMNS = [
 
 
 def comparisons_table(
-    layout: Layout, sessions: tuple[int, ...], summary: pd.DataFrame
+    layout: Layout, sessions: tuple[SessionId, ...], summary: pd.DataFrame
 ) -> pd.DataFrame:
     """Paired comparisons of every two decoders that share a test set, per session.
 
@@ -259,7 +260,7 @@ def comparisons_table(
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def _fewshot_comparisons(layout: Layout, sid: int, specimen: object) -> list[dict]:
+def _fewshot_comparisons(layout: Layout, sid: SessionId, specimen: object) -> list[dict]:
     learners = {}
     for model in fewshot_models(layout):
         path, preds = layout.fewshot(model, sid), layout.fewshot_predictions(model, sid)

@@ -18,22 +18,23 @@ from npdecode.errors import DataError
 from npdecode.formats.binned import Counts, write_counts, write_meta
 from npdecode.formats.files import write_json
 from npdecode.nwb import read as nwb
-from npdecode.params import Params
+from npdecode.params import Params, SessionId, integer_id
 from npdecode.paths import Layout
 
 PARAMS = ("bin",)
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
+def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
     """Bin session `session_id`: writes the counts, the units and presentations tables, a report."""
     layout = Layout(root)
     path = layout.nwb(session_id)
-    unit_ids, spikes = nwb.read_spike_times(path, session_id)
-    units = nwb.read_units(path, session_id)
-    presentations = nwb.read_presentations(path, session_id, params.bin.stimulus)
-    invalid = nwb.read_invalid_times(path, session_id)
-    info = nwb.read_session_info(path, session_id)
+    nwb_id = integer_id(session_id, "the Allen-format NWB reader")
+    unit_ids, spikes = nwb.read_spike_times(path, nwb_id)
+    units = nwb.read_units(path, nwb_id)
+    presentations = nwb.read_presentations(path, nwb_id, params.bin.stimulus)
+    invalid = nwb.read_invalid_times(path, nwb_id)
+    info = nwb.read_session_info(path, nwb_id)
     if not np.array_equal(units["unit_id"].to_numpy(), unit_ids):
         raise DataError(f"session {session_id}: {path}: units table and spike times disagree")
     try:

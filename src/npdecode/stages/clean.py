@@ -18,7 +18,7 @@ from pathlib import Path
 from npdecode.cli import run_stage
 from npdecode.formats.binned import read_counts, read_meta, write_counts
 from npdecode.formats.files import write_json
-from npdecode.params import Params
+from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 from npdecode.preprocess import clean_session
 
@@ -26,7 +26,7 @@ PARAMS = ("clean",)
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
+def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
     """Clean session `session_id`: writes the clean counts and a report of every drop."""
     layout = Layout(root)
     binned = read_counts(layout.binned(session_id), session_id)

@@ -19,7 +19,7 @@ from pathlib import Path
 from npdecode.cli import run_stage
 from npdecode.formats.files import write_json
 from npdecode.nwb import read as nwb_read
-from npdecode.params import Params
+from npdecode.params import Params, SessionId, integer_id
 from npdecode.paths import Layout
 from npdecode.sources import allen, synthetic, twin
 from npdecode.sources.local import fetch_local
@@ -31,23 +31,24 @@ UNTRACKED_PARAMS = ("fetch.allen",)
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
+def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
     """Fetch session `session_id` into `data/raw/session_<id>/`."""
     layout = Layout(root)
     source = params.fetch.source
     stimulus = params.bin.stimulus
+    nwb_id = integer_id(session_id, f"fetch.source {source} (Allen-format NWB)")
     if source == "synthetic" and params.fetch.synthetic.preset == "allen":
-        twin.fetch_twin(params.fetch.synthetic, session_id, layout, stimulus)
+        twin.fetch_twin(params.fetch.synthetic, nwb_id, layout, stimulus)
     elif source == "synthetic":
-        synthetic.fetch_synthetic(params.fetch.synthetic, session_id, layout, stimulus)
+        synthetic.fetch_synthetic(params.fetch.synthetic, nwb_id, layout, stimulus)
     elif source == "allen":
-        allen.fetch_allen(params.fetch.allen, session_id, stimulus, layout)
+        allen.fetch_allen(params.fetch.allen, nwb_id, stimulus, layout)
     else:
         folder = Path(params.fetch.path or "")
-        fetch_local(folder if folder.is_absolute() else root / folder, session_id, stimulus, layout)
+        fetch_local(folder if folder.is_absolute() else root / folder, nwb_id, stimulus, layout)
     # Every source verified the file before placing it (a failed fetch leaves the old
     # session); read again here, in the main environment, for the summary.
-    s = nwb_read.verify_session_nwb(layout.nwb(session_id), session_id, stimulus)
+    s = nwb_read.verify_session_nwb(layout.nwb(session_id), nwb_id, stimulus)
     log.info(
         "session %d: %s verified: %d units, %d spikes, %d channels, %d %s presentations",
         session_id,

@@ -24,7 +24,7 @@ from npdecode.formats.files import write_json
 from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
 from npdecode.formats.scores import fewshot_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
-from npdecode.params import FitParams, Params
+from npdecode.params import FitParams, Params, SessionId
 from npdecode.paths import Layout
 
 # a model's few-shot run reads its training params as well; strict ST-GAT rebuilds its
@@ -83,7 +83,7 @@ def run_fewshot(
     return result, predicted, seeds
 
 
-def main(params: Params, model: str, session_id: int, root: Path = Path(".")) -> None:
+def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".")) -> None:
     """Few-shot curve of `model` on session `session_id`."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)

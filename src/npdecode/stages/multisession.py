@@ -29,7 +29,7 @@ from npdecode.formats.predictions import fewshot_predictions_table
 from npdecode.formats.scores import fewshot_scores, model_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.params import Params
+from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 
 PARAMS = (
@@ -49,9 +49,9 @@ def main(params: Params, root: Path = Path(".")) -> None:
     layout = Layout(root)
     data = {sid: load_session(layout.split_dir(sid), sid, lazy=True) for sid in params.sessions}
     models, metrics, predictions = {}, {}, {}
-    transfer: dict[int, dict[str, Any]] = {}
-    transfer_predictions: dict[int, pd.DataFrame] = {}
-    predicted_all: dict[int, dict[int, np.ndarray]] = {}
+    transfer: dict[SessionId, dict[str, Any]] = {}
+    transfer_predictions: dict[SessionId, pd.DataFrame] = {}
+    predicted_all: dict[SessionId, dict[int, np.ndarray]] = {}
     for name, sids in group_sessions(data, params.multisession.group).items():
         models[name], info = train_shared(data, sids, params)
         for sid in sids:
@@ -103,7 +103,7 @@ def main(params: Params, root: Path = Path(".")) -> None:
     )
 
 
-def _write(path: Path, obj: Any, data: dict[int, SessionData]) -> None:
+def _write(path: Path, obj: Any, data: dict[SessionId, SessionData]) -> None:
     if isinstance(obj, MultiSessionDecoder):
         save_shared(path, obj.cpu(), data)
     elif path.suffix == ".csv":

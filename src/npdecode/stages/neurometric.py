@@ -18,7 +18,7 @@ from npdecode.cli import run_stage
 from npdecode.formats.files import read_json, write_json
 from npdecode.formats.scores import neurometric_scores, write_scores
 from npdecode.formats.split import load_session
-from npdecode.params import Params
+from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 
 # the model is a param, so every train.* section it may read is one too
@@ -26,7 +26,7 @@ PARAMS = ("neurometric", "train")
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
+def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
     """Neurometric curves and diagnostics of session `session_id`."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)

@@ -15,7 +15,7 @@ from npdecode.formats.files import write_json
 from npdecode.formats.scores import reference_scores, write_scores
 from npdecode.formats.split import load_session
 from npdecode.formats.truth import read_truth
-from npdecode.params import Params
+from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 from npdecode.reference import reference_metrics
 
@@ -23,7 +23,7 @@ PARAMS: tuple[str, ...] = ()
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
+def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
     """Write metrics/reference/<id>.json."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)

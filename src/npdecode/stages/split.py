@@ -19,7 +19,7 @@ from npdecode.errors import DataError
 from npdecode.formats.binned import per_presentation, read_counts, read_meta
 from npdecode.formats.files import read_json, write_json
 from npdecode.formats.split import write_split
-from npdecode.params import Params
+from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 from npdecode.preprocess import make_split
 
@@ -27,7 +27,7 @@ PARAMS = ("data", "split", "bin.timesteps_per_frame")
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, session_id: int, root: Path = Path(".")) -> None:
+def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
     """Split session `session_id` into data/split/<id>/."""
     layout = Layout(root)
     n_bins = params.bin.timesteps_per_frame

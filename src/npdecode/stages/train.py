@@ -27,14 +27,14 @@ from npdecode.formats.checkpoint import save_checkpoint
 from npdecode.formats.files import read_json, write_csv, write_json
 from npdecode.formats.scores import model_scores, write_scores
 from npdecode.formats.split import load_session
-from npdecode.params import Params
+from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 
 PARAMS = TRAIN_PARAMS
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, model: str, session_id: int, root: Path = Path(".")) -> None:
+def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".")) -> None:
     """Train `model` on session `session_id`."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)
