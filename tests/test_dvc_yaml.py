@@ -217,7 +217,7 @@ def test_every_stage_runs_after_check_params():
                 seen.add(parent)
                 todo.append(parent)
         assert name == "check_params" or "check_params" in seen, name
-    assert stages["check_params"]["deps"][-1] == "params.yaml"  # any edit reruns the check
+    assert "params.yaml" in stages["check_params"]["deps"]  # any edit reruns the check
 
 
 def test_producing_stage_names_the_stage_of_every_output_dvc_yaml_declares():

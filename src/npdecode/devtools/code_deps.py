@@ -153,7 +153,7 @@ def write() -> None:
         deps = body(stage)["deps"]
         others = [d for d in deps if not (isinstance(d, str) and d.startswith("src/"))]
         deps.clear()
-        deps.extend(required_deps(stages()[name]) + others)
+        deps.extend(others + required_deps(stages()[name]))  # data first: the flow reads on top
     with path.open("w") as fh:
         rt.dump(doc, fh)
 
