@@ -1,5 +1,6 @@
 """Scoring decoders: classification metrics with 95 % intervals (always fractions in [0, 1]),
-paired comparisons of two decoders on one test set, and the few-shot loop.
+and paired comparisons of two decoders on one test set. (The few-shot loop over draws is
+`npdecode.decode.fewshot`; what is scored how is the task's, `npdecode.decode.task`.)
 
 Every score comes with its 95 % interval:
 - accuracy and top-5: Wilson score interval of a binomial proportion over the test

@@ -5,7 +5,8 @@
 their views; the few-shot stage (`fit_on_shots`: "fit one learner on these shots") and
 few-shot transfer to a new mouse (`npdecode.decode.shared.fit_readins`: a new read-in on a
 frozen shared core, with its own budget `multisession.adapt_epochs`) both go through
-them, inside the one loop over draws (`npdecode.evaluation.fewshot_curve`).
+them, inside the one loop over draws (`fewshot_curve`, below: the task draws the shots and
+scores each draw, `npdecode.decode.task`).
 
 - strict (default): the learner sees its k*C labelled shots and nothing else: the per-unit
   normalisation (and ST-GAT's unit graph) are fitted on the shots, there is no validation
