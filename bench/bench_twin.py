@@ -17,31 +17,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+from bench_pipeline import run_measured  # bench/ is on sys.path when this file runs as a script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def fetch(root: Path, session_id: int) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak RSS GiB) of one fetch stage process."""
+    """(wall s, CPU s, peak RSS GiB) of one fetch stage process (timed as bench_pipeline
+    times every stage: `run_measured`)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "npdecode.stages.fetch", str(session_id)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if status:
-        raise SystemExit(proc.stderr.read().decode() if proc.stderr else f"exit {status}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20
+    m = run_measured(cmd, root, env)
+    return m["wall_s"], m["cpu_s"], m["peak_rss_mb"] / 1024
 
 
 def main() -> None:
