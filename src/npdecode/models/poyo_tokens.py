@@ -30,7 +30,9 @@ class SpikeTable:
     @classmethod
     def from_trains(cls, spike_times: Sequence[np.ndarray]) -> SpikeTable:
         """The table of per-unit spike times (any order within a unit), ties kept in unit order."""
-        times = np.concatenate([np.asarray(t, np.float64).ravel() for t in spike_times] or [[]])
+        times = np.concatenate(
+            [np.asarray(t, np.float64).ravel() for t in spike_times] or [np.zeros(0)]
+        )
         units = np.repeat(
             np.arange(len(spike_times), dtype=np.int32), [np.size(t) for t in spike_times]
         )
