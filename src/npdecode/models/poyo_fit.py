@@ -108,7 +108,8 @@ def build_poyo(
     else:
         n_queries, n_out = shape
     torch.manual_seed(seed)
-    return POYODecoder(p, units, window, n_out, n_queries, readout)
+    # to the microsecond: 0.25000000000000006 s would add a third 0.125 s step of latents
+    return POYODecoder(p, units, round(window, 6), n_out, n_queries, readout)
 
 
 def loss_of(model: POYODecoder, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
