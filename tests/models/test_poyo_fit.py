@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Sequence
 
@@ -128,6 +129,21 @@ def test_adapt_trains_only_the_new_embeddings() -> None:
             assert torch.equal(v, before[k]), k
     assert all(p.requires_grad for p in model.parameters())
     assert predict_poyo(model, new).shape == (12, 3)
+
+
+def test_weights_round_trip_as_plain_tensors(tmp_path) -> None:
+    # what a checkpoint needs: a JSON-ready spec and tensors torch loads with weights_only
+    donor, _ = train_poyo(
+        TINY, [class_session("a"), class_session("b", 6, seed=1)], FIT, "class", 3
+    )
+    new = class_session("z", 5, seed=2)
+    model, _ = adapt_poyo(donor, new, FIT)
+    torch.save({"spec": model.spec(), "tensors": model.tensors()}, tmp_path / "poyo.pt")
+    saved = torch.load(tmp_path / "poyo.pt", weights_only=True)
+    twin = POYODecoder.from_spec(json.loads(json.dumps(saved["spec"])))
+    twin.load_tensors(saved["tensors"])
+    np.testing.assert_array_equal(predict_poyo(twin, new), predict_poyo(model, new))
+    assert twin.units == model.units == {"z": new.unit_ids}
 
 
 def test_adapt_then_everything_moves_the_core() -> None:

@@ -15,6 +15,7 @@ Our two readouts are POYO's queries placed for each task:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -139,6 +140,37 @@ class POYODecoder(nn.Module):
         self.register_buffer(
             "latent_times", torch.from_numpy(times.astype(np.float32)), persistent=False
         )
+
+    def spec(self) -> dict[str, Any]:
+        """What rebuilds this model (`from_spec`), as plain JSON-ready values."""
+        return {
+            "params": dataclasses.asdict(self.p),
+            "units": {s: list(us) for s, us in self.units.items()},
+            **self.dims,
+            "readout": self.readout,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> POYODecoder:
+        """The model `spec` describes, its weights fresh: load them with `load_tensors`."""
+        from npdecode.params import section_from_dict
+
+        p = section_from_dict(POYOParams, spec["params"], "poyo")
+        keys = ("window", "n_out", "n_queries", "readout")
+        return cls(p, spec["units"], *(spec[k] for k in keys))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The weights as plain tensors, without the vocabularies torch_brain keeps in its state
+        dict: embedding rows are in `vocab()` order (after row 0, padding), as `from_spec`
+        rebuilds them."""
+        return {k: v for k, v in self.state_dict().items() if isinstance(v, torch.Tensor)}
+
+    def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Load weights saved by `tensors` into a model built by `from_spec` of the same spec."""
+        state = dict(tensors)
+        for name in ("unit_emb", "session_emb"):
+            state[f"poyo.{name}.vocab"] = getattr(self, name).vocab.copy()
+        self.load_state_dict(state)
 
     @property
     def unit_emb(self) -> InfiniteVocabEmbedding:
