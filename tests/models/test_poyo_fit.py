@@ -192,3 +192,5 @@ def test_build_needs_a_readout_it_can_size() -> None:
         build_poyo(TINY, [class_session("a")], "class")
     with pytest.raises(ValueError, match=r"\(P, Q, D\)"):
         build_poyo(TINY, [class_session("a")], "bins")
+    with pytest.raises(ValueError, match="one shape per window"):
+        build_poyo(TINY, [bins_session("a"), class_session("b")], "bins")

@@ -94,16 +94,19 @@ def build_poyo(
 
     `class` needs `n_classes`; `bins` reads (Q, D) from the targets (P, Q, D).
     """
-    units, window, shape = {}, 0.0, None
+    units, window, shapes = {}, 0.0, set()
     for d in _each(sessions):
         units[d.session] = d.unit_ids
         window = max(window, float(np.max(d.stops - d.starts)))
-        shape = d.y.shape[1:]
+        shapes.add(d.y.shape[1:])
+    if len(shapes) != 1:
+        raise ValueError(f"sessions' targets must share one shape per window, got {sorted(shapes)}")
+    shape = shapes.pop()
     if readout == "class":
         if n_classes is None:
             raise ValueError("a class readout needs n_classes")
         n_out, n_queries = n_classes, 1
-    elif shape is None or len(shape) != 2:
+    elif len(shape) != 2:
         raise ValueError(f"a bins readout needs targets (P, Q, D), got (P, *{shape})")
     else:
         n_queries, n_out = shape
@@ -124,8 +127,8 @@ def session_batch(
 ) -> tuple[TokenBatch, torch.Tensor]:
     """Windows `idx` of session `d`, tokenized, with their targets, on `device`."""
     tokens = tokenize(d.spikes, d.starts[idx], d.stops[idx])
-    y = torch.from_numpy(np.asarray(d.y[idx])).to(device)
-    return TokenBatch.of(tokens, model.n_queries, device), y
+    y = np.asarray(d.y[idx], np.int64 if model.readout == "class" else np.float32)
+    return TokenBatch.of(tokens, model.n_queries, device), torch.from_numpy(y).to(device)
 
 
 def fit_poyo(
