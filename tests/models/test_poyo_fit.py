@@ -62,9 +62,14 @@ def test_single_session_trains_both_readouts() -> None:
     assert len(losses) == 3 and np.isfinite(losses).all()
     assert predict_poyo(model, class_session("a")).shape == (12, 3)
     model, losses = train_poyo(TINY, [bins_session("b")], FIT, "bins")
-    assert (model.n_queries, model.dims["n_out"]) == (4, 2)
+    assert (model.n_queries, model.n_out) == (4, 2)
     out = predict_poyo(model, bins_session("b"), batch_size=3)
     assert out.shape == (8, 4, 2) and np.isfinite(out).all()
+    none = bins_session("b")
+    none = SessionWindows(
+        "b", none.spikes, none.starts[:0], none.stops[:0], none.y[:0], ("0", "1", "2")
+    )
+    assert predict_poyo(model, none).shape == (0, 4, 2)
 
 
 def test_training_repeats_bitwise_and_seeds_differ() -> None:
@@ -194,3 +199,27 @@ def test_build_needs_a_readout_it_can_size() -> None:
         build_poyo(TINY, [class_session("a")], "bins")
     with pytest.raises(ValueError, match="one shape per window"):
         build_poyo(TINY, [bins_session("a"), class_session("b")], "bins")
+
+
+@pytest.mark.slow
+def test_learns_images_of_a_synthetic_session() -> None:
+    # the generator's session (30 units, 10 images + blank, 50 repeats): the first 35
+    # repeats of each image train, the last 15 test; measured: 0.22 (logreg: 0.34, chance 0.09)
+    from npdecode.params import SyntheticParams
+    from npdecode.sources.synthetic import make_session
+
+    s = make_session(SyntheticParams(n_units=30, n_images=10, n_repeats=50), 7)
+    pres = s.presentations.sort_values("start_time")
+    classes, y = np.unique(pres["frame"].to_numpy(), return_inverse=True)
+    repeat = pres.groupby("frame").cumcount().to_numpy()
+    starts, stops = pres["start_time"].to_numpy(), pres["stop_time"].to_numpy()
+    train, test = (
+        SessionWindows.of("7", s.spike_times, starts[m], stops[m], y[m])
+        for m in (repeat < 35, repeat >= 35)
+    )
+    p = TINY.__class__(dim=32, depth=2, dim_head=32, self_heads=4, latents_per_step=8)
+    model, _ = train_poyo(
+        p, [train], POYOFit(epochs=40, batch_size=16, lr=3e-3), "class", len(classes)
+    )
+    accuracy = (predict_poyo(model, test).argmax(1) == test.y).mean()
+    assert accuracy > 1.5 / len(classes)

@@ -113,7 +113,7 @@ class POYODecoder(nn.Module):
         super().__init__()
         if readout not in ("class", "bins") or (readout == "class" and n_queries != 1):
             raise ValueError(f"readout {readout!r} with {n_queries} queries: use class (1) or bins")
-        self.p, self.readout, self.n_queries = p, readout, n_queries
+        self.p, self.readout, self.n_queries, self.n_out = p, readout, n_queries, n_out
         self.units = {str(s): tuple(str(u) for u in us) for s, us in units.items()}
         self.dims = {"window": float(window), "n_out": n_out, "n_queries": n_queries}
         self.poyo = POYO(

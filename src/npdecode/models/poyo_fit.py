@@ -227,6 +227,9 @@ def predict_poyo(model: POYODecoder, d: SessionWindows, batch_size: int = 64) ->
         )
         for i in range(0, len(d.starts), batch_size)
     ]
+    if not out:  # no windows
+        tail = (model.n_out,) if model.readout == "class" else (model.n_queries, model.n_out)
+        return np.zeros((0, *tail), np.float32)
     return torch.cat(out).cpu().numpy()
 
 
