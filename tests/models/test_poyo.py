@@ -120,3 +120,13 @@ def test_params_validate_like_params_yaml() -> None:
 def test_readout_and_queries_must_agree() -> None:
     with pytest.raises(ValueError, match="class"):
         POYODecoder(TINY, UNITS, window=0.5, n_out=3, n_queries=2, readout="class")
+
+
+def test_without_torch_brain_the_import_says_which_extra() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['torch_brain'] = None; import npdecode.models.poyo"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "pip install 'npdecode[poyo]'" in done.stderr.splitlines()[-1]

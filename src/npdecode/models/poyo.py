@@ -23,9 +23,15 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 from torch import nn
-from torch_brain.models import POYO
-from torch_brain.models.poyo import create_linspace_latent_tokens
-from torch_brain.nn import InfiniteVocabEmbedding
+
+try:
+    from torch_brain.models import POYO
+    from torch_brain.models.poyo import create_linspace_latent_tokens
+    from torch_brain.nn import InfiniteVocabEmbedding
+except ImportError as err:  # an optional extra: say how to get it
+    raise ImportError(
+        f"POYO needs torch_brain ({err}): pip install 'npdecode[poyo]' (or torch_brain>=0.2.1,<0.3)"
+    ) from err
 
 from npdecode.models.poyo_tokens import Tokens, query_times
 
