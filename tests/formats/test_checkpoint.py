@@ -28,7 +28,9 @@ def test_valid_input_gives_probabilities(checkpoint) -> None:
     probs = predict(path, counts, ids, session_id=1)
     assert probs.shape == (N_PRES, 3)
     np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
-    np.testing.assert_allclose(predict(path, counts.astype(np.float64), ids, session_id=1), probs, rtol=1e-6)
+    np.testing.assert_allclose(
+        predict(path, counts.astype(np.float64), ids, session_id=1), probs, rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(

@@ -228,13 +228,13 @@ def _session_units(ckpt: dict, session_id: int | None, path: str | Path) -> dict
     ):
         raise DataError(
             f"{path} has no read-in for session {session_id} (it has read-ins for sessions "
-            f"{sorted(sessions, key=int)}): fit one with `{ADAPT_COMMAND} {path} "
+            f"{sorted(int(k) for k in sessions)}): fit one with `{ADAPT_COMMAND} {path} "
             f"data/split/{session_id} --session-id {session_id} --out "
             f"models/adapted/{session_id}.pt`"
         )
     if session_id is None or str(session_id) not in sessions:
         raise DataError(
-            f"{path} is a model of sessions {sorted(sessions, key=int)}: "
+            f"{path} is a model of sessions {sorted(int(k) for k in sessions)}: "
             f"pass session_id= one of them (got {session_id})"
         )
     return {**sessions[str(session_id)], "session_id": session_id}

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from npdecode.errors import CorruptError
+from npdecode.errors import CorruptError, DataError
 from npdecode.paths import producing_stage
 
 TMP_DIR = ".npdecode-tmp"
@@ -128,6 +128,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     the next stage to remove.
     """
     path = Path(path)
+    refuse_linked_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     _remove_stale_siblings(path)
@@ -140,6 +141,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def refuse_linked_folder(path: str | Path) -> None:
+    """Raise DataError if the output `path` is a symbolic link to a folder.
+
+    Writing would go through the link into a folder elsewhere (outside the project,
+    perhaps someone else's), so nothing is written; the link and its target are left
+    as they are. A link to a file (DVC's `symlink` cache type) is fine: the new file
+    replaces the link itself, never its target.
+    """
+    path = Path(path)
+    if path.is_symlink() and path.is_dir():
+        raise DataError(
+            f"{path} is a symbolic link to the folder {os.path.realpath(path)}: refusing to "
+            "write through it (that folder is left untouched); remove the link "
+            f"(`rm {path}`, which keeps its target) and rerun, or link the whole data/ "
+            "folder to another disk instead"
+        )
 
 
 def _remove(path: Path) -> None:
