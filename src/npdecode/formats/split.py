@@ -2,7 +2,9 @@
 
 Files: `{train,val,test}.npz` (`X` (P, T, U) counts, `y`, `presentation_id`), `norm.npz`
 (unit ids, train-split mean and sd), `graph.npz` (the ST-GAT unit graph), `units.parquet`
-(unit metadata) and `meta.json` (session, mouse, bins, classes, counts per split).
+(unit metadata) and `meta.json` (session, mouse, bins, classes, counts per split, and the
+sha256 of each split's presentation ids: `load_session` refuses a file that is not the one
+recorded).
 
 The npz members are stored uncompressed and `X` in C order, so one presentation's counts
 are one contiguous run of bytes in the file: `load_session(..., lazy=True)` reads only

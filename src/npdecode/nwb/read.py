@@ -25,8 +25,9 @@ import pandas as pd
 from npdecode.errors import DataError
 
 ELECTRODES = "general/extracellular_ephys/electrodes"
-# What one session can plausibly hold, checked before anything is allocated: the largest
-# real sessions have ~3,000 units and a few hundred million spikes (docs/allen.md).
+# What one session can plausibly hold, checked before anything is allocated: a real
+# session file is 1.7-3.3 GB (docs/allen.md), so it holds under 450 million float64 spike
+# times; the limit leaves twice that room.
 MAX_SPIKES = 1_000_000_000
 MAX_ROWS = 10_000_000  # rows of any other table (units, channels, presentations, intervals)
 # A dataset may claim at most this many times the bytes it stores (plus SMALL_BYTES):
