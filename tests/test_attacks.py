@@ -209,6 +209,12 @@ def test_an_output_folder_linked_out_of_the_project_is_refused_untouched(tmp_pat
     before = {p.name: (p.read_bytes(), p.stat().st_mode) for p in outside.iterdir()}
     (project / "data/raw").mkdir(parents=True)
     (project / "data/raw/session_1").symlink_to(outside, target_is_directory=True)
+    # dvc repro: refused at check_params, before DVC makes the files of fetch's persisted
+    # output writable (it would, through the link)
+    line = _one_error(sh(["dvc", "repro"], project, check=False), "check_params")
+    assert "data/raw/session_1 is a symbolic link to the folder" in line
+    assert {p.name: (p.read_bytes(), p.stat().st_mode) for p in outside.iterdir()} == before
+    # the stage itself refuses too (a link made after check_params last ran)
     line = _one_error(_stage(project, "fetch", "1"), "fetch")
     assert "data/raw/session_1 is a symbolic link to the folder" in line
     assert "refusing to write through it" in line

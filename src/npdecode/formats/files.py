@@ -161,6 +161,26 @@ def refuse_linked_folder(path: str | Path) -> None:
         )
 
 
+# The project's folders of stage outputs: each may itself be a link to another disk, but
+# nothing below them may be a link to a folder (`linked_folders`).
+ARTIFACT_FOLDERS = ("data", "models", "metrics", "predictions", "scores", "results", "plots")
+
+
+def linked_folders(root: str | Path) -> list[Path]:
+    """Symbolic links to folders anywhere below the project's `ARTIFACT_FOLDERS`, sorted.
+
+    Such a link makes an output (or the folder of one) live elsewhere: DVC makes every
+    file below a persisted output writable before its stage starts, following the link,
+    and a stage would write through it. The walk does not follow links, so it ends.
+    """
+    found = []
+    for name in ARTIFACT_FOLDERS:
+        top = Path(root) / name
+        for dirpath, dirnames, _ in os.walk(top):  # top itself may be a link: os.walk enters it
+            found += [Path(dirpath) / d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+    return sorted(found)
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
