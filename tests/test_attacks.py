@@ -25,11 +25,12 @@ import h5py
 import numpy as np
 import pytest
 
+from npdecode.binning import bin_session
 from npdecode.errors import DataError
 from npdecode.formats.checkpoint import predict
 from npdecode.formats.files import TMP_DIR
 from npdecode.formats.split import load_session
-from npdecode.nwb.read import read_spike_times
+from npdecode.nwb.read import read_invalid_times, read_presentations, read_spike_times, read_units
 from npdecode.nwb.write import write_session_nwb
 from npdecode.params import SyntheticParams
 from npdecode.sources.synthetic import as_record, make_session
@@ -243,6 +244,16 @@ def test_a_nan_start_time_is_reported_for_its_own_presentation(tmp_path: Path) -
     line = _one_error(_stage(project, "bin", "1"), "bin")
     assert f"presentation {pid} (table row {row}) has a non-finite time" in line
     assert f"start_time=nan, stop_time={stop}" in line
+
+
+def test_a_bad_spike_train_is_reported_by_its_unit_id(small_nwb: Path) -> None:
+    unit_ids, spikes = read_spike_times(small_nwb, 7)
+    units = read_units(small_nwb, 7)
+    pres = read_presentations(small_nwb, 7, "natural_scenes")
+    spikes = [s.copy() for s in spikes]
+    spikes[4][[0, -1]] = spikes[4][[-1, 0]]  # unsorted
+    with pytest.raises(ValueError, match=rf"^unit {unit_ids[4]} \(units row 4\): .*not sorted"):
+        bin_session(spikes, units, pres, read_invalid_times(small_nwb, 7), 5)
 
 
 def test_params_read_two_ways_are_refused_before_any_stage(tmp_path: Path) -> None:

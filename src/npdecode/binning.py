@@ -13,6 +13,7 @@ Conventions used throughout (DESIGN.md, scientific rule 1):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -601,6 +602,24 @@ def check_presentation_rows(presentations: pd.DataFrame) -> None:
         )
 
 
+def _named_by_id(message: str, units: pd.DataFrame, presentations: pd.DataFrame) -> str:
+    """A `bin_spikes` message with `unit <position>` and `presentation <position>` (of the
+    sorted table) rewritten as the rows' own ids."""
+    unit_ids = units["unit_id"].to_numpy()
+    pres_ids = presentations["presentation_id"].to_numpy()
+
+    def unit(match: re.Match) -> str:
+        u = int(match.group(1))
+        return f"unit {int(unit_ids[u])} (units row {u})" if u < len(unit_ids) else match[0]
+
+    def pres(match: re.Match) -> str:
+        p = int(match.group(1))
+        return f"presentation {int(pres_ids[p])}" if p < len(pres_ids) else match[0]
+
+    message = re.sub(r"\bunit (\d+)", unit, message)
+    return re.sub(r"\bpresentation (\d+)", pres, message)
+
+
 def bin_session(
     spikes: list[np.ndarray],
     units: pd.DataFrame,
@@ -619,7 +638,10 @@ def bin_session(
     starts = presentations["start_time"].to_numpy()
     stops, n_snapped = snap_touching(starts, presentations["stop_time"].to_numpy())
     presentations["stop_time"] = stops
-    counts = bin_spikes(spikes, starts, stops, n_bins)  # (P, T, U)
+    try:
+        counts = bin_spikes(spikes, starts, stops, n_bins)  # (P, T, U)
+    except ValueError as err:  # the kernel names positions: name the rows by their ids
+        raise ValueError(_named_by_id(str(err), units, presentations)) from err
     # Remove invalid spikes by subtracting their counts: only presentations overlapping an
     # invalid interval can hold one, and the spike trains themselves are never copied.
     all_invalid = invalid[["start_time", "stop_time"]].to_numpy(dtype=np.float64).reshape(-1, 2)
