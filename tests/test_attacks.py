@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 
 from npdecode.binning import bin_session
-from npdecode.errors import DataError
+from npdecode.errors import DataError, ParamsError
 from npdecode.formats.checkpoint import predict
 from npdecode.formats.files import TMP_DIR
 from npdecode.formats.split import load_session
 from npdecode.nwb.read import read_invalid_times, read_presentations, read_spike_times, read_units
 from npdecode.nwb.write import write_session_nwb
-from npdecode.params import SyntheticParams
+from npdecode.params import SyntheticParams, load_params
 from npdecode.sources.synthetic import as_record, make_session
 
 from .helpers import command_env, copy_project, make_project, reproduced_project, sh
@@ -266,6 +266,26 @@ def test_params_read_two_ways_are_refused_before_any_stage(tmp_path: Path) -> No
     line = _one_error(proc, "check_params")
     assert "sessions[0] reads as 8 in YAML 1.1 but as 10 in YAML 1.2, which DVC uses" in line
     assert not (project / "data/raw").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "ours", "dvc"),
+    [
+        ("010", "8", "10"),
+        ("yes", "True", "'yes'"),
+        ("1e3", "'1e3'", "1000.0"),
+        ("1:20", "80", "'1:20'"),
+    ],
+)
+def test_each_value_yaml_reads_two_ways_is_refused_naming_the_key(
+    tmp_path: Path, text: str, ours: str, dvc: str
+) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(f"sessions: [1]\ntrain:\n  seed: {text}\n")
+    with pytest.raises(
+        ParamsError, match=rf"train\.seed reads as {ours} in YAML 1\.1 but as {dvc}"
+    ):
+        load_params(path)
 
 
 # --- Ctrl-C --------------------------------------------------------------------------------
