@@ -24,10 +24,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from npdecode.binning import bin_session
-from npdecode.errors import DataError, ParamsError
-from npdecode.formats.checkpoint import predict
+from npdecode.errors import CorruptError, DataError, ParamsError
+from npdecode.formats.checkpoint import predict, read_checkpoint
 from npdecode.formats.files import TMP_DIR
 from npdecode.formats.split import load_session
 from npdecode.nwb.read import read_invalid_times, read_presentations, read_spike_times, read_units
@@ -138,6 +139,25 @@ def test_counts_whose_identity_cannot_be_checked_are_refused(project: Path) -> N
         predict(ckpt, counts, data.unit_ids, session_id=2)
     with pytest.raises(DataError, match="not whole numbers"):
         predict(ckpt, counts * 0.5 + 0.25, data.unit_ids, session_id=1)
+
+
+class _Code:
+    """Unpickles as a call of a function (harmless here); torch's weights-only loader refuses it."""
+
+    def __reduce__(self) -> tuple:
+        return (os.getcwd, ())
+
+
+def test_a_checkpoint_holding_code_is_refused_without_the_unsafe_advice(tmp_path: Path) -> None:
+    path = tmp_path / "models" / "logreg" / "1.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"model": "logreg", "sha256": "0" * 64, "extra": _Code()}, path)
+    with pytest.raises(CorruptError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert f"{path} is damaged (not a readable torch checkpoint: " in message
+    assert "getcwd" in message and "dvc repro -f train_logreg@1" in message
+    assert "weights_only" not in message and "False" not in message
 
 
 # --- 3. sizes a file claims ----------------------------------------------------------------
