@@ -237,7 +237,7 @@ def test_shared_checkpoint_predicts_each_session(project):
     probs = predict(path, data.test.X, data.unit_ids, session_id=2)
     assert probs.shape == (len(data.test), data.n_classes)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-    with pytest.raises(ValueError, match="pass session_id"):
+    with pytest.raises(ValueError, match="and session_id="):
         predict(path, data.test.X, data.unit_ids)
     with pytest.raises(DataError, match=r"no read-in for session 7 .*python -m npdecode.adapt"):
         predict(path, data.test.X, data.unit_ids, session_id=7)
