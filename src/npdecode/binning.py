@@ -13,6 +13,7 @@ Conventions used throughout (the project's one definition of a bin):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -565,6 +566,60 @@ def invalid_spikes(
     return inside, removed
 
 
+def check_presentation_rows(presentations: pd.DataFrame) -> None:
+    """Raise ValueError naming the first bad row by its own presentation id and times.
+
+    A NaN start sorts last, so a check after sorting would name another row's position
+    and stop time; each row is checked here as the file holds it: finite times, stop >
+    start, and (sorted by start) no overlap with the next presentation beyond float noise.
+    """
+    ids = presentations["presentation_id"].to_numpy()
+    starts = presentations["start_time"].to_numpy(dtype=np.float64)
+    stops = presentations["stop_time"].to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(starts) & np.isfinite(stops))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"presentation {int(ids[i])} (table row {i}) has a non-finite time: "
+            f"start_time={starts[i]}, stop_time={stops[i]}"
+        )
+    bad = stops <= starts
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"presentation {int(ids[i])} (table row {i}) has stop_time <= start_time: "
+            f"start_time={starts[i]}, stop_time={stops[i]}"
+        )
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], stops[order]
+    bad = e[:-1] - s[1:] >= TOUCH_TOLERANCE_S  # what `snap_touching` would not snap
+    if bad.any():
+        k = int(np.argmax(bad))
+        a, b = int(ids[order[k]]), int(ids[order[k + 1]])
+        raise ValueError(
+            f"presentations {a} and {b} overlap: {a} runs {s[k]}-{e[k]} s, {b} starts at "
+            f"{s[k + 1]} s (by more than the {TOUCH_TOLERANCE_S:g} s allowed for float noise)"
+        )
+
+
+def _named_by_id(message: str, units: pd.DataFrame, presentations: pd.DataFrame) -> str:
+    """A `bin_spikes` message with `unit <position>` and `presentation <position>` (of the
+    sorted table) rewritten as the rows' own ids."""
+    unit_ids = units["unit_id"].to_numpy()
+    pres_ids = presentations["presentation_id"].to_numpy()
+
+    def unit(match: re.Match) -> str:
+        u = int(match.group(1))
+        return f"unit {int(unit_ids[u])} (units row {u})" if u < len(unit_ids) else match[0]
+
+    def pres(match: re.Match) -> str:
+        p = int(match.group(1))
+        return f"presentation {int(pres_ids[p])}" if p < len(pres_ids) else match[0]
+
+    message = re.sub(r"\bunit (\d+)", unit, message)
+    return re.sub(r"\bpresentation (\d+)", pres, message)
+
+
 def bin_session(
     spikes: list[np.ndarray],
     units: pd.DataFrame,
@@ -578,11 +633,15 @@ def bin_session(
     float-noise overlaps snapped (`snap_touching`); the report counts spikes, binned
     spikes, the invalid spikes removed per probe and the snapped stops.
     """
+    check_presentation_rows(presentations)
     presentations = presentations.sort_values("start_time", kind="stable").reset_index(drop=True)
     starts = presentations["start_time"].to_numpy()
     stops, n_snapped = snap_touching(starts, presentations["stop_time"].to_numpy())
     presentations["stop_time"] = stops
-    counts = bin_spikes(spikes, starts, stops, n_bins)  # (P, T, U)
+    try:
+        counts = bin_spikes(spikes, starts, stops, n_bins)  # (P, T, U)
+    except ValueError as err:  # the kernel names positions: name the rows by their ids
+        raise ValueError(_named_by_id(str(err), units, presentations)) from err
     # Remove invalid spikes by subtracting their counts: only presentations overlapping an
     # invalid interval can hold one, and the spike trains themselves are never copied.
     all_invalid = invalid[["start_time", "stop_time"]].to_numpy(dtype=np.float64).reshape(-1, 2)

@@ -92,6 +92,16 @@ def run_stage(
         if message is None or debug:
             raise
         _fail(name, message)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        # every writer removes its temporary on the way out (files.atomic_path), so the
+        # outputs are the old ones or absent: no traceback to read, nothing to clean
+        print(
+            f"npdecode {name}: interrupted: no output was changed and no temporary left behind",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
 
 
 def expected_failure(err: Exception, root: Path) -> str | None:

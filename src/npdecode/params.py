@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError as RuamelError
 
 from npdecode.errors import ParamsError
 
@@ -444,11 +446,57 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: no such params file (run from the project root)")
+    text = path.read_text()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from err
+    refuse_ambiguous_values(raw, text, str(path))
     return params_from_dict(raw or {}, source=str(path))
+
+
+def refuse_ambiguous_values(raw: Any, text: str, source: str) -> None:
+    """Raise ParamsError where DVC reads params.yaml differently from `yaml.safe_load`.
+
+    PyYAML speaks YAML 1.1 and DVC (ruamel.yaml) YAML 1.2: `010` is 8 to one and 10 to the
+    other, `yes` is True or the string 'yes', `1e3` a string or 1000.0. A value read two
+    ways would pass this check and then mean something else in dvc.yaml's `foreach` and
+    `${...}`, so it is refused, naming the key and both readings.
+    """
+    try:
+        dvc_reading = YAML(typ="safe", pure=True).load(text)
+    except RuamelError as err:
+        raise ParamsError(f"{source}: not valid YAML 1.2 (as DVC reads it): {err}") from err
+    where = _first_difference(raw, dvc_reading, "")
+    if where is not None:
+        key, ours, theirs = where
+        raise ParamsError(
+            f"{source}: {key or 'the file'} reads as {ours!r} in YAML 1.1 but as {theirs!r} in "
+            "YAML 1.2, which DVC uses: write it so both agree (e.g. 10 not 010, true not yes, "
+            "1.0e+3 not 1e3, a quoted string for text)"
+        )
+
+
+def _first_difference(a: Any, b: Any, key: str) -> tuple[str, Any, Any] | None:
+    """The first (dotted key, value in `a`, value in `b`) where two parsed trees differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if list(a) != list(b):
+            return key, list(a), list(b)
+        for k in a:
+            found = _first_difference(a[k], b[k], f"{key}.{k}" if key else str(k))
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _first_difference(x, y, f"{key}[{i}]")
+            if found is not None:
+                return found
+        return None
+    # 1 == 1.0 == True in Python: the types must agree too
+    if type(a) is not type(b) or a != b:
+        return key, a, b
+    return None
 
 
 SESSIONS_COMMAND = "python -m npdecode.sources.sessions --write"

@@ -25,10 +25,12 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory):
 
 def test_valid_input_gives_probabilities(checkpoint) -> None:
     path, counts, ids = checkpoint
-    probs = predict(path, counts, ids)
+    probs = predict(path, counts, ids, session_id=1)
     assert probs.shape == (N_PRES, 3)
     np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
-    np.testing.assert_allclose(predict(path, counts.astype(np.float64)), probs, rtol=1e-6)
+    np.testing.assert_allclose(
+        predict(path, counts.astype(np.float64), ids, session_id=1), probs, rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,14 +53,15 @@ def test_valid_input_gives_probabilities(checkpoint) -> None:
             DataError,
             "3 bins per presentation, the model was trained on 5",
         ),
-        (lambda c, i: (c[:, :, :-1], None), DataError, "6 unit columns, the model expects 7"),
+        (lambda c, i: (c[:, :, :-1], None), DataError, "pass unit_ids="),
+        (lambda c, i: (c + 0.5, i), DataError, r"not whole numbers \(first: 2\.5\)"),
     ],
 )
 def test_bad_input_is_one_clear_error(checkpoint, make, error, message) -> None:
     path, counts, ids = checkpoint
     bad_counts, bad_ids = make(counts, ids)
     with pytest.raises(error, match=message) as info:
-        predict(path, bad_counts, bad_ids)
+        predict(path, bad_counts, bad_ids, session_id=1)
     assert str(path) in str(info.value)
     assert not isinstance(info.value, IndexError)
 
@@ -81,7 +84,7 @@ def test_changed_weights_are_refused(checkpoint, tmp_path) -> None:
     with pytest.raises(
         CorruptError, match=r"1\.pt is damaged .*dvc checkout --force .*dvc repro -f train_lstm@1"
     ):
-        predict(edited, counts, ids)
+        predict(edited, counts, ids, session_id=1)
 
 
 def test_changed_normalisation_is_refused(checkpoint, tmp_path) -> None:

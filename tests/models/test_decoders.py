@@ -94,10 +94,17 @@ def test_checkpoint_predict_matches_model(name: str, tmp_path) -> None:
     rebuilt, ckpt = load_checkpoint(path)
     assert type(rebuilt) is type(model)
     expected = torch.softmax(model(torch.from_numpy(data.normalise(counts))), 1).detach().numpy()
-    np.testing.assert_allclose(predict(path, counts), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predict(path, counts, data.unit_ids, session_id=data.session_id),
+        expected,
+        rtol=1e-5,
+        atol=1e-6,
+    )
     # columns in another order are put back in the checkpoint's unit order
     perm = rng.permutation(7)
-    shuffled = predict(path, counts[:, :, perm], unit_ids=data.unit_ids[perm])
+    shuffled = predict(
+        path, counts[:, :, perm], unit_ids=data.unit_ids[perm], session_id=data.session_id
+    )
     np.testing.assert_allclose(shuffled, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -48,4 +48,9 @@ def test_pca_logreg_checkpoint_predicts_like_the_model(tmp_path) -> None:
     path = tmp_path / "logreg.pt"
     save_checkpoint(path, "logreg", model, data)
     expected = torch.softmax(model(torch.from_numpy(data.normalise(counts))), 1).detach().numpy()
-    np.testing.assert_allclose(predict(path, counts), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predict(path, counts, data.unit_ids, session_id=data.session_id),
+        expected,
+        rtol=1e-5,
+        atol=1e-6,
+    )

@@ -243,15 +243,15 @@ def test_shared_checkpoint_predicts_each_session(project):
     root, _ = project
     path = root / "models" / "multisession" / "all.pt"
     data = load_session(Layout(root).split_dir(2), 2)
-    probs = predict(path, data.test.X, session_id=2)
+    probs = predict(path, data.test.X, data.unit_ids, session_id=2)
     assert probs.shape == (len(data.test), data.n_classes)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-    with pytest.raises(ValueError, match="pass session_id"):
-        predict(path, data.test.X)
+    with pytest.raises(ValueError, match="and session_id="):
+        predict(path, data.test.X, data.unit_ids)
     with pytest.raises(
         DataError, match=r"no read-in for session 7 .*python -m npdecode.decode.adapt"
     ):
-        predict(path, data.test.X, session_id=7)
+        predict(path, data.test.X, data.unit_ids, session_id=7)
 
 
 def test_adapt_command_writes_a_checkpoint_that_predicts(donor, project, tmp_path, capsys):
@@ -270,7 +270,7 @@ def test_adapt_command_writes_a_checkpoint_that_predicts(donor, project, tmp_pat
     for k, v in adapted.core_state().items():
         assert torch.equal(v, model.core_state()[k].cpu()), k
     test = load_session(split_dir, 4).test
-    probs = predict(out, test.X)  # one session: no session_id needed
+    probs = predict(out, test.X, load_session(split_dir, 4).unit_ids, session_id=4)
     assert probs.shape == (len(test), data[4].n_classes)
     assert np.isfinite(probs).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

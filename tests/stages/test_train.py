@@ -84,7 +84,7 @@ def test_train_writes_checkpoint_metrics_predictions(session: Path, model: str) 
         metrics["test"]["accuracy"]
     )
     # the checkpoint alone reproduces the test predictions
-    probs = predict(layout.model(model, 1), data.test.X, data.unit_ids)
+    probs = predict(layout.model(model, 1), data.test.X, data.unit_ids, session_id=1)
     assert (data.frames[probs.argmax(1)] == preds["predicted"]).all()
 
 

@@ -8,8 +8,8 @@ new read-in for the session's units is fitted, on K training presentations per i
 (`--shots`, drawn with `--seed`) or on the whole training split, for the fixed budget of
 `multisession.adapt_epochs` at `adapt_lr` with the normalisation of the presentations it is
 fitted on (the strict few-shot protocol: no validation data). The written checkpoint holds
-that one session, so `npdecode.formats.checkpoint.predict(out, counts)` serves it like any
-other. The session's split folder comes from the pipeline's split stage (run the pipeline
+that one session, so `npdecode.formats.checkpoint.predict(out, counts, unit_ids,
+session_id=<id>)` serves it like any other. The session's split folder comes from the pipeline's split stage (run the pipeline
 up to `split@<id>` for a new session); its images and bins must be the checkpoint's.
 """
 

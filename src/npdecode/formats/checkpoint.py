@@ -133,12 +133,21 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except (*UNREADABLE, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        raise corrupt(path, f"not a readable torch checkpoint: {err}") from err
+        raise corrupt(path, f"not a readable torch checkpoint: {_torch_reason(err)}") from err
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get(HASH_KEY), str):
         raise corrupt(path, f"no {HASH_KEY!r} content hash")
     if content_hash(ckpt) != ckpt[HASH_KEY]:
         raise corrupt(path, "its weights, normalisation or settings do not match its sha256")
     return ckpt
+
+
+def _torch_reason(err: BaseException) -> str:
+    """torch's reason a load failed, without its advice to retry with `weights_only=False`:
+    that would run whatever code the file holds, and a checkpoint of ours never needs it."""
+    text = " ".join(str(err).split())
+    reason = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler" in text else text
+    sentences = [x for x in reason.split(". ") if "weights_only" not in x and "trust" not in x]
+    return (". ".join(sentences).strip() or type(err).__name__)[:300]
 
 
 def load_checkpoint(
@@ -163,22 +172,31 @@ def predict(
     Args:
         path: a `models/<model>/<session>.pt` checkpoint, or a shared
             `models/multisession/<group>.pt` (then `session_id` picks the read-in).
-        counts: (P, T, U) spike counts (a numpy array of non-negative integers or finite
-            floats), binned as in training.
-        unit_ids: the integer unit id of each column of `counts` (unique); if given,
-            columns are reordered to the checkpoint's units (every one must be present).
+        counts: (P, T, U) spike counts (a numpy array of non-negative whole numbers, as
+            integers or floats), binned as in training.
+        unit_ids: the integer unit id of each column of `counts` (unique); columns are
+            reordered to the checkpoint's units (every one must be present). Required:
+            counts of another session with the same number of columns would otherwise be
+            scored at chance without a word.
         batch_size: presentations per forward pass.
-        session_id: which of the checkpoint's sessions the counts come from (needed when it
-            has several).
+        session_id: which of the checkpoint's sessions the counts come from. Required,
+            for the same reason (unit ids alone may repeat across sessions).
 
     Returns:
         (P, C) probabilities; column c is the image `ckpt["frames"][c]` (-1 = blank).
 
     Raises:
         TypeError: counts or unit_ids of the wrong type (a torch tensor, float ids).
-        DataError: wrong shapes, NaN or negative counts, duplicated or missing unit ids,
-            or a damaged checkpoint (CorruptError).
+        DataError: wrong shapes, NaN, negative or fractional counts, no unit_ids or
+            session_id, duplicated or missing unit ids, or a damaged checkpoint (CorruptError).
     """
+    if unit_ids is None or session_id is None:
+        raise DataError(
+            f"predict({path}): pass unit_ids= (the unit id of each column of counts) and "
+            "session_id= (the session they were recorded in): counts whose identity cannot be "
+            "checked are refused, since another session's counts of the same width would "
+            "get confident probabilities at chance"
+        )
     model, ckpt = load_checkpoint(path)
     units = _session_units(ckpt, session_id, path)
     want = units["unit_ids"].numpy()
@@ -211,13 +229,13 @@ def _session_units(ckpt: dict, session_id: SessionId | None, path: str | Path) -
     ):
         raise DataError(
             f"{path} has no read-in for session {session_id} (it has read-ins for sessions "
-            f"{sorted(sessions, key=int)}): fit one with `{ADAPT_COMMAND} {path} "
+            f"{sorted(int(k) for k in sessions)}): fit one with `{ADAPT_COMMAND} {path} "
             f"data/split/{session_id} --session-id {session_id} --out "
             f"models/adapted/{session_id}.pt`"
         )
     if session_id is None or str(session_id) not in sessions:
         raise DataError(
-            f"{path} is a model of sessions {sorted(sessions, key=int)}: "
+            f"{path} is a model of sessions {sorted(int(k) for k in sessions)}: "
             f"pass session_id= one of them (got {session_id})"
         )
     return {**sessions[str(session_id)], "session_id": session_id}
@@ -243,6 +261,12 @@ def _checked_counts(
         raise DataError(f"{where}: counts hold NaN or infinite values; spike counts are finite")
     if counts.dtype.kind != "u" and (counts < 0).any():
         raise DataError(f"{where}: counts hold negative values; spike counts are >= 0")
+    if counts.dtype.kind == "f" and (counts != np.round(counts)).any():
+        first = counts[counts != np.round(counts)].flat[0]
+        raise DataError(
+            f"{where}: counts hold values that are not whole numbers (first: {first}); pass "
+            "spike counts binned as in training, not rates or normalised values"
+        )
     if counts.shape[1] != n_bins:
         raise DataError(
             f"{where}: counts have {counts.shape[1]} bins per presentation, the model was "

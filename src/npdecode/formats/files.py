@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from npdecode.errors import CorruptError
+from npdecode.errors import CorruptError, DataError
 from npdecode.paths import producing_stage
 
 TMP_DIR = ".npdecode-tmp"
@@ -128,6 +128,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     the next stage to remove.
     """
     path = Path(path)
+    refuse_linked_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     _remove_stale_siblings(path)
@@ -140,6 +141,44 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def refuse_linked_folder(path: str | Path) -> None:
+    """Raise DataError if the output `path` is a symbolic link to a folder.
+
+    Writing would go through the link into a folder elsewhere (outside the project,
+    perhaps someone else's), so nothing is written; the link and its target are left
+    as they are. A link to a file (DVC's `symlink` cache type) is fine: the new file
+    replaces the link itself, never its target.
+    """
+    path = Path(path)
+    if path.is_symlink() and path.is_dir():
+        raise DataError(
+            f"{path} is a symbolic link to the folder {os.path.realpath(path)}: refusing to "
+            "write through it (that folder is left untouched); remove the link "
+            f"(`rm {path}`, which keeps its target) and rerun, or link the whole data/ "
+            "folder to another disk instead"
+        )
+
+
+# The project's folders of stage outputs: each may itself be a link to another disk, but
+# nothing below them may be a link to a folder (`linked_folders`).
+ARTIFACT_FOLDERS = ("data", "models", "metrics", "predictions", "scores", "results", "plots")
+
+
+def linked_folders(root: str | Path) -> list[Path]:
+    """Symbolic links to folders anywhere below the project's `ARTIFACT_FOLDERS`, sorted.
+
+    Such a link makes an output (or the folder of one) live elsewhere: DVC makes every
+    file below a persisted output writable before its stage starts, following the link,
+    and a stage would write through it. The walk does not follow links, so it ends.
+    """
+    found = []
+    for name in ARTIFACT_FOLDERS:
+        top = Path(root) / name
+        for dirpath, dirnames, _ in os.walk(top):  # top itself may be a link: os.walk enters it
+            found += [Path(dirpath) / d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+    return sorted(found)
 
 
 def _remove(path: Path) -> None:

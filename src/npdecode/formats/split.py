@@ -2,7 +2,9 @@
 
 Files: `{train,val,test}.npz` (`X` (P, T, U) counts, `y`, `presentation_id`), `norm.npz`
 (unit ids, train-split mean and sd), `graph.npz` (the ST-GAT unit graph), `units.parquet`
-(unit metadata) and `meta.json` (session, mouse, bins, classes, counts per split).
+(unit metadata) and `meta.json` (session, mouse, bins, classes, counts per split, and the
+sha256 of each split's presentation ids: `load_session` refuses a file that is not the one
+recorded).
 
 The npz members are stored uncompressed and `X` in C order, so one presentation's counts
 are one contiguous run of bytes in the file: `load_session(..., lazy=True)` reads only
@@ -13,6 +15,7 @@ would not fit in memory together).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import struct
 import zipfile
@@ -208,6 +211,9 @@ def write_split(out_dir: str | Path, data: SessionData, extra: dict) -> dict:
         "frames": data.frames,
         "n_units": data.n_units,
         "n": {name: len(getattr(data, name)) for name in SPLITS},
+        # what each {train,val,test}.npz must hold: load_session checks it, so a file of
+        # another split (a swapped blob in a shared cache or remote) is refused
+        "ids_sha256": {name: ids_hash(getattr(data, name).presentation_id) for name in SPLITS},
         **extra,
     }
     meta["graph"] = {**meta.get("graph", {}), "n_edges": int(data.edge_index.shape[1])}
@@ -261,6 +267,7 @@ def load_session(split_dir: str | Path, session_id: SessionId, lazy: bool = Fals
                 f"session {session_id}: {path} holds {len(part.X)} presentations of counts but "
                 f"{len(part.y)} labels: rebuild it with `dvc repro -f split@{session_id}`"
             )
+        check_identity(path, part, meta, name, session_id)
     norm = read_npz(split_dir / "norm.npz", ("unit_ids", "mean", "std"))
     graph = read_npz(split_dir / "graph.npz", ("edge_index", "edge_weight"))
     return SessionData(
@@ -277,6 +284,45 @@ def load_session(split_dir: str | Path, session_id: SessionId, lazy: bool = Fals
         bin_width_s=float(meta["bin_width_s"]),
         specimen_id=meta.get("specimen_id"),
     )
+
+
+def ids_hash(presentation_id: np.ndarray) -> str:
+    """sha256 of a split's presentation ids (as int64): which presentations a file holds."""
+    return hashlib.sha256(np.ascontiguousarray(presentation_id, dtype=np.int64).data).hexdigest()
+
+
+def check_identity(path: Path, part: Split, meta: dict, name: str, session_id: int) -> None:
+    """Raise DataError unless `path` holds what meta.json says split `name` holds.
+
+    The split stage records, per file, how many presentations it holds, of which ids, and
+    the counts' shape; a valid file of another split or session (the train split's npz
+    in place of the test split's) fails here, before any score is computed on it.
+    """
+    fix = (
+        f"restore it with `dvc checkout --force {path.parent}` from a cache you trust, or "
+        f"rebuild it with `dvc repro -f split@{session_id}`"
+    )
+    recorded = meta.get("ids_sha256", {}).get(name)
+    if recorded is None:
+        raise DataError(
+            f"session {session_id}: {path.parent}/meta.json records no identity for "
+            f"{name}.npz (written by an older split stage): rebuild it with "
+            f"`dvc repro -f split@{session_id}`"
+        )
+    want_n = int(meta["n"][name])
+    shape = (int(meta["n_bins"]), int(meta["n_units"]))
+    if len(part) != want_n or tuple(part.X.shape[1:]) != shape:
+        raise DataError(
+            f"session {session_id}: {path} holds {len(part)} presentations of "
+            f"{tuple(part.X.shape[1:])} (bins, units), but the split stage recorded {want_n} "
+            f"of {shape} for {name}: it is not this session's {name} split; {fix}"
+        )
+    if ids_hash(part.presentation_id) != recorded:
+        raise DataError(
+            f"session {session_id}: {path} holds other presentations than the split stage "
+            f"recorded for {name} (presentation ids differ): it is not this session's "
+            f"{name} split; {fix}"
+        )
 
 
 def _read_members(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -25,6 +25,17 @@ import pandas as pd
 from npdecode.errors import DataError
 
 ELECTRODES = "general/extracellular_ephys/electrodes"
+# What one session can plausibly hold, checked before anything is allocated: a real
+# session file is 1.7-3.3 GB (docs/allen.md), so it holds under 450 million float64 spike
+# times; the limit leaves twice that room.
+MAX_SPIKES = 1_000_000_000
+MAX_ROWS = 10_000_000  # rows of any other table (units, channels, presentations, intervals)
+# A dataset may claim at most this many times the bytes it stores (plus SMALL_BYTES):
+# spike times and table columns compress by far less, while a dataset of unwritten
+# chunks or compressed zeros claims gigabytes from a few kilobytes.
+MAX_EXPANSION = 20
+SMALL_BYTES = 1 << 20
+READ_CHUNK = 1 << 24  # elements per read of a large dataset
 # Stimuli each Allen session type shows (AllenSDK's stimulus tables): lets the fetch stage
 # refuse a session without the wanted stimulus before downloading 2-3 GB.
 STIMULI_BY_SESSION_TYPE = {
@@ -180,13 +191,13 @@ def _check_units(units: h5py.Group, where: str) -> tuple[int, int]:
     for key in ("id", "spike_times", "spike_times_index"):
         if key not in units:
             raise DataError(f"{where}: the units table has no '{key}'")
-    ids = units["id"][()]
+    ids = read_checked(units["id"], where)
     n_units = ids.shape[0]
     if n_units == 0:
         raise DataError(f"{where}: the units table is empty")
     check_unique_ids(ids, where, "units")
-    n_spikes = units["spike_times"].shape[0]
-    check_spike_index(units["spike_times_index"][()], n_units, n_spikes, where)
+    n_spikes = check_claimed_size(units["spike_times"], where, MAX_SPIKES)
+    check_spike_index(read_checked(units["spike_times_index"], where), n_units, n_spikes, where)
     if n_spikes and not np.isfinite(units["spike_times"][n_spikes - 1]):
         raise DataError(f"{where}: the last spike time is not a finite number")
     return int(n_units), int(n_spikes)
@@ -368,9 +379,50 @@ def _probe_groups(f: h5py.File) -> dict[int, h5py.Group]:
 # --- the columns the pipeline reads --------------------------------------------------
 
 
-def _column(group: h5py.Group, name: str) -> np.ndarray:
-    """One 1-D column of a table; strings decoded to str."""
-    data = group[name][()]
+def check_claimed_size(ds: h5py.Dataset, where: str, limit: int = MAX_ROWS) -> int:
+    """The number of elements `ds` claims, checked before anything is read or allocated.
+
+    Refused with a DataError naming the file, the dataset and the claim: more elements
+    than one session can plausibly hold (`limit`), more bytes than the file stores for
+    the dataset (`MAX_EXPANSION`), or data kept outside the file (external or virtual
+    storage, which would read other files).
+    """
+    n = int(np.prod(ds.shape, dtype=np.int64)) if ds.shape else 1
+    claimed = n * ds.dtype.itemsize
+    if ds.external or ds.is_virtual:
+        raise DataError(
+            f"{where}: dataset {ds.name} keeps its data outside the file (external or "
+            "virtual storage): refusing to read other files through it"
+        )
+    if n > limit:
+        raise DataError(
+            f"{where}: dataset {ds.name} claims {n:,} elements, more than one session can "
+            f"plausibly hold ({limit:,}): a corrupt or forged file"
+        )
+    stored = ds.id.get_storage_size()
+    if claimed > MAX_EXPANSION * stored + SMALL_BYTES:
+        raise DataError(
+            f"{where}: dataset {ds.name} claims {n:,} elements ({claimed / 2**20:,.0f} MiB) but "
+            f"the file stores {stored / 2**20:,.1f} MiB for it: a corrupt or forged file"
+        )
+    return n
+
+
+def read_checked(ds: h5py.Dataset, where: str, limit: int = MAX_ROWS) -> np.ndarray:
+    """All of a 1-D dataset, its claimed size checked first, read in bounded chunks."""
+    n = check_claimed_size(ds, where, limit)
+    if ds.ndim != 1 or n <= READ_CHUNK or ds.dtype.kind in "SOV":
+        return ds[()]
+    out = np.empty(n, dtype=ds.dtype)
+    for start in range(0, n, READ_CHUNK):
+        stop = min(start + READ_CHUNK, n)
+        ds.read_direct(out, np.s_[start:stop], np.s_[start:stop])
+    return out
+
+
+def _column(group: h5py.Group, name: str, where: str = "") -> np.ndarray:
+    """One 1-D column of a table (size checked: `read_checked`); strings decoded to str."""
+    data = read_checked(group[name], where or f"{group.file.filename}")
     if data.dtype.kind in "SO":
         return np.array([text(v) for v in data], dtype=object)
     return data
@@ -382,9 +434,10 @@ def read_spike_times(path: str | Path, session_id: int) -> tuple[np.ndarray, lis
     where = f"session {session_id}: {path}"
     with open_nwb(path, session_id) as f:
         units = _group(f, "units", where)
-        ids = units["id"][()].astype(np.int64)
-        times = units["spike_times"][()].astype(np.float64, copy=False)
-        raw_ends = units["spike_times_index"][()]
+        ids = read_checked(units["id"], where).astype(np.int64)
+        times = read_checked(units["spike_times"], where, MAX_SPIKES)
+        times = times.astype(np.float64, copy=False)
+        raw_ends = read_checked(units["spike_times_index"], where)
     check_unique_ids(ids, where, "units")
     ends = check_spike_index(raw_ends, len(ids), len(times), where)
     return ids, np.split(times, ends[:-1])
@@ -400,9 +453,13 @@ def read_unit_spike_times(
     """
     path = Path(path)
     with open_nwb(path, session_id) as f:
-        units = _group(f, "units", f"session {session_id}: {path}")
-        ids = units["id"][()].astype(np.int64)
-        ends = units["spike_times_index"][()].astype(np.int64)
+        where = f"session {session_id}: {path}"
+        units = _group(f, "units", where)
+        ids = read_checked(units["id"], where).astype(np.int64)
+        n_spikes = check_claimed_size(units["spike_times"], where, MAX_SPIKES)
+        ends = check_spike_index(
+            read_checked(units["spike_times_index"], where), len(ids), n_spikes, where
+        )
         row = {int(u): i for i, u in enumerate(ids)}
         missing = [int(u) for u in unit_ids if int(u) not in row]
         if missing:
@@ -486,9 +543,9 @@ def read_presentations(path: str | Path, session_id: int, stimulus: str) -> pd.D
             raise DataError(f"{where}: {key} has no 'frame' column")
         table = pd.DataFrame(
             {
-                "presentation_id": g["id"][()].astype(np.int64),
-                "start_time": g["start_time"][()].astype(np.float64),
-                "stop_time": g["stop_time"][()].astype(np.float64),
+                "presentation_id": read_checked(g["id"], where).astype(np.int64),
+                "start_time": read_checked(g["start_time"], where).astype(np.float64),
+                "stop_time": read_checked(g["stop_time"], where).astype(np.float64),
             }
         )
         ids = table["presentation_id"].to_numpy()
@@ -509,12 +566,13 @@ def read_invalid_times(path: str | Path, session_id: int) -> pd.DataFrame:
         if "intervals/invalid_times" not in f:
             return pd.DataFrame({"start_time": [], "stop_time": [], "tags": []})
         g = f["intervals/invalid_times"]
-        start = g["start_time"][()].astype(np.float64)
-        stop = g["stop_time"][()].astype(np.float64)
+        where = f"session {session_id}: {path}"
+        start = read_checked(g["start_time"], where).astype(np.float64)
+        stop = read_checked(g["stop_time"], where).astype(np.float64)
         tags: list[list[str]] = [[] for _ in start]
         if "tags" in g and "tags_index" in g:
             flat = _column(g, "tags")
-            ends = g["tags_index"][()].astype(np.int64)
+            ends = read_checked(g["tags_index"], where).astype(np.int64)
             tags = [list(t) for t in np.split(flat, ends[:-1])]
     return pd.DataFrame({"start_time": start, "stop_time": stop, "tags": tags})
 

@@ -16,7 +16,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from npdecode.formats.files import read_json, temporary_path, write_json
+from npdecode.formats.files import (
+    read_json,
+    refuse_linked_folder,
+    temporary_path,
+    write_json,
+)
 from npdecode.formats.tables import write_tables
 from npdecode.nwb.read import verify_session_nwb
 from npdecode.paths import Layout
@@ -85,6 +90,7 @@ def install_session(
         How the NWB was placed: "hardlink" or "copy".
     """
     out_dir = layout.raw_dir(session_id)
+    refuse_linked_folder(out_dir)
     # outside data/raw/: a killed fetch leaves them where the next stage removes them
     tmp = temporary_path(out_dir, "new-")
     old = temporary_path(out_dir, "old-")

@@ -22,6 +22,9 @@ from npdecode.sources.install import install_session
 
 log = logging.getLogger(__name__)
 
+# A walk of more folders than this is a wrong fetch.path (`/`, a home folder), not a cache.
+MAX_FOLDERS = 100_000
+PROGRESS_EVERY = 5_000
 _NAME = re.compile(r"^(?:session_(\d+)|.*?(?:^|_)ses-(\d+)(?:_.*)?)\.nwb$")
 
 
@@ -44,16 +47,38 @@ def session_id_from_name(name: str) -> int | None:
     return int(match.group(1) or match.group(2))
 
 
-def scan(folder: Path) -> list[LocalFile]:
-    """Every NWB below `folder` whose name announces a session id, sorted by id then path."""
+def scan(folder: Path, max_folders: int = MAX_FOLDERS) -> list[LocalFile]:
+    """Every NWB below `folder` whose name announces a session id, sorted by id then path.
+
+    Links are followed (a DANDI download is often a tree of links), but each real folder
+    is entered once: a link back to a folder above (or to itself) is skipped, so the walk
+    ends. It stops with a DataError after `max_folders` folders (`fetch.path: /`) and logs
+    a progress line every `PROGRESS_EVERY` folders.
+    """
     if not folder.is_dir():
         raise DataError(f"fetch.path {folder} is not a folder")
     found = []
-    for dirpath, _, names in os.walk(folder, followlinks=True):
+    seen: set[tuple[int, int]] = set()
+    n_folders = 0
+    for dirpath, dirnames, names in os.walk(folder, followlinks=True):
+        here = os.stat(dirpath)
+        if (here.st_dev, here.st_ino) in seen:
+            dirnames[:] = []  # entered before through another link: do not walk it again
+            continue
+        seen.add((here.st_dev, here.st_ino))
+        n_folders += 1
+        if n_folders > max_folders:
+            raise DataError(
+                f"fetch.path {folder}: more than {max_folders} folders below it; point "
+                "fetch.path at the folder that holds the NWB files"
+            )
+        if n_folders % PROGRESS_EVERY == 0:
+            log.info("looking for NWB files below %s: %d folders so far", folder, n_folders)
         for name in names:
             sid = session_id_from_name(name)
             if sid is not None:
                 found.append(LocalFile(sid, Path(dirpath) / name))
+    log.info("looked in %d folders below %s: %d session files", n_folders, folder, len(found))
     return sorted(found, key=lambda f: (f.session_id, str(f.path)))
 
 
@@ -64,11 +89,14 @@ def find_session_file(folder: Path, session_id: int) -> Path:
         DataError: no file is named for the session, a file named for it holds another
             session, or several distinct files hold it.
     """
-    named = [f.path for f in scan(folder) if f.session_id == session_id]
+    files = scan(folder)
+    named = [f.path for f in files if f.session_id == session_id]
     if not named:
+        others = sorted({f.session_id for f in files})
         raise DataError(
             f"session {session_id}: no NWB file for it below fetch.path {folder} "
-            f"(looked for session_{session_id}.nwb and *_ses-{session_id}.nwb)"
+            f"(looked for session_{session_id}.nwb and *_ses-{session_id}.nwb in every folder "
+            f"below it, links followed once each; found files of sessions {others[:10]})"
         )
     for path in named:
         identifier = nwb_read.read_identifier(path, session_id)

@@ -14,10 +14,12 @@ stage rerun: after a typo is fixed, `dvc repro` finds everything up to date.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from npdecode.cli import run_stage
-from npdecode.formats.files import atomic_path
+from npdecode.errors import DataError
+from npdecode.formats.files import atomic_path, linked_folders
 from npdecode.params import Params
 from npdecode.paths import Layout
 
@@ -28,7 +30,19 @@ log = logging.getLogger(__name__)
 
 
 def main(params: Params, root: Path = Path(".")) -> None:
-    """Write the marker every stage depends on; `run_stage` has validated `params` already."""
+    """Write the marker every stage depends on; `run_stage` has validated `params` already.
+
+    Refuses first an output folder that is a link to a folder elsewhere: this stage runs
+    before every other, before DVC touches any output (`files.linked_folders`).
+    """
+    linked = linked_folders(root)
+    if linked:
+        raise DataError(
+            f"{linked[0]} is a symbolic link to the folder {os.path.realpath(linked[0])}: "
+            "refusing to run, since DVC would make the files in that folder writable and "
+            f"stages would write through it; remove the link (`rm {linked[0]}`, which keeps its "
+            "target) and rerun, or link a whole top folder (data/, models/) to another disk"
+        )
     path = Layout(root).params_ok
     with atomic_path(path) as tmp:
         tmp.write_text(OK_TEXT)
