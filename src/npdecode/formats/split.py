@@ -291,9 +291,7 @@ def ids_hash(presentation_id: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(presentation_id, dtype=np.int64).data).hexdigest()
 
 
-def check_identity(
-    path: Path, part: Split, meta: dict, name: str, session_id: int | str
-) -> None:
+def check_identity(path: Path, part: Split, meta: dict, name: str, session_id: int | str) -> None:
     """Raise DataError unless `path` holds what meta.json says split `name` holds.
 
     The split stage records, per file, how many presentations it holds, of which ids, and
