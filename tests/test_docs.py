@@ -31,6 +31,7 @@ SOURCES = [
     PROJECT / "params.yaml",
     PROJECT / "dvc.yaml",
     PROJECT / ".ci" / "run",
+    PROJECT / ".dvc" / "config",
     *sorted((PROJECT / "src").rglob("*.py")),
     *sorted((PROJECT / "slurm").glob("*")),
     *sorted((PROJECT / "bench").glob("*.py")),
