@@ -268,3 +268,74 @@ def test_documented_npdecode_commands_answer_help() -> None:
 def test_reset_and_experiment_lines_name_real_params(page: str) -> None:
     lines = bash_commands(PROJECT / page)
     assert any(line.startswith("dvc exp run") for line in lines)
+
+
+ARTIFACT = re.compile(
+    r"(?<![\w/.])((?:data|models|metrics|results|plots|scores|predictions)/[\w./<>@*-]*[\w>])"
+)
+
+
+@cache
+def out_paths() -> list[str]:
+    """Every output path of dvc.yaml for session 1 (optional models: stgat)."""
+    paths = []
+    for stage in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"].values():
+        body = stage.get("do", stage)
+        for kind in ("outs", "metrics", "plots"):
+            for out in body.get(kind, []):
+                path = next(iter(out)) if isinstance(out, dict) else out
+                path = path.replace("${item.model}", "stgat")
+                paths.append(re.sub(r"\$\{[^}]*\}", "1", path))
+    return paths
+
+
+def names_an_output(path: str) -> bool:
+    """`path` is an output, inside an output folder, or a folder holding outputs; a path
+    cut at a wildcard (`scores/fewshot_`) only has to start one."""
+    whole = not path.endswith("\0")
+    path = path.rstrip("\0")
+    for out in out_paths():
+        if path == out or path.startswith(out + "/") or out.startswith(path + "/"):
+            return True
+        if not whole and out.startswith(path):
+            return True
+    return False
+
+
+# written by a command the docs show, not by a stage (`python -m npdecode.adapt ... --out`)
+COMMAND_OUTPUTS = ("models/adapted/",)
+
+
+def ignored(path: str) -> bool:
+    """Caches and records that are git-ignored on purpose (.gitignore), and what a
+    documented command writes: not stage outputs."""
+    if path.startswith(COMMAND_OUTPUTS):
+        return True
+    lines = (PROJECT / ".gitignore").read_text().splitlines()
+    globs = [line.lstrip("/") for line in lines if line.startswith("/data/")]
+    return any(Path(path).match(g) or path.startswith(g.rstrip("*")) for g in globs)
+
+
+def artifact_paths(page: Path) -> list[str]:
+    """Artifact paths a page names in code (blocks and `inline`): session ids become 1, and
+    a path is cut at a wildcard or other placeholder (marked by a trailing NUL)."""
+    text = page.read_text()
+    code = re.findall(r"```.*?```|`[^`\n]+`", text, re.S)
+    found = []
+    for chunk in code:
+        for path in ARTIFACT.findall(chunk):
+            path = re.sub(r"<(id|session|N|sid)>|(?<=[/_])\d+(?=[./]|$)", "1", path)
+            cut = re.split(r"[*<]", path)[0]
+            found.append(cut + "\0" if cut != path else path)
+    return found
+
+
+def test_every_artifact_path_in_the_docs_is_an_output() -> None:
+    wrong = []
+    for page in PAGES:
+        for path in artifact_paths(page):
+            if not ignored(path.rstrip("\0")) and not names_an_output(path):
+                wrong.append(f"{page.name}: {path}")
+    assert wrong == [], "\n".join(wrong)
+    assert not names_an_output("data/clean/1.parquet")
+    assert names_an_output("data/clean/1.counts.npz") and names_an_output("scores/fewshot_\0")
