@@ -18,7 +18,6 @@ import sys
 from functools import cache
 from pathlib import Path
 
-import pytest
 import yaml
 
 from npdecode.params import Params, as_dict
@@ -262,12 +261,6 @@ def test_documented_npdecode_commands_answer_help() -> None:
             timeout=300,
         )
         assert proc.returncode == 0 and "usage" in proc.stdout.lower(), (module, proc.stderr)
-
-
-@pytest.mark.parametrize("page", ["README.md", "docs/experiments.md"])
-def test_reset_and_experiment_lines_name_real_params(page: str) -> None:
-    lines = bash_commands(PROJECT / page)
-    assert any(line.startswith("dvc exp run") for line in lines)
 
 
 ARTIFACT = re.compile(
