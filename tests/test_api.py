@@ -56,7 +56,7 @@ def test_units_and_classes_are_explicit(project: Path) -> None:
     assert set(model.predict_classes(split.test.X[:5])) <= set(split.frames)
     shared = npdecode.load_model("multisession", 1, root=project)
     assert shared.name == "multisession" and (shared.classes == split.frames).all()
-    with pytest.raises(DataError, match="session 2: no lstm model of this session"):
+    with pytest.raises(DataError, match=r"models/lstm/2.pt does not exist"):
         npdecode.load_model("lstm", 2, root=project)
     assert {"summary", "fewshot_lstm"} <= set(npdecode.load_results(root=project))
 
