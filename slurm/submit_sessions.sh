@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Submit one SLURM job per session; each runs slurm/exp.sbatch, i.e.
 #   dvc exp run -S 'sessions=[<id>]' [DVC_EXP_RUN_ARGS...]
-# in its own clone of this repo at the current commit (README, "Run on the cluster").
+# in its own clone of this repo at the current commit (docs/cluster.md, "Run on the cluster").
 #
 #   slurm/submit_sessions.sh [--dry-run] [SESSION ...] [-- DVC_EXP_RUN_ARGS ...]
 #

@@ -72,7 +72,7 @@ def test_optional_models_have_train_and_fewshot_stages_and_no_default_ones():
     for model in OPTIONAL:
         assert f"train_{model}" not in stages and f"fewshot_{model}" not in stages
     params = yaml.safe_load(committed_text("params.yaml"))
-    assert params["optional_models"] == []  # off by default: README, "ST-GAT"
+    assert params["optional_models"] == []  # off by default: docs/cost.md, "ST-GAT"
 
 
 def test_every_declared_params_key_exists_in_params_yaml():

@@ -411,8 +411,10 @@ class Params:
     neurometric: NeurometricParams = _section(NeurometricParams)
     report: ReportParams = _section(ReportParams)
     # CPU threads of each stage (torch, BLAS); null: the CPUs the process may use
-    # (npdecode.threads). Not a DVC param: like the machine, it sets the speed of a run.
-    threads: int | None = _p(None, lo=1)
+    # (npdecode.threads). 1 by default: only one thread makes CPU training bitwise repeatable
+    # (docs/experiments.md), so a rerun leaves git clean. Not a DVC param: like the machine,
+    # it sets the speed of a run, not its results.
+    threads: int | None = _p(1, lo=1)
 
     def __post_init__(self) -> None:
         if not self.sessions:

@@ -16,6 +16,7 @@ def test_scores_hold_test_figures_under_unique_keys(tmp_path):
         "val": {"accuracy": 0.7},
     }
     metrics["test"]["accuracy_ci"] = [0.3, 0.7]
+    metrics["test"].update(top5_lo=0.8, top5_hi=0.95)  # as the train stages write them
     fewshot = {"shots": {"1": {"mean": 0.2, "sd": 0.1, "repeats": [{}, {}]}, "5": {"mean": 0.4}}}
     path = tmp_path / "scores" / "lstm_3.json"
     write_scores(path, model_scores("lstm", 3, metrics), fewshot_scores("lstm", 3, fewshot))
@@ -23,8 +24,12 @@ def test_scores_hold_test_figures_under_unique_keys(tmp_path):
         "acc": {"lstm": {"3": 0.5}},
         "top5": {"lstm": {"3": 0.9}},
         "bal_acc": {"lstm": {"3": 0.45}},
-        "acc_ci_low": {"lstm": {"3": 0.3}},
-        "acc_ci_high": {"lstm": {"3": 0.7}},
+        "interval": {
+            "acc_ci_lo": {"lstm": {"3": 0.3}},
+            "acc_ci_hi": {"lstm": {"3": 0.7}},
+            "top5_lo": {"lstm": {"3": 0.8}},
+            "top5_hi": {"lstm": {"3": 0.95}},
+        },
         "fewshot": {"lstm": {"3": {"k1": 0.2, "k5": 0.4}}},
     }
     assert "sha256" not in path.read_text()  # nothing a user would not compare

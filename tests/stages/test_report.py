@@ -1,7 +1,6 @@
 import pandas as pd
 import pytest
 
-from npdecode.formats.costs import write_cost
 from npdecode.formats.files import read_json, write_json
 from npdecode.params import params_from_dict
 from npdecode.paths import Layout
@@ -79,8 +78,6 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
         ).to_csv(path, index=False)
     (layout.reference(1)).parent.mkdir(parents=True, exist_ok=True)
     write_json(layout.reference(1), {})
-    write_cost(layout.cost("bin@1"), {"stage": "bin@1", "wall_time_s": 2.5, "peak_rss_mb": 100})
-    write_cost(layout.cost("bin@9"), {"stage": "bin@9", "wall_time_s": 1.0})  # not a session
     layout.raw_dir(1).mkdir(parents=True)
     layout.nwb(1).write_bytes(small_nwb.read_bytes())
     params = params_from_dict({"sessions": [1, 2]})
@@ -111,10 +108,9 @@ def test_report_tables_and_plots(tmp_path, small_nwb):
     assert (few["model_a"], few["model_b"], few["k"], few["n_draws"]) == ("logreg", "lstm", 1, 2)
     assert few["difference"] == pytest.approx(-0.5)
     assert few["difference_lo"] <= -0.5 <= few["difference_hi"]
-    costs = pd.read_csv(layout.results_dir / "costs.csv")
-    assert costs[["stage", "session_id", "wall_time_s"]].values.tolist() == [["bin", 1, 2.5]]
+    assert not (layout.results_dir / "costs.csv").exists()  # tracked results hold no run costs
     cost = read_json(layout.results_dir / "report.json")
-    assert "wall_time_s" not in cost  # run costs live in results/costs.csv
+    assert "wall_time_s" not in cost  # run costs live in the git-ignored costs/
     # no neurometric metrics: no neurometric figures, and flags say what is missing
     assert cost["neurometric"] == {"n_sessions": 0}
     assert not (layout.plots_dir / "neurometric_units.png").exists()

@@ -1,14 +1,17 @@
 """What each stage run cost: `costs/<stage>.json` (`stage` as DVC names it, e.g. `bin@1`).
 
-Written by `npdecode.cli.run_stage` after a stage succeeds; read only by the report, which
-summarises them in `results/costs.csv`. Never a DVC dependency or metric, and git-ignored:
-wall times change on every run, so keeping them out of every file a stage depends on is
-what lets an unchanged rerun leave DVC and git with nothing to do.
+Written by `npdecode.cli.run_stage` after a stage succeeds; read by no stage.
+`python -m npdecode.formats.costs` prints them as one table (`--out costs.csv` writes it).
+Never a DVC dependency, output or metric, and git-ignored: wall times change on every run,
+so keeping them out of every tracked file is what lets an unchanged rerun leave DVC and git
+with nothing to do.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -24,8 +27,9 @@ def write_cost(path: str | Path, record: dict) -> None:
     write_json(path, record, checksum=False)
 
 
-def read_costs(folder: str | Path, sessions: tuple[SessionId, ...]) -> pd.DataFrame:
-    """One row per stage run recorded in `folder` (of these sessions, or not per session).
+def read_costs(folder: str | Path, sessions: tuple[SessionId, ...] | None = None) -> pd.DataFrame:
+    """One row per stage run recorded in `folder` (of these sessions, or not per session;
+    every session when `sessions` is None).
 
     An unreadable record (a run killed while writing it cannot leave one, but a hand edit
     can) becomes a row with its stage and no figures rather than stopping the report.
@@ -34,7 +38,7 @@ def read_costs(folder: str | Path, sessions: tuple[SessionId, ...]) -> pd.DataFr
     folder = Path(folder)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         stage, _, sid = path.stem.partition("@")
-        if sid and session_id_of(sid) not in sessions:
+        if sid and sessions is not None and session_id_of(sid) not in sessions:
             continue
         try:
             record = read_json(path, checksum=False)
@@ -55,3 +59,23 @@ def read_costs(folder: str | Path, sessions: tuple[SessionId, ...]) -> pd.DataFr
 def format_record(record: dict) -> str:
     """One line for the log."""
     return json.dumps({k: v for k, v in record.items() if k in COLUMNS[2:]})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print every stage's cost in its last run (from `costs/`) as CSV, or write it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m npdecode.formats.costs",
+        description="What each stage's last run cost (wall, CPU, peak RAM), from costs/.",
+    )
+    parser.add_argument("--root", default=".", help="the project folder (default: .)")
+    parser.add_argument("--out", help="write the table to this CSV file instead of stdout")
+    args = parser.parse_args(argv)
+    table = read_costs(Path(args.root) / "costs")
+    if args.out:
+        table.to_csv(args.out, index=False)
+    else:
+        table.to_csv(sys.stdout, index=False)
+
+
+if __name__ == "__main__":
+    main()

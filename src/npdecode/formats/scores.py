@@ -1,10 +1,13 @@
 """`scores/<name>.json`: the few numbers DVC shows as metrics, one small file per stage run.
 
 `dvc exp show`, `dvc metrics show` and `dvc metrics diff` list only these: per model and
-session the test accuracy (and any interval of it), top-5 and balanced accuracy; the
-few-shot means per k; the reference decoders. Keys nest as `<metric>.<model>.<session>`
-(e.g. `acc.lstm.1`), unique across files, so DVC names each column by its key alone, and
-DVC's sorted columns start with every model's test accuracy (`acc.*`). Everything else
+session the test accuracy, top-5 and balanced accuracy; the few-shot means per k; the
+reference decoders. Keys nest as `<metric>.<model>.<session>` (e.g. `acc.lstm.1`), unique
+across files, so DVC names each column by its key alone, and DVC's sorted columns start
+with every model's test accuracy (`acc.*`). The 95 % intervals sit apart, under
+`interval.<metric>_lo|_hi.<model>.<session>` (e.g. `interval.acc_lo.lstm.1`): the README's
+`dvc exp show` recipe drops them with one pattern (`^interval\.`), so its first screen
+holds the changed params and every model's accuracy; `--csv` still has them. Everything else
 (train/val figures, every few-shot draw) stays in the detailed `metrics/` JSONs, which
 stages and the report read; run costs are in `costs/`. No stage reads a scores file, so
 it carries no content hash.
@@ -52,16 +55,23 @@ def _short(key: str) -> str:
 
 def model_scores(model: str, session_id: SessionId, metrics: dict) -> dict[str, Any]:
     """A model's test figures: `{metric: {model: {session: value}}}` for every number of
-    the metrics JSON's `test` but `n`; an interval [low, high] as `<metric>_low/_high`."""
+    the metrics JSON's `test` but `n`; the bounds of an interval (`<metric>_lo`/`_hi`, or a
+    [low, high] pair) as `{"interval": {"<metric>_lo": ..., "<metric>_hi": ...}}`."""
     out: dict[str, Any] = {}
+    bounds: dict[str, Any] = {}
     for key, value in metrics["test"].items():
         if key == "n" or isinstance(value, bool):
             continue
         if isinstance(value, Real):
-            out[_short(key)] = value
+            bound = key.endswith(("_lo", "_hi"))
+            (bounds if bound else out)[_short(key)] = value
         elif isinstance(value, list | tuple) and len(value) == 2:
-            out[f"{_short(key)}_low"], out[f"{_short(key)}_high"] = value
-    return {name: {model: {str(session_id): v}} for name, v in out.items()}
+            bounds[f"{_short(key)}_lo"], bounds[f"{_short(key)}_hi"] = value
+    sid = str(session_id)
+    tree: dict[str, Any] = {name: {model: {sid: v}} for name, v in out.items()}
+    if bounds:
+        tree["interval"] = {name: {model: {sid: v}} for name, v in bounds.items()}
+    return tree
 
 
 def fewshot_scores(model: str, session_id: SessionId, result: dict) -> dict[str, Any]:

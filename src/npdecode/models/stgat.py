@@ -12,7 +12,7 @@ Cost scales with B*T*U*(k+1)*heads*hidden: every one of the B*T*U*(k+1) (copy, u
 neighbour) pairs takes ~20 elementwise operations of width heads*hidden forward and
 backward, where the LSTM's whole input layer is one matrix product. On a CPU that makes an
 epoch tens of times an LSTM epoch at 2,000 units, and the attention buys no accuracy on the
-synthetic sessions (notes in the README, "ST-GAT"), so dvc.yaml runs it only when params
+synthetic sessions (docs/cost.md, "ST-GAT"), so dvc.yaml runs it only when params
 `optional_models` lists it. On a GPU the same kernels run as a handful of large launches.
 """
 

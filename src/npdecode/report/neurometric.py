@@ -22,6 +22,7 @@ from npdecode.formats.files import read_json
 from npdecode.params import SessionId
 from npdecode.paths import Layout
 from npdecode.report.plots import _save
+from npdecode.report.plots import area_colours as plot_area_colours
 
 ALL = "all"  # the group of all of a session's units (analyses/neurometric.py)
 MATCHED_SHARE = 0.75  # areas are compared at a unit count this share of them reach
@@ -180,10 +181,10 @@ def pooled_curve(rows: pd.DataFrame, x: str, k_total: int) -> pd.DataFrame:
 # --- figures ------------------------------------------------------------------------------
 
 
-def area_colours(areas: list[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab20")
+def area_colours(areas: list[str]) -> dict[str, tuple | str]:
+    """Black for all units, a distinct hue per area (tab20's pairs looked alike)."""
     others = [a for a in areas if a != ALL]
-    return {ALL: (0.0, 0.0, 0.0, 1.0), **{a: cmap(i % 20) for i, a in enumerate(others)}}
+    return {ALL: (0.0, 0.0, 0.0, 1.0), **plot_area_colours(others)}
 
 
 def _session_colours(sessions: list[SessionId]) -> dict[SessionId, tuple]:
@@ -218,10 +219,11 @@ def plot_units(table: pd.DataFrame, path: Path) -> None:
     sessions = sorted(part["session_id"].unique())
     colour = _session_colours(sessions)
     fig, axes = _grid(len(areas))
-    top = _top(part)
     ticks = sorted(part.loc[~part["all_units"], "n_units"].unique())
     for ax, area in zip(axes.ravel(), areas, strict=False):
         rows = part[part["area"] == area]
+        # each panel spans its own area's unit counts and accuracies: an area of 20 units
+        # on the all-units axes would sit in a corner of an empty panel
         for sid in sessions:
             mine = rows[rows["session_id"] == sid].sort_values("n_units")
             if mine.empty:
@@ -246,11 +248,14 @@ def plot_units(table: pd.DataFrame, path: Path) -> None:
         name = "all units" if area == ALL else area
         ax.set_title(f"{name}  ({_sessions_text(k)}, {units})", fontsize=10)
         ax.set_xscale("log")
-        ax.set_xticks(ticks, [str(t) for t in ticks])
+        lo, hi = float(rows["n_units"].min()), float(rows["n_units"].max())
+        mine = [t for t in ticks if lo <= t and t * 1.3 < hi]  # labels must not touch
+        ax.set_xticks([*mine, int(hi)], [*(str(t) for t in mine), str(int(hi))])
         ax.minorticks_off()
-        ax.set_ylim(0, top)
-    for ax in axes[-1, :]:
-        ax.set_xlabel("units decoded (n)")
+        ax.set_xlim(lo / 1.3, hi * 1.3)
+        ax.set_ylim(0, _top(rows))
+    for ax in axes.ravel():
+        ax.set_xlabel("units decoded (n)", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy (fraction)")
     handles = [
@@ -267,7 +272,9 @@ def plot_units(table: pd.DataFrame, path: Path) -> None:
         handles.append(Line2D([], [], color=colour[sessions[0]], lw=6, alpha=0.3, label="95 % CI"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8)
     model = table["model"].iloc[0]
-    fig.suptitle(f"Accuracy vs number of units per area ({model}, test split)")
+    fig.suptitle(
+        f"Accuracy vs number of units per area ({model}, test split; each panel its own scale)"
+    )
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     _save(fig, path)
 
@@ -372,11 +379,18 @@ def plot_time(table: pd.DataFrame, areas_summary: pd.DataFrame, path: Path) -> N
     axes[0].axhline(first["chance"].iloc[0], color="k", ls=":", lw=1)
     axes[0].set_ylim(0, _top(first))
     axes[0].set_ylabel("test accuracy (fraction)")
-    axes[0].set_title("decoded from onset to t")
-    axes[0].legend(fontsize=7, ncol=2, title="area (chance dotted)", title_fontsize=7)
+    axes[0].set_title("decoded from onset to t (bands: 95 % CI)")
+    # beside the panels, not over the early curves
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, title="area (chance dotted)")
     # rescaling divides by the full window's accuracy above chance: noise for areas that
-    # barely decode, so these panels show the visual areas (and all units) that do
+    # barely decode, so these panels show the visual areas (and all units) whose
+    # full-window interval lies above twice chance in every session
+    full = first.sort_values("stop_s").groupby(["session_id", "area"]).last()
+    clear = full["ci_low"] > 2 * full["chance"]
+    decoding_areas = set(clear.groupby("area").all().loc[lambda c: c].index)
     decoding = areas_summary.dropna(subset=["half_max_s"])
+    decoding = decoding[decoding["area"].isin(decoding_areas)]
     shown = [a for a in areas if a in set(decoding["area"]) and (a == ALL or is_visual(a))]
     _time_panel(
         axes[1], normalised(first[first["area"].isin(shown)]), shown, colour, "stop_s", False
@@ -392,7 +406,8 @@ def plot_time(table: pd.DataFrame, areas_summary: pd.DataFrame, path: Path) -> N
     )
     _bars(axes[2], half, shown, "half_max_ms", _offsets(sorted(first["session_id"].unique())))
     axes[2].set_ylabel("time to half the full-window accuracy (ms)")
-    axes[2].set_title("how soon each area decodes (dots: sessions)")
+    spread_half = "bars: mean, 95 % CI over sessions" if k > 1 else "one session: no interval"
+    axes[2].set_title(f"how soon each area decodes (dots: sessions;\n{spread_half})", fontsize=10)
     if len(window):
         mid = window.assign(mid_s=(window["start_s"] + window["stop_s"]) / 2)
         _time_panel(axes[3], mid, areas, colour, "mid_s", bands=True)
@@ -403,10 +418,11 @@ def plot_time(table: pd.DataFrame, areas_summary: pd.DataFrame, path: Path) -> N
         axes[3].set_ylabel("test accuracy (fraction)")
         axes[3].set_ylim(0, _top(window))
     model = table["model"].iloc[0]
-    spread = "means over sessions, 95 % CI" if k > 1 else "95 % bootstrap CI"
+    spread = ", means over sessions" if k > 1 else ""
     fig.suptitle(
         f"How soon the image can be read out ({model}, all of each area's units; "
-        f"{_sessions_text(k)}, {spread})"
+        f"{_sessions_text(k)}{spread}); right panels: the areas whose full-window 95 % CI "
+        "lies above 2 x chance"
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     _save(fig, path)

@@ -177,14 +177,27 @@ def plot_confusion(predictions: Path, session_id: SessionId, model: str, path: P
     _save(fig, path)
 
 
-# Area colours: one hue family per region, so areas of one region look related and
-# neighbouring areas differ (tab20's pairs are near-identical shades).
-REGION_COLOURS = {
-    "thalamus": ["#1b9e77", "#66c2a5", "#006d2c"],
-    "visual": ["#d95f02", "#e7298a", "#7570b3", "#e6ab02", "#a6761d", "#1f78b4", "#b2182b"],
-    "hippocampus": ["#66a61e", "#4d9221", "#b8e186", "#276419"],
-    "other": ["#999999", "#666666", "#cccccc", "#333333"],
-}
+# Area colours: every area of a plot its own hue, far from every other's (one hue family
+# per region made LGd/LP, CA1/DG and VISal/VISam look alike); the legend groups areas by
+# region instead. Greys are kept for units outside any annotated structure.
+DISTINCT = (
+    "#1f77b4",  # blue
+    "#ff7f0e",  # orange
+    "#2ca02c",  # green
+    "#d62728",  # red
+    "#9467bd",  # purple
+    "#8c564b",  # brown
+    "#e377c2",  # pink
+    "#17becf",  # cyan
+    "#bcbd22",  # olive
+    "#000080",  # navy
+    "#f5c000",  # yellow
+    "#00e060",  # bright green
+    "#800000",  # maroon
+    "#ff00ff",  # magenta
+)
+REGIONS = ("thalamus", "visual", "hippocampus", "other")  # the legend's order
+UNANNOTATED = ("grey", "none", "nan", "")
 THALAMUS = ("LGd", "LGv", "LP", "TH", "Eth", "PO", "POL", "SGN", "MGv", "MGd")
 HIPPOCAMPUS = ("CA1", "CA2", "CA3", "DG", "SUB", "ProS", "HPF", "POST", "PRE")
 
@@ -200,15 +213,13 @@ def _region(area: str) -> str:
 
 
 def area_colours(areas: list[str]) -> dict[str, tuple | str]:
-    """A distinct colour per area, hue by region (thalamus, visual cortex, hippocampus, other)."""
-    used: dict[str, int] = {}
-    out: dict[str, tuple | str] = {}
-    for area in areas:
-        region = _region(area)
-        palette = REGION_COLOURS[region]
-        out[area] = palette[used.get(region, 0) % len(palette)]
-        used[region] = used.get(region, 0) + 1
-    return out
+    """A distinct colour per area (in region order: thalamus, visual cortex, hippocampus,
+    other), grey for units outside any annotated structure."""
+    regions = list(REGIONS)
+    named = [a for a in areas if a not in UNANNOTATED]
+    named = sorted(named, key=lambda a: (regions.index(_region(a)), areas.index(a)))
+    out: dict[str, tuple | str] = {a: DISTINCT[i % len(DISTINCT)] for i, a in enumerate(named)}
+    return {**out, **{a: "#999999" for a in areas if a in UNANNOTATED}}
 
 
 def plot_raster(
@@ -261,7 +272,7 @@ def plot_raster(
     for start, frame in zip(pres["start_time"], pres["frame"], strict=True):
         ax.axvline(start, color="k", linewidth=0.6, alpha=0.6)
         ax.text(start + 0.005, row + 1, "blank" if frame == -1 else f"{int(frame)}", fontsize=7)
-    regions = list(REGION_COLOURS)
+    regions = list(REGIONS)
     handles = [
         plt.Line2D([], [], color=colour[a], marker="|", linestyle="", markersize=8, label=a)
         for a in sorted(areas, key=lambda a: (regions.index(_region(a)), a))
@@ -300,7 +311,7 @@ def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
         title = "One decoder per session vs one shared across sessions"
     else:
         label = "multisession model, trained on this session alone"
-        title = "Nothing shared: every group holds one session"
+        title = "Nothing shared: one session per group"
     for dx, column, name in (
         (-0.2, "single_session", f"single session ({core})"),
         (0.2, "shared", label),
@@ -335,15 +346,16 @@ def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
         )
         handles.append(Line2D([], [], linestyle=style, marker="o", color="0.3", label=what))
     skipped = table["transfer_skipped"].fillna("").astype(str)
-    if (skipped != "").all():
+    transferred = not (skipped != "").all()
+    if not transferred:  # above the curves (they rise to the right), never over a point
         right.text(
-            0.5,
-            0.5,
-            "no transfer:\n" + "\n".join(sorted(set(skipped))),
-            ha="center",
-            va="center",
+            0.02,
+            0.98,
+            "no transfer: " + "; ".join(sorted(set(skipped))),
+            ha="left",
+            va="top",
             wrap=True,
-            fontsize=9,
+            fontsize=8,
             transform=right.transAxes,
         )
     if len(table) <= 10:
@@ -355,11 +367,17 @@ def plot_multisession(table: pd.DataFrame, core: str, path: Path) -> None:
         right.set_xscale("log")
         right.set_xticks(ks, [str(k) for k in ks])
         right.minorticks_off()
-    right.set_xlabel("training presentations per image (k), held-out mouse")
+    held_out = ", held-out mouse" if transferred else ""
+    right.set_xlabel(f"training presentations per image (k){held_out}")
     right.set_ylabel("test accuracy (fraction)")
     right.set_ylim(0, 1)
-    right.set_title("Few-shot on a held-out mouse (bars: 95 % interval of the mean)", fontsize=10)
+    right.set_title(
+        "Few-shot on a held-out mouse (bars: 95 % interval of the mean)"
+        if transferred
+        else f"Few-shot, {core} from scratch (bars: 95 % interval of the mean)",
+        fontsize=10,
+    )
     if handles:
-        right.legend(handles=handles, fontsize=8)
+        right.legend(handles=handles, fontsize=8, loc="center left")  # the curves rise right
     fig.tight_layout()
     _save(fig, path)

@@ -37,7 +37,7 @@ SESSION_S = 9600.0  # a brain_observatory_1.1 session: ~2.7 h of stimuli
 N_FEATURES = 24  # hidden features per image (the images' own, shared by all mice)
 # AllenSDK's quickstart keeps 93 VISp units of 791319847 after its default filters; the CSV
 # (one published analysis, other filters) says 125. A twin's default-QC count in each of
-# the eight visual areas is the CSV count times this ratio (README: "The Allen twin").
+# the eight visual areas is the CSV count times this ratio (docs/twin.md, "The Allen twin (`fetch.synthetic.preset: allen`)").
 AREA_QC_RATIO = 93 / 125
 # Unfiltered unit counts known for real sessions (issue 12); the others draw 2,000-3,000.
 KNOWN_UNFILTERED = {715093703: 2073, 732592105: 2717}

@@ -8,7 +8,7 @@
 - `local`: an NWB file already on disk below `fetch.path` (a DANDI download, a
   colleague's AllenSDK cache), hardlinked or copied in.
 Real sessions get `sessions/probes/channels/units.csv` (Allen's columns) and `fetch.json`
-(origin and content summary) beside the NWB; see README, "Real Allen sessions".
+(origin and content summary) beside the NWB; see docs/allen.md, "Real Allen sessions".
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 
 from npdecode.cli import run_stage
-from npdecode.formats.costs import read_costs
 from npdecode.formats.files import write_csv, write_json
 from npdecode.params import Params
 from npdecode.paths import Layout
@@ -98,8 +97,6 @@ def main(params: Params, root: Path = Path(".")) -> None:
         "neurometric": neurometric,
     }
     write_json(layout.results_dir / "report.json", {"n_sessions": len(params.sessions), **sections})
-    # what each stage's last run cost: read, not a dependency (costs change on every run)
-    write_csv(read_costs(layout.costs_dir, params.sessions), layout.results_dir / "costs.csv")
     log.info(
         "report: %d sessions x %d models",
         summary["session_id"].nunique(),
