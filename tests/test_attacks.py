@@ -36,14 +36,9 @@ from npdecode.nwb.write import write_session_nwb
 from npdecode.params import SyntheticParams, load_params
 from npdecode.sources.synthetic import as_record, make_session
 
-from .helpers import command_env, copy_project, make_project, reproduced_project, sh
+from .helpers import command_env, make_project, sh
 
 SMALL = SyntheticParams(n_units=12, n_images=4, n_repeats=6, n_blocks=2, seed=0)
-
-
-@pytest.fixture
-def project(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_project(reproduced_project(tmp_path_factory), tmp_path / "project")
 
 
 def _one_error(proc: subprocess.CompletedProcess, stage: str) -> str:
