@@ -1,0 +1,133 @@
+"""The twin's ideal decoder: a point-process filter with the true tuning (the ceiling).
+
+Each sorted unit's count in bin k is Poisson with mean `w exp(b_u + c_u . f(x_{k + L_u}))`
+(`npdecode.sources.macaque_twin`: f = scaled velocity, position and speed; L_u the unit's
+lead in bins). The filter knows b, c and L exactly (from the truth file), realigns each
+unit's counts by its lead (M1 counts from L bins earlier, so it stays causal), and runs
+the Laplace-Gaussian point-process filter of Eden et al. (2004) on the state
+x = [px, py, vx, vy] with a linear-Gaussian kinematic prior fitted by least squares on
+the training bins' true kinematics (as the Kalman filter's is).
+
+Why it is the ceiling: with the true observation model, the Bayes filter is the best a
+causal decoder can do; this one is that filter up to its Gaussian posterior approximation
+and its linear-Gaussian prior on kinematics (real reaches go to grid targets along
+minimum-jerk paths, structure a flexible decoder could learn beyond a linear prior). So
+decoders should score at or below it; one that beats it by more than the interval shows
+that approximation gap, not a leak.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from npdecode.formats.macaque_truth import MacaqueTruth
+
+
+def fit_prior(now: np.ndarray, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares linear dynamics x_{k+1} = A x_k + e, e ~ N(0, Q) from (N, D) state pairs."""
+    a_t, *_ = np.linalg.lstsq(now, nxt, rcond=None)  # (D, D): x_k @ a_t
+    return a_t.T, np.cov((nxt - now @ a_t).T)
+
+
+def lead_groups(lead_s: np.ndarray, width_s: float) -> list[tuple[np.ndarray, int, float]]:
+    """Units grouped by lead: (columns, whole bins `fl`, fraction `frac`).
+
+    A unit leading by L = lead / width = fl + frac bins fires in bin j at the rate of the
+    kinematics over [j + L, j + L + 1): a weight 1 - frac on x_{j+fl} and frac on x_{j+fl+1}.
+    """
+    out = []
+    for lead in np.unique(lead_s):
+        cols = np.flatnonzero(lead_s == lead)
+        steps = lead / width_s
+        fl = int(np.floor(steps + 1e-9))
+        out.append((cols, fl, max(0.0, float(steps - fl))))
+    return out
+
+
+def _jacobian(y: np.ndarray, vr: float, pr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Features f(y) (5,) of kinematics y = [px, py, vx, vy] and df/dy (5, 4)."""
+    speed = max(float(np.hypot(y[2], y[3])), 1e-6)
+    f = np.array([y[2] / vr, y[3] / vr, y[0] / pr, y[1] / pr, speed / vr])
+    jac = np.array(
+        [
+            [0, 0, 1 / vr, 0],
+            [0, 0, 0, 1 / vr],
+            [1 / pr, 0, 0, 0],
+            [0, 1 / pr, 0, 0],
+            [0, 0, y[2] / (speed * vr), y[3] / (speed * vr)],
+        ]
+    )
+    return f, jac
+
+
+NEWTON_STEPS = 3
+
+
+def decode(
+    counts: np.ndarray,
+    truth: MacaqueTruth,
+    width_s: float,
+    now: np.ndarray,
+    nxt: np.ndarray,
+) -> np.ndarray:
+    """(B, 4) estimates of [px, py, vx, vy] at every bin j from the counts of bins <= j.
+
+    Spikes lead the kinematics, so the counts up to bin j inform x up to x_{j+m} (m the
+    longest lead, in bins, rounded up). The state is the window s_j = [x_{j+m}, ..., x_j]
+    (a fixed-lag smoother): bin j's counts update the window, and its oldest element is
+    the estimate of x_j, causal in the counts. Each update finds the posterior mode by
+    `NEWTON_STEPS` Newton steps (the Laplace-Gaussian filter, Koyama et al. 2010) and takes
+    the inverse Hessian there as the covariance.
+
+    Args:
+        counts: (B, U) sorted-unit counts, columns in the truth's unit order.
+        truth: the session's truth.
+        width_s: bin width, s.
+        now, nxt: (N, 4) true [px, py, vx, vy] of training bins k and k+1, for the prior.
+    """
+    a, q = fit_prior(now, nxt)
+    groups = lead_groups(truth.lead_s, width_s)
+    m = max(fl + (frac > 0) for _, fl, frac in groups)
+    dim = 4 * (m + 1)
+    # window dynamics: the newest block advances by A, the others shift one place older
+    f_mat = np.zeros((dim, dim))
+    f_mat[:4, :4] = a
+    f_mat[4:, :-4] = np.eye(dim - 4)
+    q_win = np.zeros((dim, dim))
+    q_win[:4, :4] = q
+    # rows selecting each group's kinematics from the window: x_{j+i} is block m - i
+    mixes = []
+    for cols, fl, frac in groups:
+        mix = np.zeros((4, dim))
+        mix[:, 4 * (m - fl) : 4 * (m - fl) + 4] = (1 - frac) * np.eye(4)
+        if frac > 0:
+            mix[:, 4 * (m - fl - 1) : 4 * (m - fl)] = frac * np.eye(4)
+        mixes.append((cols, mix))
+    base = truth.baseline + np.log(width_s)  # (U,)
+    c = truth.coef  # (U, 5)
+    vr, pr = truth.v_ref, truth.p_ref
+    both = np.concatenate([now, nxt])
+    x = np.tile(both.mean(axis=0), m + 1)
+    p = np.kron(np.eye(m + 1), np.cov(both.T))
+    out = np.zeros((counts.shape[0], 4))
+    counts = counts.astype(np.float64)
+    for j in range(counts.shape[0]):
+        if j:
+            x = f_mat @ x
+            p = f_mat @ p @ f_mat.T + q_win
+        prior_info = np.linalg.inv(p)
+        prior_x = x.copy()
+        hess = prior_info
+        for _ in range(NEWTON_STEPS):
+            grad = -prior_info @ (x - prior_x)
+            hess = prior_info.copy()
+            for cols, mix in mixes:
+                f, jac = _jacobian(mix @ x, vr, pr)
+                g = c[cols] @ jac @ mix  # (U_g, dim) gradient of each log rate
+                lam = np.exp(base[cols] + c[cols] @ f)  # (U_g,)
+                grad += g.T @ (counts[j, cols] - lam)
+                hess += (g * lam[:, None]).T @ g
+            x = x + np.linalg.solve(hess, grad)
+        p = np.linalg.inv(hess)
+        out[j] = x[-4:]
+    return out
