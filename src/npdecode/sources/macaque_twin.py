@@ -136,9 +136,10 @@ def reaches(settings: TwinSettings, rng: np.random.Generator) -> tuple[np.ndarra
                 cursor[k : k + m] = pos
             target[k : k + m] = goal
             k += m
-    # Hand tremor / tracking noise: ~0.2 mm, smoothed over ~40 ms, so still is not exact zero.
-    noise = rng.normal(0, 0.2, (n + 10, 2))
-    kernel = np.ones(10) / np.sqrt(10)
+    # Tracking jitter: sd 0.05 mm smoothed over 100 ms, so a still hand is not exactly
+    # still yet stays under the field's 10 mm/s still threshold at 4 ms (brainsets).
+    noise = rng.normal(0, 0.05, (n + 24, 2))
+    kernel = np.ones(25) / 5.0  # sum of 25 draws / sqrt(25): sd stays 0.05 mm
     cursor += np.stack([np.convolve(noise[:, d], kernel, "valid")[:n] for d in range(2)], 1)
     return cursor, target
 
