@@ -330,8 +330,15 @@ def r2_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     out = {"r2": float(1 - sse.sum() / sst.sum())}
     for d in range(y.shape[1]):
         out[f"r2_{d}"] = float(1 - sse[d] / sst[d])
-        out[f"r_{d}"] = float(np.corrcoef(y[:, d], pred[:, d])[0, 1])
+        out[f"r_{d}"] = _pearson(y[:, d], pred[:, d])
     return out
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r; nan (no warning) when either side is constant."""
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
 def _block_index(n: int, block: int, n_boot: int, seed: int) -> np.ndarray:
