@@ -33,8 +33,12 @@ from npdecode.sources.macaque_twin import write_twin
 
 def _truth_order(r, truth):  # type: ignore[no-untyped-def]
     """Truth rows in the reader's unit order (matched by channel and row)."""
-    where = {(int(c), int(w)): k for k, (c, w) in enumerate(zip(truth.channel, truth.row))}
-    return np.array([where[(int(c), int(w))] for c, w in zip(r.unit_channel, r.unit_row)])
+    where = {
+        (int(c), int(w)): k for k, (c, w) in enumerate(zip(truth.channel, truth.row, strict=True))
+    }
+    return np.array(
+        [where[(int(c), int(w))] for c, w in zip(r.unit_channel, r.unit_row, strict=True)]
+    )
 
 
 def one(name: str, folder: Path, width: float, h: int) -> dict:
@@ -88,7 +92,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.sessions:
             o = one(name, Path(tmp), a.bin, a.history)
-            cell = {k: f"{o[k]:.3f} [{o[k + '_lo']:.3f}, {o[k + '_hi']:.3f}]" for k in ("wiener", "kalman", "ideal")}
+            cell = {
+                k: f"{o[k]:.3f} [{o[k + '_lo']:.3f}, {o[k + '_hi']:.3f}]"
+                for k in ("wiener", "kalman", "ideal")
+            }
             d = o["wiener_minus_kalman"]
             print(f"| {name} | {o['monkey']} | {o['channels']} | {o['units']} | {cell['wiener']} | "
                   f"{cell['kalman']} | {cell['ideal']} | {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] | "

@@ -405,7 +405,9 @@ def paired_r2(
     """
     y = np.asarray(y, float)
     idx = _block_index(len(y), block, n_boot, seed)
-    diff = _r2_batch(y, np.asarray(pred_a, float), idx) - _r2_batch(y, np.asarray(pred_b, float), idx)
+    diff = _r2_batch(y, np.asarray(pred_a, float), idx) - _r2_batch(
+        y, np.asarray(pred_b, float), idx
+    )
     point = r2_scores(y, pred_a)["r2"] - r2_scores(y, pred_b)["r2"]
     lo, hi = (float(v) for v in np.quantile(diff, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]))
     p = float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))

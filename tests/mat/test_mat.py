@@ -42,7 +42,7 @@ def test_round_trip_is_exact(mat: tuple[Path, MatSession]) -> None:
     np.testing.assert_array_equal(r.target_pos, s.target_pos)
     assert r.chan_names == list(s.chan_names)
     # sorted units in (row, channel) order; placeholders skipped
-    assert list(zip(r.unit_row, r.unit_channel)) == [(1, 0), (1, 2), (2, 2)]
+    assert list(zip(r.unit_row, r.unit_channel, strict=True)) == [(1, 0), (1, 2), (2, 2)]
     np.testing.assert_array_equal(r.spike_times[0], s.spikes[1][0])
     np.testing.assert_array_equal(r.spike_times[2], s.spikes[2][2])
 
@@ -111,7 +111,9 @@ def _ref_data(f: h5py.File, row: int, col: int, data: np.ndarray) -> None:
     ],
 )  # fmt: skip
 def test_bad_input_names_session_file_and_fault(
-    mat: tuple[Path, MatSession], edit, message: str  # type: ignore[no-untyped-def]
+    mat: tuple[Path, MatSession],
+    edit,
+    message: str,  # type: ignore[no-untyped-def]
 ) -> None:
     path, _ = mat
     _edit(path, edit)

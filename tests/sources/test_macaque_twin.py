@@ -34,7 +34,9 @@ def test_twin_reads_back_with_truth(macaque_twin_files: dict[str, Path]) -> None
     r = read_mat(path, "loco_20170210_03")
     truth = read_macaque_truth(path.with_suffix(".truth.npz"))
     assert len(r.chan_names) == 192 and r.chan_names[96] == "S1 001"
-    assert sorted(zip(r.unit_channel, r.unit_row)) == sorted(zip(truth.channel, truth.row))
+    assert sorted(zip(r.unit_channel, r.unit_row, strict=True)) == sorted(
+        zip(truth.channel, truth.row, strict=True)
+    )
     rates = np.array([s.size for s in r.spike_times]) / (r.t[-1] - r.t[0])
     assert 4 < np.median(rates) < 20  # M1/S1 sorted units: a few to tens of Hz
     crossings = read_mat(path, "loco_20170210_03", units="crossings")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def read_macaque_truth(path: str | Path) -> MacaqueTruth:
     for k in ("v_ref", "p_ref"):
         if z[k].shape != ():
             raise corrupt(path, f"{k} has shape {z[k].shape}, expected a scalar")
-    values = {k: z[k] for k in _NAMES}
+    values: dict[str, Any] = {k: z[k] for k in _NAMES}
     values["v_ref"] = float(z["v_ref"])
     values["p_ref"] = float(z["p_ref"])
     return MacaqueTruth(**values)

@@ -131,7 +131,7 @@ def _select(
                     row_of.append(j)
     else:
         for i in range(len(rows[0])):
-            parts = [row[i] for row in rows if row[i] is not None]
+            parts = [a for row in rows if (a := row[i]) is not None]
             trains.append(np.sort(np.concatenate(parts)) if parts else np.empty(0))
             channel.append(i)
             row_of.append(0)

@@ -21,7 +21,9 @@ DEFAULT_ROLES = ("train",) * 8 + ("val", "test")
 EXCLUDED = -1
 
 
-def still_mask(speed: np.ndarray, width_s: float, still_speed: float, still_min_s: float) -> np.ndarray:
+def still_mask(
+    speed: np.ndarray, width_s: float, still_speed: float, still_min_s: float
+) -> np.ndarray:
     """(B,) True for bins inside a run of bins with `speed < still_speed` lasting more than
     `still_min_s` seconds."""
     slow = np.asarray(speed) < still_speed
@@ -33,7 +35,9 @@ def still_mask(speed: np.ndarray, width_s: float, still_speed: float, still_min_
     return out
 
 
-def block_labels(n_bins: int, roles: Sequence[str] = DEFAULT_ROLES) -> tuple[np.ndarray, np.ndarray]:
+def block_labels(
+    n_bins: int, roles: Sequence[str] = DEFAULT_ROLES
+) -> tuple[np.ndarray, np.ndarray]:
     """(B,) role index (0 train, 1 val, 2 test) and (B,) block index of every bin.
 
     Block j spans bins `[floor(j B / n), floor((j + 1) B / n))`.

@@ -219,9 +219,7 @@ def monkey_pool(monkey: str, settings: TwinSettings) -> Pool:
 # --- one session -------------------------------------------------------------------------
 
 
-def _poisson_train(
-    rng: np.random.Generator, t: np.ndarray, log_rate: np.ndarray
-) -> np.ndarray:
+def _poisson_train(rng: np.random.Generator, t: np.ndarray, log_rate: np.ndarray) -> np.ndarray:
     """Spike times (s) of an inhomogeneous Poisson process with rate exp(log_rate) per
     4 ms sample `t` (piecewise constant), sorted and without duplicates."""
     counts = rng.poisson(np.exp(log_rate) * SAMPLE_S)  # (T,)
@@ -229,9 +227,7 @@ def _poisson_train(
     return np.unique(t[idx] + rng.uniform(0, SAMPLE_S, idx.size))
 
 
-def generate(
-    name: str, settings: TwinSettings | None = None
-) -> tuple[MatSession, MacaqueTruth]:
+def generate(name: str, settings: TwinSettings | None = None) -> tuple[MatSession, MacaqueTruth]:
     """The twin of session `name`: its `.mat` arrays and its truth."""
     settings = settings or TwinSettings()
     sess: MacaqueSession = BY_NAME[name]
@@ -246,9 +242,7 @@ def generate(
     lead = int(round(settings.lead_s / SAMPLE_S))
     feats = {True: features(t, cursor, lead), False: features(t, cursor, 0)}  # by M1
 
-    alive = np.flatnonzero(
-        (pool.born <= day) & (pool.dies > day) & (pool.channel < sess.channels)
-    )
+    alive = np.flatnonzero((pool.born <= day) & (pool.dies > day) & (pool.channel < sess.channels))
     alive = alive[np.lexsort((pool.born[alive], pool.channel[alive]))]  # by channel, age
     chan = pool.channel[alive]
     row = np.ones(alive.size, dtype=np.int64)
