@@ -65,8 +65,7 @@ def one(name: str, folder: Path, width: float, h: int) -> dict:
     sub = type(truth)(**{**truth.__dict__, **{k: getattr(truth, k)[order] for k in
                          ("neuron_id", "channel", "row", "baseline", "coef", "lead_s")}})  # fmt: skip
     st = np.column_stack([p.pos, p.vel])  # (B, 4) the ideal's state
-    pairs = tr[np.isin(tr + 1, tr)]  # consecutive training bins, for the kinematic prior
-    pred_i = ideal.decode(p.counts, sub, width, st[pairs], st[pairs + 1])[te, 2:4]
+    pred_i = ideal.decode(p.counts, sub, width, st, tr)[te, 2:4]
 
     out = {"session": name, "monkey": BY_NAME[name].monkey, "channels": BY_NAME[name].channels,
            "units": len(r.spike_times), "gen_cpu_s": gen_cpu, "gen_wall_s": gen_wall,

@@ -5,8 +5,8 @@ Each sorted unit's count in bin k is Poisson with mean `w exp(b_u + c_u . f(x_{k
 lead in bins). The filter knows b, c and L exactly (from the truth file), realigns each
 unit's counts by its lead (M1 counts from L bins earlier, so it stays causal), and runs
 the Laplace-Gaussian point-process filter of Eden et al. (2004) on the state
-x = [px, py, vx, vy] with a linear-Gaussian kinematic prior fitted by least squares on
-the training bins' true kinematics (as the Kalman filter's is).
+x = [px, py, vx, vy] with a linear-Gaussian autoregressive kinematic prior fitted by
+least squares on the training bins' true kinematics.
 
 Why it is the ceiling: with the true observation model, the Bayes filter is the best a
 causal decoder can do; this one is that filter up to its Gaussian posterior approximation
@@ -23,9 +23,19 @@ import numpy as np
 from npdecode.formats.macaque_truth import MacaqueTruth
 
 
-def fit_prior(now: np.ndarray, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares linear dynamics x_{k+1} = A x_k + e, e ~ N(0, Q) from (N, D) state pairs."""
-    a_t, *_ = np.linalg.lstsq(now, nxt, rcond=None)  # (D, D): x_k @ a_t
+def fit_prior(states: np.ndarray, train: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares AR(`order`) kinematics: x_{k+1} = A [x_k, ..., x_{k-order+1}] + e.
+
+    Fitted on every run of `order` + 1 consecutive training bins (no run crosses a split
+    edge). Returns A (D, D * order) and the residual covariance Q (D, D). Reaches are
+    smooth (minimum jerk), so a few past bins predict the next far better than one.
+    """
+    ok = np.zeros(states.shape[0] + 1, dtype=bool)
+    ok[train] = True
+    ends = np.array([k for k in train if k >= order and ok[k - order : k + 1].all()])
+    now = np.hstack([states[ends - 1 - i] for i in range(order)])  # (N, D * order)
+    nxt = states[ends]  # (N, D)
+    a_t, *_ = np.linalg.lstsq(now, nxt, rcond=None)  # (D * order, D)
     return a_t.T, np.cov((nxt - now @ a_t).T)
 
 
@@ -67,8 +77,8 @@ def decode(
     counts: np.ndarray,
     truth: MacaqueTruth,
     width_s: float,
-    now: np.ndarray,
-    nxt: np.ndarray,
+    states: np.ndarray,
+    train: np.ndarray,
 ) -> np.ndarray:
     """(B, 4) estimates of [px, py, vx, vy] at every bin j from the counts of bins <= j.
 
@@ -83,15 +93,16 @@ def decode(
         counts: (B, U) sorted-unit counts, columns in the truth's unit order.
         truth: the session's truth.
         width_s: bin width, s.
-        now, nxt: (N, 4) true [px, py, vx, vy] of training bins k and k+1, for the prior.
+        states: (B, 4) true [px, py, vx, vy] of every bin; only the rows `train` are read,
+            to fit the kinematic prior (`fit_prior`, order = the window length).
     """
-    a, q = fit_prior(now, nxt)
     groups = lead_groups(truth.lead_s, width_s)
     m = max(fl + (frac > 0) for _, fl, frac in groups)
     dim = 4 * (m + 1)
+    a, q = fit_prior(states, train, m + 1)  # (4, dim): the next bin from the whole window
     # window dynamics: the newest block advances by A, the others shift one place older
     f_mat = np.zeros((dim, dim))
-    f_mat[:4, :4] = a
+    f_mat[:4] = a
     f_mat[4:, :-4] = np.eye(dim - 4)
     q_win = np.zeros((dim, dim))
     q_win[:4, :4] = q
@@ -106,9 +117,8 @@ def decode(
     base = truth.baseline + np.log(width_s)  # (U,)
     c = truth.coef  # (U, 5)
     vr, pr = truth.v_ref, truth.p_ref
-    both = np.concatenate([now, nxt])
-    x = np.tile(both.mean(axis=0), m + 1)
-    p = np.kron(np.eye(m + 1), np.cov(both.T))
+    x = np.tile(states[train].mean(axis=0), m + 1)
+    p = np.kron(np.eye(m + 1), np.cov(states[train].T))
     out = np.zeros((counts.shape[0], 4))
     counts = counts.astype(np.float64)
     for j in range(counts.shape[0]):
