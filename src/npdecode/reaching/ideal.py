@@ -36,7 +36,10 @@ def fit_prior(states: np.ndarray, train: np.ndarray, order: int) -> tuple[np.nda
     now = np.hstack([states[ends - 1 - i] for i in range(order)])  # (N, D * order)
     nxt = states[ends]  # (N, D)
     a_t, *_ = np.linalg.lstsq(now, nxt, rcond=None)  # (D * order, D)
-    return a_t.T, np.cov((nxt - now @ a_t).T)
+    q = np.atleast_2d(np.cov((nxt - now @ a_t).T))
+    # kinematics that are exact functions of each other (position summing velocity) leave
+    # Q singular; a jitter far below any real variance keeps the filter's inverses finite
+    return a_t.T, q + 1e-6 * np.mean(np.diag(q)) * np.eye(q.shape[0])
 
 
 def lead_groups(lead_s: np.ndarray, width_s: float) -> list[tuple[np.ndarray, int, float]]:
@@ -71,6 +74,8 @@ def _jacobian(y: np.ndarray, vr: float, pr: float) -> tuple[np.ndarray, np.ndarr
 
 
 NEWTON_STEPS = 3
+# A log rate above this (e^30 spikes per bin) is clipped: a diverging trial step must not overflow.
+MAX_LOG_RATE = 30.0
 
 
 def decode(
@@ -121,23 +126,42 @@ def decode(
     p = np.kron(np.eye(m + 1), np.cov(states[train].T))
     out = np.zeros((counts.shape[0], 4))
     counts = counts.astype(np.float64)
+
+    def terms(x: np.ndarray, n: np.ndarray, prior_x: np.ndarray, prior_info: np.ndarray
+              ) -> tuple[float, np.ndarray, np.ndarray]:  # fmt: skip
+        """Log posterior (up to a constant), its gradient and negative Hessian at x."""
+        d = x - prior_x
+        logp = -0.5 * float(d @ prior_info @ d)
+        grad = -prior_info @ d
+        hess = prior_info.copy()
+        for cols, mix in mixes:
+            f, jac = _jacobian(mix @ x, vr, pr)
+            g = c[cols] @ jac @ mix  # (U_g, dim) gradient of each log rate
+            eta = np.minimum(base[cols] + c[cols] @ f, MAX_LOG_RATE)  # (U_g,)
+            lam = np.exp(eta)
+            logp += float(n[cols] @ eta - lam.sum())
+            grad += g.T @ (n[cols] - lam)
+            hess += (g * lam[:, None]).T @ g  # Fisher information of this bin
+        return logp, grad, hess
+
     for j in range(counts.shape[0]):
         if j:
             x = f_mat @ x
             p = f_mat @ p @ f_mat.T + q_win
         prior_info = np.linalg.inv(p)
         prior_x = x.copy()
-        hess = prior_info
+        logp, grad, hess = terms(x, counts[j], prior_x, prior_info)
         for _ in range(NEWTON_STEPS):
-            grad = -prior_info @ (x - prior_x)
-            hess = prior_info.copy()
-            for cols, mix in mixes:
-                f, jac = _jacobian(mix @ x, vr, pr)
-                g = c[cols] @ jac @ mix  # (U_g, dim) gradient of each log rate
-                lam = np.exp(base[cols] + c[cols] @ f)  # (U_g,)
-                grad += g.T @ (counts[j, cols] - lam)
-                hess += (g * lam[:, None]).T @ g
-            x = x + np.linalg.solve(hess, grad)
+            step = np.linalg.solve(hess, grad)
+            for _ in range(8):  # damped: halve a step that lowers the posterior
+                trial = terms(x + step, counts[j], prior_x, prior_info)
+                if trial[0] >= logp:
+                    break
+                step = step / 2
+            else:
+                break  # no ascent along the Newton direction: x is the mode
+            x = x + step
+            logp, grad, hess = trial
         p = np.linalg.inv(hess)
         out[j] = x[-4:]
     return out
