@@ -76,6 +76,8 @@ def one(name: str, folder: Path, width: float, h: int) -> dict:
         out |= {f"{tag}": m["r2"], f"{tag}_lo": m["r2_lo"], f"{tag}_hi": m["r2_hi"]}
     pw = evaluation.paired_r2(y[te], pred_w, pred_k, block)
     out["wiener_minus_kalman"] = (pw["diff"], pw["lo"], pw["hi"])
+    pi = evaluation.paired_r2(y[te], pred_i, pred_w, block)
+    out["ideal_minus_wiener"] = (pi["diff"], pi["lo"], pi["hi"])
     return out
 
 
@@ -86,8 +88,8 @@ def main() -> None:
     ap.add_argument("--history", type=int, default=8)
     a = ap.parse_args()
     print("| session | monkey | ch | units | Wiener R² [95 %] | Kalman R² [95 %] | ideal R² [95 %] "
-          "| W-K paired | gen CPU s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| W-K paired | ideal-W paired | gen CPU s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.sessions:
             o = one(name, Path(tmp), a.bin, a.history)
@@ -95,9 +97,10 @@ def main() -> None:
                 k: f"{o[k]:.3f} [{o[k + '_lo']:.3f}, {o[k + '_hi']:.3f}]"
                 for k in ("wiener", "kalman", "ideal")
             }
-            d = o["wiener_minus_kalman"]
+            d, e = o["wiener_minus_kalman"], o["ideal_minus_wiener"]
             print(f"| {name} | {o['monkey']} | {o['channels']} | {o['units']} | {cell['wiener']} | "
                   f"{cell['kalman']} | {cell['ideal']} | {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] | "
+                f"{e[0]:+.3f} [{e[1]:+.3f}, {e[2]:+.3f}] | "
                   f"{o['gen_cpu_s']:.2f} |", flush=True)  # fmt: skip
             Path(tmp, f"{name}.mat").unlink()
 
