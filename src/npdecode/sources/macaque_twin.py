@@ -11,8 +11,9 @@ field excludes).
 
 Neurons: each monkey has one pool of neurons per channel, born and lost at a constant rate
 (a birth-death process with mean lifetime `lifetime_days`), so sessions a few days apart
-share most units and sessions months apart share few. A neuron's tuning drifts as a
-random walk over days. Rates are log-linear in the cursor's kinematics (Truccolo et al.
+share most units and sessions months apart share few. A neuron's tuning drifts slowly: an
+AR(1) over days towards fresh draws from the same distribution, so it decorrelates with
+timescale `drift_days` while the population's tuning strength stays what it was. Rates are log-linear in the cursor's kinematics (Truccolo et al.
 2005; Moran & Schwartz 1999): `rate = exp(b + k . v + a . p + s |v|)` on the kinematics
 `lead_s` later for M1 (motor cortex leads movement) and at the same time for S1 (a
 simplification: proprioceptive responses lag by a few tens of ms, within one bin).
@@ -55,8 +56,8 @@ class TwinSettings:
 
     Units: `sorted_per_channel` M1 sorted units per channel on average (0.8 on S1), mean
     lifetime on the array `lifetime_days` (chronic Utah arrays keep a unit for days to
-    weeks; Dickey et al. 2009), tuning drift sd `drift_per_sqrt_day` per coefficient per
-    sqrt(day). Baseline rates log-normal, median `rate_median_hz` (M1 sorted units fire a
+    weeks; Dickey et al. 2009), tuning decorrelating over `drift_days` (coefficients
+    c_d = r c_{d-1} + sqrt(1 - r^2) c_fresh, r = exp(-gap / drift_days): stationary). Baseline rates log-normal, median `rate_median_hz` (M1 sorted units fire a
     few to tens of Hz); `tuned_fraction` of units tuned, their log-rate modulation at
     300 mm/s ~ Exponential(mean `depth_mean`) (a typical cosine-tuned M1 unit doubles or
     halves its rate between preferred and anti-preferred direction); M1 leads the
@@ -72,7 +73,7 @@ class TwinSettings:
     sorted_per_channel: float = 1.8
     sorted_per_channel_s1: float = 0.8
     lifetime_days: float = 30.0
-    drift_per_sqrt_day: float = 0.04
+    drift_days: float = 100.0
     rate_median_hz: float = 8.0
     rate_log_sd: float = 0.8
     tuned_fraction: float = 0.7
@@ -198,21 +199,27 @@ def monkey_pool(monkey: str, settings: TwinSettings) -> Pool:
     n = channel.size
     baseline = np.log(settings.rate_median_hz) + settings.rate_log_sd * rng.normal(size=n)
     tuned = rng.random(n) < settings.tuned_fraction
-    depth = rng.exponential(settings.depth_mean, n) * tuned
-    angle = rng.uniform(0, 2 * np.pi, n)
-    coef0 = np.column_stack(
-        [
-            depth * np.cos(angle),
-            depth * np.sin(angle),
-            settings.position_depth * rng.normal(size=(n, 2)) * tuned[:, None],
-            settings.speed_depth * rng.normal(size=n) * tuned,
-        ]
-    )  # (N, 5)
-    gaps = np.diff(days, prepend=days[0]).astype(float)  # (D,) days since the previous session
-    steps = rng.normal(size=(days.size, n, N_COEF)) * (
-        settings.drift_per_sqrt_day * np.sqrt(gaps)[:, None, None]
-    )
-    coef = coef0[None] + np.cumsum(steps, axis=0) * tuned[None, :, None]  # (D, N, 5)
+
+    def draw() -> np.ndarray:
+        """(N, 5) tuning coefficients of every neuron from the population's distribution."""
+        depth = rng.exponential(settings.depth_mean, n) * tuned
+        angle = rng.uniform(0, 2 * np.pi, n)
+        return np.column_stack(
+            [
+                depth * np.cos(angle),
+                depth * np.sin(angle),
+                settings.position_depth * rng.normal(size=(n, 2)) * tuned[:, None],
+                settings.speed_depth * rng.normal(size=n) * tuned,
+            ]
+        )
+
+    # Stationary drift: an AR(1) over session days towards fresh draws, so a neuron's tuning
+    # decorrelates with timescale drift_days and the population's strength never grows.
+    coef = np.empty((days.size, n, N_COEF))
+    coef[0] = draw()
+    for i in range(1, days.size):
+        r = np.exp(-(days[i] - days[i - 1]) / settings.drift_days)
+        coef[i] = r * coef[i - 1] + np.sqrt(1 - r * r) * draw()
     return Pool(channel, np.concatenate(born), np.concatenate(dies), baseline, coef, days)
 
 
