@@ -39,7 +39,7 @@ def fit_prior(states: np.ndarray, train: np.ndarray, order: int) -> tuple[np.nda
     q = np.atleast_2d(np.cov((nxt - now @ a_t).T))
     # kinematics that are exact functions of each other (position summing velocity) leave
     # Q singular; a jitter far below any real variance keeps the filter's inverses finite
-    return a_t.T, q + 1e-6 * np.mean(np.diag(q)) * np.eye(q.shape[0])
+    return a_t.T, q + 1e-3 * np.mean(np.diag(q)) * np.eye(q.shape[0])
 
 
 def lead_groups(lead_s: np.ndarray, width_s: float) -> list[tuple[np.ndarray, int, float]]:
@@ -74,6 +74,7 @@ def _jacobian(y: np.ndarray, vr: float, pr: float) -> tuple[np.ndarray, np.ndarr
 
 
 NEWTON_STEPS = 3
+MAX_STEP_SD = 3.0
 # A log rate above this (e^30 spikes per bin) is clipped: a diverging trial step must not overflow.
 MAX_LOG_RATE = 30.0
 
@@ -122,8 +123,14 @@ def decode(
     base = truth.baseline + np.log(width_s)  # (U,)
     c = truth.coef  # (U, 5)
     vr, pr = truth.v_ref, truth.p_ref
-    x = np.tile(states[train].mean(axis=0), m + 1)
-    p = np.kron(np.eye(m + 1), np.cov(states[train].T))
+    # start from the stationary joint distribution of a window (the training windows'
+    # mean and covariance): independent blocks would let the first bins disagree
+    ok = np.zeros(states.shape[0], dtype=bool)
+    ok[train] = True
+    ends = np.array([k for k in train if k >= m and ok[k - m : k + 1].all()])
+    windows = np.hstack([states[ends - i] for i in range(m + 1)])  # (N, dim), newest first
+    x = windows.mean(axis=0)
+    p = np.cov(windows.T) + 1e-3 * np.mean(np.diag(q)) * np.eye(dim)
     out = np.zeros((counts.shape[0], 4))
     counts = counts.astype(np.float64)
 
@@ -153,6 +160,11 @@ def decode(
         logp, grad, hess = terms(x, counts[j], prior_x, prior_info)
         for _ in range(NEWTON_STEPS):
             step = np.linalg.solve(hess, grad)
+            # trust region: at most MAX_STEP_SD prior sd per step, so a Newton step cannot
+            # leap to a far basin of a non-concave posterior (the speed term is not concave)
+            size = float(np.sqrt(step @ prior_info @ step))
+            if size > MAX_STEP_SD:
+                step = step * (MAX_STEP_SD / size)
             for _ in range(8):  # damped: halve a step that lowers the posterior
                 trial = terms(x + step, counts[j], prior_x, prior_info)
                 if trial[0] >= logp:
