@@ -131,6 +131,7 @@ def decode(
     windows = np.hstack([states[ends - i] for i in range(m + 1)])  # (N, dim), newest first
     x = windows.mean(axis=0)
     p = np.cov(windows.T) + 1e-3 * np.mean(np.diag(q)) * np.eye(dim)
+    spread_info = np.linalg.inv(p)
     out = np.zeros((counts.shape[0], 4))
     counts = counts.astype(np.float64)
 
@@ -160,9 +161,10 @@ def decode(
         logp, grad, hess = terms(x, counts[j], prior_x, prior_info)
         for _ in range(NEWTON_STEPS):
             step = np.linalg.solve(hess, grad)
-            # trust region: at most MAX_STEP_SD prior sd per step, so a Newton step cannot
-            # leap to a far basin of a non-concave posterior (the speed term is not concave)
-            size = float(np.sqrt(step @ prior_info @ step))
+            # trust region: at most MAX_STEP_SD sd of the kinematics' stationary spread per
+            # step, so a step cannot leap to a far basin of the non-concave posterior (the
+            # speed term is not concave) yet can follow a reach's onset within one bin
+            size = float(np.sqrt(step @ spread_info @ step))
             if size > MAX_STEP_SD:
                 step = step * (MAX_STEP_SD / size)
             for _ in range(8):  # damped: halve a step that lowers the posterior
