@@ -109,3 +109,17 @@ def split_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for stage in (fetch, bin_stage, clean, split, reference):
         stage.main(params, 1, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def macaque_twin_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two short (90 s) macaque twin sessions written as real-layout `.mat` + truth files."""
+    from npdecode.sources.macaque_twin import TwinSettings, write_twin
+
+    folder = tmp_path_factory.mktemp("macaque")
+    out = {}
+    for name in ("indy_20160622_01", "loco_20170210_03"):
+        write_twin(name, folder / f"{name}.mat", folder / f"{name}.truth.npz",
+                   TwinSettings(duration_s=90.0))  # fmt: skip
+        out[name] = folder / f"{name}.mat"
+    return out

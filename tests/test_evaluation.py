@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from npdecode import evaluation
 from npdecode.decode.fewshot import check_shots
 from npdecode.errors import ParamsError
 from npdecode.evaluation import (
@@ -172,3 +173,54 @@ def test_a_single_draw_has_no_interval_of_the_mean_and_stays_valid_json():
     json.dumps(one, allow_nan=False)  # what write_json does: nan would raise
     two = summarise_draws([run, {**run, "accuracy": 0.7}])
     assert two["mean_lo"] < 0.6 < two["mean_hi"]
+
+
+# --- continuous targets (macaque reaching) ---------------------------------------------------
+
+
+def test_r2_scores_known_values() -> None:
+    y = np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])
+    pred = y.copy()
+    pred[:, 1] = 3.0  # axis 1 predicted by its mean: R² 0
+    out = evaluation.r2_scores(y, pred)
+    assert out["r2_0"] == 1.0 and out["r2_1"] == 0.0
+    # variance-weighted: axis 1 has 4x the variance of axis 0 -> overall 1 - 20/25
+    assert out["r2"] == pytest.approx(0.2)
+    assert out["r_0"] == pytest.approx(1.0) and math.isnan(out["r_1"])
+
+
+def test_block_bootstrap_interval_covers_and_narrows() -> None:
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (500, 5000):
+        y = np.cumsum(rng.normal(size=(n, 2)), axis=0) * 0.1 + rng.normal(size=(n, 2))
+        pred = y + rng.normal(size=(n, 2))
+        point = evaluation.r2_scores(y, pred)["r2"]
+        lo, hi = evaluation.r2_interval(y, pred, block=25, n_boot=1000)
+        assert lo < point < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
+
+
+def test_block_bootstrap_is_wider_than_bins_for_correlated_errors() -> None:
+    rng = np.random.default_rng(1)
+    n = 4000
+    y = rng.normal(size=(n, 1))
+    slow = np.repeat(rng.normal(size=(n // 100, 1)), 100, axis=0)  # errors constant for 100 bins
+    pred = y + slow
+    single = evaluation.r2_interval(y, pred, block=1)
+    blocks = evaluation.r2_interval(y, pred, block=100)
+    assert blocks[1] - blocks[0] > 2 * (single[1] - single[0])
+
+
+def test_paired_r2() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=(2000, 2))
+    good = y + 0.3 * rng.normal(size=y.shape)
+    bad = y + 1.0 * rng.normal(size=y.shape)
+    same = evaluation.paired_r2(y, good, good, block=50)
+    assert same["diff"] == 0 and same["lo"] == 0 and same["hi"] == 0
+    out = evaluation.paired_r2(y, good, bad, block=50)
+    assert out["lo"] > 0 and out["verdict"] == "a > b" and out["p"] < 0.01
+    again = evaluation.paired_r2(y, good, bad, block=50)
+    assert again == out  # seeded

@@ -189,3 +189,109 @@ def verdict(lo: float, hi: float, a: str, b: str) -> str:
     if hi < 0:
         return f"{b} > {a}"
     return "no difference at 95 %"
+
+
+# --- continuous targets (macaque reaching): R², correlation, block bootstrap ---------------
+#
+# A decoded trajectory's errors are correlated over time (a reach lasts ~1 s), so intervals
+# resample contiguous blocks of test bins (a moving-block bootstrap over non-overlapping
+# blocks, Kunsch 1989), not single bins. Default block: 5 s, several reaches, so blocks
+# are nearly independent. Every interval is a percentile interval over BOOTSTRAP_SAMPLES
+# resamples with a fixed seed: the same predictions give the same interval.
+
+BLOCK_S = 5.0
+
+
+def r2_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """R² of (N, D) predictions: per axis (`r2_0`, ...) and overall, variance-weighted
+    (1 - sum of squared errors over all axes / total sum of squares over all axes, as
+    scikit-learn's `multioutput="variance_weighted"`), plus Pearson r per axis (`r_0`...)."""
+    y = np.asarray(y, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64)
+    sse = ((y - pred) ** 2).sum(axis=0)  # (D,)
+    sst = ((y - y.mean(axis=0)) ** 2).sum(axis=0)  # (D,)
+    out = {"r2": float(1 - sse.sum() / sst.sum())}
+    for d in range(y.shape[1]):
+        out[f"r2_{d}"] = float(1 - sse[d] / sst[d])
+        out[f"r_{d}"] = _pearson(y[:, d], pred[:, d])
+    return out
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r; nan (no warning) when either side is constant."""
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def _block_index(n: int, block: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_blocks * block) row indices: whole blocks drawn with replacement."""
+    n_blocks = max(1, n // block)
+    starts = np.arange(n_blocks) * block
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, n_blocks, size=(n_boot, n_blocks))  # (n_boot, n_blocks)
+    rows = starts[pick][:, :, None] + np.arange(block)  # (n_boot, n_blocks, block)
+    return np.minimum(rows, n - 1).reshape(n_boot, -1)
+
+
+def _r2_batch(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(n_boot,) overall R² of each resample `idx` (n_boot, M)."""
+    ys, ps = y[idx], pred[idx]  # (n_boot, M, D)
+    sse = ((ys - ps) ** 2).sum(axis=(1, 2))
+    sst = ((ys - ys.mean(axis=1, keepdims=True)) ** 2).sum(axis=(1, 2))
+    return 1 - sse / sst
+
+
+def r2_interval(
+    y: np.ndarray,
+    pred: np.ndarray,
+    block: int,
+    n_boot: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = LEVEL,
+) -> tuple[float, float]:
+    """95 % block-bootstrap interval of the overall R² of consecutive test bins.
+
+    Args:
+        y, pred: (N, D) true and decoded targets of consecutive test bins, in time order.
+        block: bins per bootstrap block (e.g. `round(BLOCK_S / bin width)`).
+    """
+    idx = _block_index(len(y), block, n_boot, seed)
+    boot = _r2_batch(np.asarray(y, float), np.asarray(pred, float), idx)
+    tail = (1 - level) / 2
+    return float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray, block: int) -> dict[str, float]:
+    """`r2_scores` plus the overall R²'s block-bootstrap interval (`r2_lo`, `r2_hi`) and n."""
+    out = r2_scores(y, pred)
+    out["r2_lo"], out["r2_hi"] = r2_interval(y, pred, block)
+    out["n"] = int(len(y))
+    out["block_bins"] = int(block)
+    return out
+
+
+def paired_r2(
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    block: int,
+    n_boot: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """Paired comparison of two decoders on the same test bins: R²(a) - R²(b).
+
+    Both are scored on the same resampled blocks in every bootstrap draw, so what the
+    blocks share (hard stretches, still periods) cancels. Returns the difference, its 95 %
+    percentile interval, a two-sided bootstrap p-value (twice the smaller share of draws on
+    either side of 0) and a verdict.
+    """
+    y = np.asarray(y, float)
+    idx = _block_index(len(y), block, n_boot, seed)
+    diff = _r2_batch(y, np.asarray(pred_a, float), idx) - _r2_batch(
+        y, np.asarray(pred_b, float), idx
+    )
+    point = r2_scores(y, pred_a)["r2"] - r2_scores(y, pred_b)["r2"]
+    lo, hi = (float(v) for v in np.quantile(diff, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]))
+    p = float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
+    return {"diff": float(point), "lo": lo, "hi": hi, "p": p, "verdict": verdict(lo, hi, "a", "b")}

@@ -1,0 +1,65 @@
+"""`<session>.truth.npz`: the generative truth of a macaque twin session.
+
+Written beside the twin's `.mat` by `npdecode.sources.macaque_twin`; read by the ideal
+decoder (`npdecode.reaching.ideal`). Real sessions have no truth file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from npdecode.formats.files import corrupt, read_npz, write_npz
+
+
+@dataclass(frozen=True)
+class MacaqueTruth:
+    """Each sorted unit's tuning in one session, and each channel's threshold crossings'.
+
+    A unit's rate (Hz) at time t is `exp(baseline + coef . f(t + lead_s))`, with
+    f = [vx / v_ref, vy / v_ref, px / p_ref, py / p_ref, speed / v_ref] (mm, mm/s).
+
+    Attributes:
+        neuron_id: (U,) the monkey's neuron behind each unit (the same id in two sessions
+            is the same neuron), in the reader's sorted-unit order (by row, then channel
+            is NOT guaranteed: match with `channel` and `row`).
+        channel: (U,) channel index; row: (U,) row of `spikes` (1..).
+        baseline: (U,) log rate; coef: (U, 5); lead_s: (U,) s.
+        hash_baseline: (C,) and hash_coef: (C, 5): the unsorted crossings of each channel
+            (lead as the channel's area: M1 channels are 0..95).
+        v_ref, p_ref: the feature scales.
+    """
+
+    neuron_id: np.ndarray
+    channel: np.ndarray
+    row: np.ndarray
+    baseline: np.ndarray
+    coef: np.ndarray
+    lead_s: np.ndarray
+    hash_baseline: np.ndarray
+    hash_coef: np.ndarray
+    v_ref: float
+    p_ref: float
+
+
+_NAMES = tuple(f.name for f in fields(MacaqueTruth))
+
+
+def write_macaque_truth(path: str | Path, truth: MacaqueTruth) -> None:
+    """Write `truth` to `path` atomically."""
+    write_npz(path, **{k: np.asarray(getattr(truth, k)) for k in _NAMES})
+
+
+def read_macaque_truth(path: str | Path) -> MacaqueTruth:
+    """The `MacaqueTruth` at `path` (CRC-checked; every member required)."""
+    z = read_npz(path, names=_NAMES)
+    for k in ("v_ref", "p_ref"):
+        if z[k].shape != ():
+            raise corrupt(path, f"{k} has shape {z[k].shape}, expected a scalar")
+    values: dict[str, Any] = {k: z[k] for k in _NAMES}
+    values["v_ref"] = float(z["v_ref"])
+    values["p_ref"] = float(z["p_ref"])
+    return MacaqueTruth(**values)

@@ -1,0 +1,108 @@
+"""The macaque twin and the 47-session table: real names and channel counts, realistic
+behaviour and rates, units persisting across a monkey's sessions with turnover, truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from npdecode.formats.macaque_truth import read_macaque_truth
+from npdecode.mat.read import kinematics, read_mat
+from npdecode.sources import macaque_sessions as ms
+from npdecode.sources.macaque_twin import SAMPLE_S, TwinSettings, generate, monkey_pool, reaches
+
+
+def test_the_47_sessions() -> None:
+    assert len(ms.SESSIONS) == 47
+    indy = [s for s in ms.SESSIONS if s.monkey == "indy"]
+    loco = [s for s in ms.SESSIONS if s.monkey == "loco"]
+    assert len(indy) == 37 and len(loco) == 10
+    assert all(s.channels == 192 for s in loco)
+    assert [s.name for s in indy if s.channels == 192] == [
+        "indy_20160407_02", "indy_20160411_01", "indy_20160411_02", "indy_20160418_01",
+        "indy_20160419_01", "indy_20160420_01", "indy_20160426_01",
+    ]  # fmt: skip
+    # NeuroBench's loader assumes 96 channels for its Indy sessions and 192 for Loco
+    for name in ms.KNOWN_MD5:
+        assert ms.session(name).channels == (96 if name.startswith("indy") else 192)
+    assert ms.days_apart(ms.session("indy_20160407_02"), ms.session("indy_20170131_02")) == 299
+
+
+def test_twin_reads_back_with_truth(macaque_twin_files: dict[str, Path]) -> None:
+    path = macaque_twin_files["loco_20170210_03"]
+    r = read_mat(path, "loco_20170210_03")
+    truth = read_macaque_truth(path.with_suffix(".truth.npz"))
+    assert len(r.chan_names) == 192 and r.chan_names[96] == "S1 001"
+    assert sorted(zip(r.unit_channel, r.unit_row, strict=True)) == sorted(
+        zip(truth.channel, truth.row, strict=True)
+    )
+    rates = np.array([s.size for s in r.spike_times]) / (r.t[-1] - r.t[0])
+    assert 4 < np.median(rates) < 20  # M1/S1 sorted units: a few to tens of Hz
+    crossings = read_mat(path, "loco_20170210_03", units="crossings")
+    assert len(crossings.spike_times) == 192
+
+
+def test_real_size_session_has_100_to_300_units() -> None:
+    for name in ("indy_20160622_01", "indy_20160407_02", "loco_20170301_05"):
+        mat, truth = generate(name, TwinSettings(duration_s=1.0))
+        assert 100 <= truth.neuron_id.size <= 300, name
+
+
+def test_reaches_are_bell_shaped_with_holds_and_long_still_periods() -> None:
+    s = TwinSettings(duration_s=600.0)
+    cursor, target = reaches(s, np.random.default_rng(0))
+    t = np.arange(cursor.shape[0]) * SAMPLE_S
+    vel, _ = kinematics(t, cursor)
+    speed = np.linalg.norm(vel, axis=1)
+    assert 150 < np.quantile(speed, 0.99) < 600  # mm/s
+    grid = (np.arange(8) - 3.5) * s.grid_mm
+    assert np.isin(target, grid).all()
+    # a reach (between target changes) peaks near its middle
+    change = np.flatnonzero(np.any(np.diff(target, axis=0) != 0, axis=1)) + 1
+    mids = []
+    for a, b in zip(change[:-1], change[1:], strict=True):
+        moving = np.flatnonzero(speed[a:b] > 20)
+        if moving.size > 20:
+            peak = np.argmax(speed[a:b][moving[0] : moving[-1]])
+            mids.append(peak / (moving[-1] - moving[0]))
+    assert 0.4 < np.median(mids) < 0.6
+    # still periods longer than 10 s exist (the field excludes them)
+    still = np.concatenate([[0], (speed < 10).astype(int), [0]])
+    runs = np.diff(np.flatnonzero(np.diff(still)))[::2] * SAMPLE_S  # lengths of still runs
+    assert runs.max() > 10
+    assert np.quantile(runs, 0.9) < 5  # most are holds, well under a second or two
+
+
+def test_units_persist_with_turnover_growing_with_days() -> None:
+    s = TwinSettings(duration_s=1.0)
+    ids = {n: set(generate(n, s)[1].neuron_id) for n in
+           ("indy_20160407_02", "indy_20160411_01", "indy_20160426_01", "indy_20170131_02")}  # fmt: skip
+
+    def shared(a: str, b: str) -> float:
+        return len(ids[a] & ids[b]) / len(ids[a])
+
+    near = shared("indy_20160407_02", "indy_20160411_01")  # 4 days
+    mid = shared("indy_20160407_02", "indy_20160426_01")  # 19 days
+    far = shared("indy_20160407_02", "indy_20170131_02")  # 299 days
+    assert near > 0.7 and mid < near and far < 0.05
+
+
+def test_tuning_drifts_slowly_and_stays_as_strong() -> None:
+    pool = monkey_pool("indy", TwinSettings())
+    tuned = np.abs(pool.coef[0, :, :2]).sum(axis=1) > 0
+    c = pool.coef[:, tuned]  # (D, N, 5)
+    # similarity to day 0 falls with days apart (about exp(-days / drift_days))
+    sim = [np.corrcoef(c[0].ravel(), c[i].ravel())[0, 1] for i in range(c.shape[0])]
+    near, far = sim[1], sim[-1]  # 4 days, 299 days
+    assert near > 0.9 and far < 0.2
+    # the population's tuning strength (rms) is stationary: no growth over ten months
+    strength = np.sqrt((c[:, :, :2] ** 2).sum(axis=2).mean(axis=1))  # (D,)
+    assert strength.max() / strength.min() < 1.15
+
+
+def test_same_settings_same_twin() -> None:
+    a, _ = generate("loco_20170213_02", TwinSettings(duration_s=5.0))
+    b, _ = generate("loco_20170213_02", TwinSettings(duration_s=5.0))
+    np.testing.assert_array_equal(a.cursor_pos, b.cursor_pos)
+    np.testing.assert_array_equal(a.spikes[1][0], b.spikes[1][0])
