@@ -12,12 +12,13 @@ import pytest
 import npdecode
 from npdecode.errors import DataError
 
-from .helpers import PROJECT, reproduced_project
+from .helpers import PROJECT
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return reproduced_project(tmp_path_factory)
+@pytest.fixture
+def project(reproduced: Path) -> Path:
+    """The session's reproduced project, read only (overrides conftest's private copy)."""
+    return reproduced
 
 
 def readme_python() -> str:

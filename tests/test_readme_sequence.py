@@ -15,9 +15,7 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from .helpers import PROJECT, command_env, reproduced_project, sh
+from .helpers import PROJECT, command_env, sh
 
 SINGLE_MODELS = ("train_logreg", "train_lstm", "train_transformer")
 OUTPUTS = ("data", "models", "metrics", "predictions", "results", "scores", "plots")
@@ -64,10 +62,10 @@ def trained(log: str) -> list[str]:
 
 
 def test_fresh_clone_repro_is_clean_and_the_readme_reset_loses_nothing(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, reproduced: Path
 ) -> None:
     clone = tmp_path / "clone"
-    sh(["git", "clone", "-q", str(reproduced_project(tmp_path_factory)), str(clone)], tmp_path)
+    sh(["git", "clone", "-q", str(reproduced), str(clone)], tmp_path)
     assert not (clone / "models" / "lstm" / "1.pt").exists()  # a fresh clone: no outputs
     run("dvc repro", clone)
     assert changed_in_git(clone) == []  # same bytes as the committed run (item 6)

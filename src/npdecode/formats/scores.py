@@ -1,4 +1,4 @@
-"""`scores/<name>.json`: the few numbers DVC shows as metrics, one small file per stage run.
+r"""`scores/<name>.json`: the few numbers DVC shows as metrics, one small file per stage run.
 
 `dvc exp show`, `dvc metrics show` and `dvc metrics diff` list only these: per model and
 session the test accuracy, top-5 and balanced accuracy; the few-shot means per k; the
