@@ -52,9 +52,12 @@ def test_units_and_classes_are_explicit(project: Path) -> None:
     extra = np.concatenate([split.test.X[:, :, order], split.test.X[:, :, :1]], axis=2)
     ids = np.r_[split.unit_ids[order], split.unit_ids.max() + 1]
     np.testing.assert_allclose(
-        model.predict(extra, unit_ids=ids), model.predict(split.test.X), rtol=1e-5, atol=1e-6
+        model.predict(extra, unit_ids=ids),
+        model.predict(split.test.X, unit_ids=split.unit_ids),
+        rtol=1e-5,
+        atol=1e-6,
     )
-    assert set(model.predict_classes(split.test.X[:5])) <= set(split.frames)
+    assert set(model.predict_classes(split.test.X[:5], split.unit_ids)) <= set(split.frames)
     shared = npdecode.load_model("multisession", 1, root=project)
     assert shared.name == "multisession" and (shared.classes == split.frames).all()
     with pytest.raises(DataError, match=r"models/lstm/2.pt does not exist"):

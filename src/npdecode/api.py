@@ -59,21 +59,21 @@ class Model:
     classes: np.ndarray
     n_bins: int
 
-    def predict(self, counts: np.ndarray, unit_ids: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, counts: np.ndarray, unit_ids: np.ndarray) -> np.ndarray:
         """Class probabilities (P, C) for raw spike counts (P, T, U).
 
         Args:
             counts: (P, T, U) spike counts binned as in training (`n_bins` bins).
-            unit_ids: the unit id of each column of `counts`; the columns are then matched
-                to `self.unit_ids` (every one must be present, extra ones are ignored).
-                Without it, the columns must be `self.unit_ids` in that order.
+            unit_ids: the unit id of each column of `counts` (required: counts whose units
+                cannot be checked are refused); the columns are matched to `self.unit_ids`
+                (every one must be present, extra ones are ignored).
 
         Returns:
             (P, C) probabilities; column c is class `self.classes[c]`.
         """
         return predict(self.path, counts, unit_ids, session_id=self.session_id)
 
-    def predict_classes(self, counts: np.ndarray, unit_ids: np.ndarray | None = None) -> np.ndarray:
+    def predict_classes(self, counts: np.ndarray, unit_ids: np.ndarray) -> np.ndarray:
         """(P,) the most probable class of each presentation (an Allen frame, -1 = blank)."""
         return self.classes[self.predict(counts, unit_ids).argmax(axis=1)]
 

@@ -22,6 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError as RuamelError
 
 from npdecode.errors import ParamsError
+from npdecode.paths import SessionId  # noqa: F401  (re-exported: stages import it from here)
 
 T = TypeVar("T")
 
@@ -375,8 +376,6 @@ MAX_SESSION_ID = 10**12
 
 
 OptionalModel = Literal["stgat"]  # models without a stage of their own in dvc.yaml
-# a session id: an integer (Allen, synthetic) or a name such as indy_20160407_02
-SessionId = int | str
 SESSION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # safe in paths and dvc.yaml stage names
 
 

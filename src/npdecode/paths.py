@@ -11,9 +11,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
 
-from npdecode.params import SessionId
+# a session id: an integer (Allen, twins) or a record's name (`indy_20160407_02`); spelled
+# here, not imported from npdecode.params, since the AllenSDK environment imports this module
+# and has no PyYAML
+SessionId = int | str
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,8 @@ def _template_regex(template: str) -> str:
 
 @functools.cache
 def _producers(dvc_yaml: Path) -> list[tuple[re.Pattern[str], str]]:
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    # read as DVC reads it (ruamel.yaml, which the AllenSDK environment has through hdmf)
+    stages = YAML(typ="safe", pure=True).load(dvc_yaml.read_text())["stages"]
     # the most literal template first: models/multisession/... before models/${item.model}/...
     outs = sorted(_out_templates(stages), key=lambda o: -len(re.sub(r"\$\{[^}]*\}", "", o[0])))
     return [(re.compile(r"(?:^|/)" + _template_regex(out) + r"(/.*)?$"), st) for out, st in outs]

@@ -57,7 +57,8 @@ log = logging.getLogger("npdecode.sources.allen_runner")
 # What the AllenSDK environment has (numpy < 2, pandas 1.5, pynwb 2.8): this module and every
 # npdecode module it imports may import only these and the standard library
 # (tests/sources/test_allen_imports.py follows the imports and checks).
-ALLEN_ENV_PACKAGES = ("allensdk", "numpy", "pandas", "h5py", "requests", "tqdm")
+# ruamel: hdmf's own dependency (paths.producing_stage reads dvc.yaml with it)
+ALLEN_ENV_PACKAGES = ("allensdk", "numpy", "pandas", "h5py", "requests", "tqdm", "ruamel")
 
 # The lab keeps every unit (AllenSDK's defaults drop ~2/3 of them); clean filters later.
 UNIT_FILTERS_OFF = {
