@@ -3,19 +3,24 @@
 Mixed precision (autocast in bf16, fp16 with its gradient scaler) runs on the CPU when
 `FitOptions.cpu_autocast` asks for it; a k's draws trained as one vmapped batch
 (`fewshot.batch_draws: on`) run through the few-shot loop; the read-ahead thread of the
-shared decoder's batches is in tests/stages/test_multisession.py (`prefetch=True`). None of
-these is marked gpu: only the device itself is left untested on a CPU.
+shared decoder's batches is in tests/stages/test_multisession.py (`prefetch=True`), POYO's
+mixed precision in tests/models/test_poyo_fit.py, every model through bench/gpu_check.py at
+CPU smoke size in tests/test_bench.py. None of these is marked gpu: only the device itself
+is left untested on a CPU.
 """
 
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import npdecode
 import npdecode.decode.fewshot as fewshot
 from npdecode.decode.batched import fit_fixed_batched
 from npdecode.decode.training import (
@@ -142,3 +147,16 @@ def test_few_shot_loop_trains_draws_as_one_batch_when_on(batch_draws, monkeypatc
     ]
     assert all(torch.isfinite(lg).all() for lg in logits)
     assert not torch.equal(logits[0], logits[1])  # each draw its own learner
+
+
+def test_no_implicit_device_in_the_package() -> None:
+    # every device comes from an argument (train.device, FitOptions, POYOFit): never .cuda()
+    src = Path(npdecode.__file__).parent
+    implicit = re.compile(r"\.cuda\(|torch\.cuda\.\w*Tensor|set_default_device")
+    found = [
+        f"{p.relative_to(src)}:{n}"
+        for p in sorted(src.rglob("*.py"))
+        for n, line in enumerate(p.read_text().splitlines(), start=1)
+        if implicit.search(line)
+    ]
+    assert found == []
