@@ -158,7 +158,9 @@ def check(model_name: str, amp: str, data: SessionData, args: argparse.Namespace
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
         save_checkpoint(path, model_name, model, data)
-        cpu_probs = predict(path, data.test.X, batch_size=args.batch)
+        cpu_probs = predict(
+            path, data.test.X, data.unit_ids, batch_size=args.batch, session_id=data.session_id
+        )
     return _row(model_name, amp, cuda, info, seconds, logits, data.test.y, cpu_probs)
 
 
@@ -173,7 +175,9 @@ def check_shared(amp: str, sessions: dict[int, SessionData], args: argparse.Name
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "shared.pt"
         save_shared(path, model, sessions)
-        cpu_probs = predict(path, first.test.X, batch_size=args.batch, session_id=sids[0])
+        cpu_probs = predict(
+            path, first.test.X, first.unit_ids, batch_size=args.batch, session_id=sids[0]
+        )
     row = _row("multisession", amp, cuda, info, seconds, logits, first.test.y, cpu_probs)
     return {**row, "sessions": len(sids), "units": "/".join(str(sessions[s].n_units) for s in sids)}
 
