@@ -1,6 +1,8 @@
 """The task object: the training and few-shot loops take a regression task as they take the
 classification one (tiny random arrays; no data set needed)."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -53,7 +55,7 @@ def test_the_training_loop_fits_a_regression_task_and_selects_on_r2():
     ] == pytest.approx(task.chance)
 
 
-def test_the_few_shot_loop_draws_contiguous_time_for_a_regression_task():
+def test_the_few_shot_loop_draws_contiguous_time_for_a_regression_task(caplog):
     task = RegressionTask(n_outputs=2, bootstrap=100)
     (x, y), (xt, yt) = velocity_problem(300, 2), velocity_problem(80, 3)
     seen: list[np.ndarray] = []
@@ -70,7 +72,10 @@ def test_the_few_shot_loop_draws_contiguous_time_for_a_regression_task():
             outs.append(predict_logits(model, xt, 64).numpy())
         return outs
 
-    curve, kept = fewshot_curve(fit_group, task, y, yt, (20, 100), 2, 0, "velocity")
+    with caplog.at_level(logging.INFO, logger="npdecode.decode.fewshot"):
+        curve, kept = fewshot_curve(fit_group, task, y, yt, (20, 100), 2, 0, "velocity")
+    progress = [r.getMessage().rsplit("(", 1)[1] for r in caplog.records if "k=" in r.message]
+    assert progress == ["draws done 2 / 4)", "draws done 4 / 4)"]  # a long curve says how far
     assert set(curve) == {"20", "100"} and kept[100].shape == (2, 80, 2)  # outputs are kept
     assert all(np.array_equal(i, np.arange(i[0], i[0] + len(i))) for i in seen)  # contiguous
     assert curve["100"]["mean"] > 0.5 and curve["100"]["repeats"][0]["r2_lo"] is not None

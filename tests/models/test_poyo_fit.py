@@ -16,6 +16,7 @@ from npdecode.models.poyo_fit import (
     SessionWindows,
     adapt_poyo,
     build_poyo,
+    fit_poyo,
     predict_poyo,
     train_poyo,
 )
@@ -223,3 +224,36 @@ def test_learns_images_of_a_synthetic_session() -> None:
     )
     accuracy = (predict_poyo(model, test).argmax(1) == test.y).mean()
     assert accuracy > 1.5 / len(classes)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_on_a_cpu_stand_in(amp: str) -> None:
+    # CUDA's path (autocast; fp16 with a gradient scaler) on the CPU: only the device differs
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    model = build_poyo(TINY, [class_session("a")], "class", 3)
+    seen: list[torch.dtype] = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    fit = POYOFit(**{**FIT.__dict__, "amp": amp, "device": "cpu"})
+    losses = fit_poyo(model, [class_session("a")], fit)
+    assert dtype in seen and np.isfinite(losses).all()
+    assert predict_poyo(model, class_session("a")).dtype == np.float32
+    plain, plain_losses = train_poyo(TINY, [class_session("a")], FIT, "class", 3)
+    assert losses != plain_losses  # the autocast was no no-op ...
+    donor, _ = train_poyo(TINY, [class_session("a")], FIT, "class", 3)
+    adapted, ad_losses = adapt_poyo(donor, class_session("z", seed=2), fit)
+    assert np.isfinite(ad_losses).all()  # ... and adapting takes it, the core still frozen
+    core = core_state(donor)
+    assert all(torch.equal(v, core[k]) for k, v in core_state(adapted).items())
+
+
+def test_default_fit_stays_float32() -> None:
+    model = build_poyo(TINY, [class_session("a")], "class", 3)
+    seen: list[torch.dtype] = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    fit_poyo(model, [class_session("a")], FIT)
+    assert seen and set(seen) == {torch.float32}
+    assert next(model.parameters()).device == torch.device(FIT.device)

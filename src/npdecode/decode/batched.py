@@ -32,6 +32,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from npdecode.decode.training import (
     FitOptions,
     autocast_dtype,
+    grad_scaler,
     optimiser_step,
     resolve_device,
     seed_everything,
@@ -67,7 +68,7 @@ def fit_fixed_batched(
     if any({**vars(x), "seed": 0} != {**vars(o), "seed": 0} for x in opts):
         raise ValueError("batched members may differ in their seed only")
     device = resolve_device(o.device)
-    amp = autocast_dtype(o.amp, device)
+    amp = autocast_dtype(o.amp, device, o.cpu_autocast)
     seed_everything(o.seed)  # the dropout stream of the whole batch
     gens = [torch.Generator().manual_seed(x.seed) for x in opts]  # each member's batch order
     base = vmappable(models[0]).to("meta")
@@ -83,7 +84,7 @@ def fit_fixed_batched(
         if o.schedule == "cosine"
         else None
     )
-    scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
+    scaler = grad_scaler(amp, device)
 
     def one(p: dict, b: dict, xb: torch.Tensor) -> torch.Tensor:
         return functional_call(base, (p, b), (xb,))

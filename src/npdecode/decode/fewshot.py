@@ -349,7 +349,7 @@ def fewshot_curve(
     task.check_shots(shots, y_train, describe or "few-shot")
     out: dict[str, dict] = {}
     predicted: dict[int, np.ndarray] = {}
-    for k in shots:
+    for i, k in enumerate(shots, start=1):
         draws = [Draw(k, r, draw_seed(seed, k, r)) for r in range(repeats)]
         group = [(task.draw_shots(y_train, k, np.random.default_rng(d.seed)), d) for d in draws]
         scores = fit_group(group)
@@ -359,5 +359,13 @@ def fewshot_curve(
             runs.append({"repeat": draw.repeat, "seed": draw.seed, "n_train": len(idx), **m})
         out[str(k)] = summarise_draws(runs, task)
         predicted[k] = np.stack([task.kept_prediction(s) for s in scores])
-        log.info("%s k=%d: %.3f ± %.3f", describe, k, out[str(k)]["mean"], out[str(k)]["sd"])
+        log.info(  # with progress: a curve can run for minutes
+            "%s k=%d: %.3f ± %.3f (draws done %d / %d)",
+            describe,
+            k,
+            out[str(k)]["mean"],
+            out[str(k)]["sd"],
+            i * repeats,
+            len(shots) * repeats,
+        )
     return out, predicted

@@ -5,7 +5,9 @@ the weights with the best validation accuracy are kept (ties go to the lower val
 loss); training stops after `patience` epochs without improvement. The test split is never
 seen here. Batch order comes from a seeded `torch.Generator`, dropout from the seeded global
 stream, so the same options give the same model on the CPU. On CUDA, forward passes run
-under autocast (bf16, or fp16 with a GradScaler); on the CPU always in float32.
+under autocast (bf16, or fp16 with a GradScaler); on the CPU in float32 unless
+`FitOptions.cpu_autocast` asks for the same autocast there (a CPU stand-in for CUDA's mixed
+precision, so that its code runs in the default tests).
 
 `fit` takes in-memory arrays; `fit_batches` takes any `BatchSource` (the shared decoder's
 batches, each read from one session's files); both run the same loop.
@@ -48,7 +50,8 @@ class FitOptions:
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: Literal["bf16", "fp16", "off"] = "bf16"  # used on CUDA only
+    amp: Literal["bf16", "fp16", "off"] = "bf16"  # used on CUDA only (unless cpu_autocast)
+    cpu_autocast: bool = False  # apply `amp` on the CPU too: CUDA's precision path, on a CPU
     schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr -> 0 at max_epochs
     key: str = ""  # the params section these come from (e.g. train.lstm), named in errors
     task: Task = CLASSES  # the loss and the selection score (early stopping)
@@ -142,10 +145,13 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `amp` on `device`; None (float32) off CUDA or when amp is off."""
-    if device.type != "cuda" or amp == "off":
+def autocast_dtype(amp: str, device: torch.device, on_cpu: bool = False) -> torch.dtype | None:
+    """The autocast dtype for `amp` on `device`; None (float32) when amp is off, and off
+    CUDA unless `on_cpu` (the CPU stand-in: bf16 or fp16 autocast on the CPU)."""
+    if amp == "off" or device.type not in (("cuda", "cpu") if on_cpu else ("cuda",)):
         return None
+    if device.type == "cpu":
+        return torch.bfloat16 if amp == "bf16" else torch.float16
     if amp == "bf16" and not torch.cuda.is_bf16_supported():
         log.warning("train.amp is bf16 but %s has no bfloat16: using fp16", device)
         return torch.float16
@@ -221,12 +227,12 @@ def fit_batches(
     accuracy when `validate=False`).
     """
     device = resolve_device(opts.device)
-    amp = autocast_dtype(opts.amp, device)
+    amp = autocast_dtype(opts.amp, device, opts.cpu_autocast)
     seed_everything(opts.seed)
     order_gen = torch.Generator().manual_seed(opts.seed)
     model.to(device)
     _check_source(source, validate)
-    opt, sched, scaler = _optimiser(model, opts, source.n_steps(opts.batch_size), amp)
+    opt, sched, scaler = _optimiser(model, opts, source.n_steps(opts.batch_size), amp, device)
     live = _live(live_dir)
     task = opts.task
     best = {"score": -math.inf, "loss": float("inf"), "epoch": 0}
@@ -312,7 +318,11 @@ def fit_fixed(
 
 
 def _optimiser(
-    model: nn.Module, opts: FitOptions, steps_per_epoch: int, amp: torch.dtype | None
+    model: nn.Module,
+    opts: FitOptions,
+    steps_per_epoch: int,
+    amp: torch.dtype | None,
+    device: torch.device,
 ) -> tuple[
     torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None, torch.amp.GradScaler | None
 ]:
@@ -330,8 +340,12 @@ def _optimiser(
         if opts.schedule == "cosine"
         else None
     )
-    scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
-    return opt, sched, scaler
+    return opt, sched, grad_scaler(amp, device)
+
+
+def grad_scaler(amp: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler | None:
+    """A gradient scaler for fp16 autocast on `device` (CUDA's, or the CPU stand-in's)."""
+    return torch.amp.GradScaler(device.type) if amp is torch.float16 else None
 
 
 def _check_source(source: BatchSource, validate: bool) -> None:

@@ -12,16 +12,22 @@ from disk, memory-mapped, when indexed), and only one session is held at a time.
 Adapting (torch_brain's examples/poyo_plus/finetune.py, `GradualUnfreezing`): the new
 session's units and the session itself get new embedding rows, which are trained with
 every other weight frozen; then, optionally, everything trains.
+
+Device and precision are explicit (`POYOFit.device`, `POYOFit.amp`): the model moves to
+the device before it trains, each batch is tokenized on the CPU and moved to it, and the
+forward passes run under autocast when `amp` asks for it, on the CPU as on CUDA (so the
+mixed-precision path runs in the default tests); the loss is taken in float32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -81,6 +87,8 @@ class POYOFit:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    device: str = "cpu"  # cpu | cuda | cuda:N: where the model trains
+    amp: Literal["bf16", "fp16", "off"] = "off"  # autocast of the forward passes (fp16: scaled)
 
 
 def build_poyo(
@@ -137,12 +145,16 @@ def fit_poyo(
     fit: POYOFit,
     params: Sequence[nn.Parameter] | None = None,
 ) -> list[float]:
-    """Train `params` (default: every parameter) of `model` on `sessions` in place.
+    """Train `params` (default: every parameter) of `model` on `sessions` in place, on
+    `fit.device` (the model moves there) under `fit.amp`.
 
     Each epoch cuts every session's windows into shuffled batches and runs all sessions'
     batches in one seeded order. Returns the mean training loss of each epoch.
     """
-    device = next(model.parameters()).device
+    device = torch.device(fit.device)
+    model.to(device)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(fit.amp)
+    scaler = torch.amp.GradScaler(device.type) if amp is torch.float16 else None
     torch.manual_seed(fit.seed)  # dropout
     gen = torch.Generator().manual_seed(fit.seed)  # batch order
     trained = list(model.parameters()) if params is None else list(params)
@@ -161,15 +173,22 @@ def fit_poyo(
         total, n = 0.0, 0
         for d, idx in _batches(sessions, sizes, fit.batch_size, gen):
             batch, y = session_batch(model, d, idx, device)
-            loss = loss_of(model, model(batch, d.session), y)
+            with _autocast(device, amp):
+                out = model(batch, d.session)
+            loss = loss_of(model, out.float(), y)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"POYO's loss became {loss.item()} in epoch {epoch + 1} on session "
                     f"{d.session}: lower the learning rate (now {fit.lr})"
                 )
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            if scaler is not None:  # fp16: scale the loss so small gradients do not vanish
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             total, n = total + loss.item() * len(idx), n + len(idx)
         losses.append(total / max(n, 1))
         log.info("POYO epoch %d: loss %.4f", epoch + 1, losses[-1])
@@ -231,6 +250,11 @@ def predict_poyo(model: POYODecoder, d: SessionWindows, batch_size: int = 64) ->
         tail = (model.n_out,) if model.readout == "class" else (model.n_queries, model.n_out)
         return np.zeros((0, *tail), np.float32)
     return torch.cat(out).cpu().numpy()
+
+
+def _autocast(device: torch.device, amp: torch.dtype | None) -> Any:
+    """Autocast to `amp` on `device`, or a no-op context when amp is None."""
+    return contextlib.nullcontext() if amp is None else torch.autocast(device.type, dtype=amp)
 
 
 def _each(sessions: Sequence[SessionWindows]) -> Iterator[SessionWindows]:
