@@ -63,14 +63,15 @@ def one(name: str, folder: Path, width: float, h: int) -> dict:
 
     order = _truth_order(r, truth)
     sub = type(truth)(**{**truth.__dict__, **{k: getattr(truth, k)[order] for k in
-                         ("neuron_id", "channel", "row", "baseline", "coef", "lead_s")}})  # fmt: skip
-    st = np.column_stack([p.pos, p.vel])  # (B, 4) the ideal's state
-    pred_i = ideal.decode(p.counts, sub, width, st, tr)[te, 2:4]
+                         ("neuron_id", "channel", "row", "baseline", "coef", "lead_s", "fano", "loading")}})  # fmt: skip
+    c0 = time.process_time()
+    pred_i = ideal.decode(p.counts, sub, width, rows=te)[te, 2:4]
+    ideal_cpu = time.process_time() - c0
 
     out = {"session": name, "monkey": BY_NAME[name].monkey, "channels": BY_NAME[name].channels,
            "units": len(r.spike_times), "gen_cpu_s": gen_cpu, "gen_wall_s": gen_wall,
            "test_bins": int(te.size), "still_s": p.report["still_seconds_excluded"],
-           "ridge_alpha": wf.alpha, "kalman_lag": kf.lag}  # fmt: skip
+           "ridge_alpha": wf.alpha, "kalman_lag": kf.lag, "ideal_cpu_s": ideal_cpu}  # fmt: skip
     for tag, pred in (("wiener", pred_w), ("kalman", pred_k), ("ideal", pred_i)):
         m = evaluation.regression_metrics(y[te], pred, block)
         out |= {f"{tag}": m["r2"], f"{tag}_lo": m["r2_lo"], f"{tag}_hi": m["r2_hi"]}
@@ -88,8 +89,8 @@ def main() -> None:
     ap.add_argument("--history", type=int, default=8)
     a = ap.parse_args()
     print("| session | monkey | ch | units | Wiener R² [95 %] | Kalman R² [95 %] | ideal R² [95 %] "
-          "| W-K paired | ideal-W paired | gen CPU s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| W-K paired | ideal-W paired | gen CPU s | ideal CPU s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.sessions:
             o = one(name, Path(tmp), a.bin, a.history)
@@ -101,7 +102,7 @@ def main() -> None:
             print(f"| {name} | {o['monkey']} | {o['channels']} | {o['units']} | {cell['wiener']} | "
                   f"{cell['kalman']} | {cell['ideal']} | {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] | "
                 f"{e[0]:+.3f} [{e[1]:+.3f}, {e[2]:+.3f}] | "
-                  f"{o['gen_cpu_s']:.2f} |", flush=True)  # fmt: skip
+                  f"{o['gen_cpu_s']:.2f} | {o['ideal_cpu_s']:.1f} |", flush=True)  # fmt: skip
             Path(tmp, f"{name}.mat").unlink()
 
 
