@@ -22,23 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from npdecode import evaluation
-from npdecode.formats.macaque_truth import read_macaque_truth
+from npdecode.formats.macaque_truth import in_unit_order, read_macaque_truth
 from npdecode.mat.read import read_mat
 from npdecode.models import kalman, wiener
 from npdecode.reaching import bins, ideal
 from npdecode.reaching.prepare import prepare
 from npdecode.sources.macaque_sessions import BY_NAME
 from npdecode.sources.macaque_twin import write_twin
-
-
-def _truth_order(r, truth):  # type: ignore[no-untyped-def]
-    """Truth rows in the reader's unit order (matched by channel and row)."""
-    where = {
-        (int(c), int(w)): k for k, (c, w) in enumerate(zip(truth.channel, truth.row, strict=True))
-    }
-    return np.array(
-        [where[(int(c), int(w))] for c, w in zip(r.unit_channel, r.unit_row, strict=True)]
-    )
 
 
 def one(name: str, folder: Path, width: float, h: int) -> dict:
@@ -61,9 +51,7 @@ def one(name: str, folder: Path, width: float, h: int) -> dict:
     kf = kalman.fit(p.counts, states, tr, va)
     pred_k = kf.filter(p.counts)[te, kalman.VELOCITY]
 
-    order = _truth_order(r, truth)
-    sub = type(truth)(**{**truth.__dict__, **{k: getattr(truth, k)[order] for k in
-                         ("neuron_id", "channel", "row", "baseline", "coef", "lead_s", "fano", "loading")}})  # fmt: skip
+    sub = in_unit_order(truth, r.unit_channel, r.unit_row)
     c0 = time.process_time()
     pred_i = ideal.decode(p.counts, sub, width, rows=te)[te, 2:4]
     ideal_cpu = time.process_time() - c0

@@ -6,7 +6,7 @@ decoder (`npdecode.reaching.ideal`). Real sessions have no truth file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,25 @@ REACH_KEYS = (
     "move_speed_mm_s", "rest_p", "rest_mean_s", "long_rest_p", "long_rest_lo", "long_rest_hi",
 )  # fmt: skip
 _NAMES = tuple(f.name for f in fields(MacaqueTruth))
+PER_UNIT = ("neuron_id", "channel", "row", "baseline", "coef", "lead_s", "fano", "loading")
+
+
+def in_unit_order(truth: MacaqueTruth, channel: np.ndarray, row: np.ndarray) -> MacaqueTruth:
+    """`truth` with its units in the order of (`channel`, `row`), e.g. the reader's
+    `unit_channel` and `unit_row`, so column k of the counts is unit k of the truth."""
+    where = {
+        (int(c), int(w)): k for k, (c, w) in enumerate(zip(truth.channel, truth.row, strict=True))
+    }
+    try:
+        order = np.array(
+            [where[(int(c), int(w))] for c, w in zip(channel, row, strict=True)], dtype=np.int64
+        )
+    except KeyError as e:
+        raise ValueError(f"unit (channel, row) {e.args[0]} is not in the truth") from None
+    picked: dict[str, Any] = {k: np.asarray(getattr(truth, k))[order] for k in PER_UNIT}
+    return replace(truth, **picked)
+
+
 _SCALARS = ("v_ref", "p_ref", "gain_sd", "gain_tau_s")
 
 

@@ -43,7 +43,8 @@ def min_jerk(s: np.ndarray) -> np.ndarray:
 
 class _Particles:
     """N reach hypotheses: current segment (a -> g, onset k0, length m samples), the previous
-    one (for samples before k0), the next onset `nxt`, and the shared log gain."""
+    one (for samples before k0), when the hand stops (`stop`) and next starts (`nxt`), and
+    the shared log gain."""
 
     def __init__(self, n: int, grid: np.ndarray, start: int, rng: np.random.Generator,
                  still: np.ndarray, gain_sd: float) -> None:  # fmt: skip
@@ -53,13 +54,14 @@ class _Particles:
         self.pk0 = self.k0.copy()
         self.m = np.ones(n, dtype=np.int64)
         self.pm = self.m.copy()
-        # a residual still time: somewhere inside a still period drawn from the model
-        self.nxt = start + 1 + (rng.random(n) * still).astype(np.int64)
+        # the still period began somewhere before the start (`decode` draws its end)
+        self.stop = start - (rng.random(n) * still).astype(np.int64)
+        self.nxt = self.stop + still
         self.gain = gain_sd * rng.normal(size=n)
 
     def take(self, idx: np.ndarray) -> None:
         """Keep the particles `idx` (resampling)."""
-        for k in ("a", "g", "pa", "pg", "k0", "pk0", "m", "pm", "nxt", "gain"):
+        for k in ("a", "g", "pa", "pg", "k0", "pk0", "m", "pm", "stop", "nxt", "gain"):
             setattr(self, k, getattr(self, k)[idx])
 
     def pos(self, k: int) -> np.ndarray:
@@ -105,7 +107,8 @@ class _ReachModel:
         dist = np.linalg.norm(goal - p.a[idx], axis=1)
         p.k0[idx] = p.nxt[idx]
         p.m[idx] = self._steps(self.r["move_base_s"] + dist / self.r["move_speed_mm_s"])
-        p.nxt[idx] = p.k0[idx] + p.m[idx] + self.still(rng, idx.size)
+        p.stop[idx] = p.k0[idx] + p.m[idx]
+        p.nxt[idx] = p.stop[idx] + self.still(rng, idx.size)
 
 
 def _bin_kinematics(p: _Particles, lo: int, n: int) -> np.ndarray:
@@ -169,6 +172,7 @@ def decode(
     rho = np.exp(-width_s / truth.gain_tau_s)
     gain_step = truth.gain_sd * np.sqrt(1 - rho * rho)
     burn = int(round(burn_s / width_s))
+    still_sorted = np.sort(model.still(rng, 100_000))  # the still period's law, by sampling
     out = np.full((b_count, 4), np.nan)
 
     for first, stop in _runs(rows):
@@ -178,6 +182,15 @@ def decode(
         logw = np.zeros(particles)
         for j in range(start, stop):
             frontier = (j + 1) * n + ahead
+            # A still particle's next onset lies beyond the last frontier, which is all the
+            # counts so far say of it: draw it afresh from the model given that, so the
+            # particles never all wait for one late onset (an exact refresh: the weights do
+            # not depend on it). Then particles whose onset falls before the frontier move.
+            waited = j * n + ahead - p.stop
+            lo = np.searchsorted(still_sorted, waited, side="right")
+            pick = lo + (rng.random(particles) * (still_sorted.size - lo)).astype(np.int64)
+            beyond = still_sorted[np.minimum(pick, still_sorted.size - 1)]
+            p.nxt = p.stop + np.where(lo < still_sorted.size, beyond, waited + 1)
             due = np.flatnonzero(p.nxt <= frontier)
             while due.size:
                 model.start(p, due, rng)
