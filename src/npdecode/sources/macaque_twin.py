@@ -270,7 +270,7 @@ def shared_gain(settings: TwinSettings, rng: np.random.Generator, n: int) -> np.
 # --- one session -------------------------------------------------------------------------
 
 
-def _poisson_train(
+def spike_train(
     rng: np.random.Generator, t: np.ndarray, log_rate: np.ndarray, fano: float = 1.0
 ) -> np.ndarray:
     """Spike times (s) with rate exp(log_rate) per 4 ms sample `t` (piecewise constant),
@@ -327,12 +327,12 @@ def generate(name: str, settings: TwinSettings | None = None) -> tuple[MatSessio
     srng = _rng(settings, "spikes", name)
     for c in range(sess.channels):
         f = feats[c < 96]
-        spikes[0][c] = _poisson_train(srng, t, hash_base[c] + f @ hash_coef[c] + gain)
+        spikes[0][c] = spike_train(srng, t, hash_base[c] + f @ hash_coef[c] + gain)
     for u in range(alive.size):
         f = feats[bool(is_m1[u])]
         n = alive[u]
         log_rate = pool.baseline[n] + f @ coef[u] + pool.loading[n] * gain
-        spikes[int(row[u])][int(chan[u])] = _poisson_train(srng, t, log_rate, pool.fano[n])
+        spikes[int(row[u])][int(chan[u])] = spike_train(srng, t, log_rate, pool.fano[n])
 
     names = [f"{'M1' if c < 96 else 'S1'} {c % 96 + 1:03d}" for c in range(sess.channels)]
     finger = np.column_stack([np.full(t.size, 2.0), -cursor[:, 0] / 10, -cursor[:, 1] / 10])
