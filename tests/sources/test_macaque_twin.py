@@ -3,11 +3,19 @@ behaviour and rates, units persisting across a monkey's sessions with turnover, 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from npdecode.formats.macaque_truth import read_macaque_truth
+from npdecode.formats.files import CorruptError
+from npdecode.formats.macaque_truth import (
+    PER_UNIT,
+    in_unit_order,
+    read_macaque_truth,
+    write_macaque_truth,
+)
 from npdecode.mat.read import kinematics, read_mat
 from npdecode.sources import macaque_sessions as ms
 from npdecode.sources.macaque_twin import (
@@ -148,3 +156,25 @@ def test_noise_properties_belong_to_the_neuron() -> None:
     np.testing.assert_array_equal(a.fano[ia], b.fano[ib])
     np.testing.assert_array_equal(a.loading[ia], b.loading[ib])
     np.testing.assert_array_equal(a.reach, s.reach_model())
+
+
+def test_truth_round_trips_and_rejects_a_bad_reach_model(tmp_path: Path) -> None:
+    _, truth = generate("loco_20170213_02", TwinSettings(duration_s=1.0))
+    path = tmp_path / "t.truth.npz"
+    write_macaque_truth(path, truth)
+    back = read_macaque_truth(path)
+    np.testing.assert_array_equal(back.fano, truth.fano)
+    assert back.gain_tau_s == truth.gain_tau_s and back.reach_params()["grid_mm"] == 20.0
+    write_macaque_truth(path, dataclasses.replace(truth, reach=truth.reach[:5]))
+    with pytest.raises(CorruptError, match="reach has shape"):
+        read_macaque_truth(path)
+
+
+def test_in_unit_order_reorders_every_per_unit_field() -> None:
+    _, truth = generate("loco_20170213_02", TwinSettings(duration_s=1.0))
+    order = np.random.default_rng(5).permutation(truth.channel.size)
+    moved = in_unit_order(truth, truth.channel[order], truth.row[order])
+    for k in PER_UNIT:
+        np.testing.assert_array_equal(getattr(moved, k), getattr(truth, k)[order])
+    with pytest.raises(ValueError, match="not in the truth"):
+        in_unit_order(truth, np.array([999]), np.array([1]))
