@@ -14,14 +14,16 @@ bootstrap particle filter, Gordon et al. 1993): each particle is one hypothesis 
 current and previous reach (start, goal, onset, duration), of when the next one starts, and
 of the gain. Particles are propagated by the true reach model, so a particle's trajectory
 is a real minimum-jerk reach between grid targets and its velocity is exactly zero while
-it holds; they are weighted by the exact negative binomial likelihood of every unit's count
-(the model's only approximation: within a bin the rate is taken at the bin-mean kinematics,
-and the gain is constant over a bin). M1 units fire `L` before the kinematics they encode,
+it holds (a still particle's next onset is redrawn every bin from the still-period law
+given that it has not yet come, so resampling during a hold never leaves every particle
+waiting past the true onset); they are weighted by the exact negative binomial likelihood
+of every unit's count (the model's only approximations: within a bin the rate is taken at
+the bin-mean kinematics, and the gain is constant over a bin). M1 units fire `L` before the kinematics they encode,
 so particles run `L` ahead and the counts of bins <= j weigh the trajectory up to
 x_{j + L}; the estimate of bin j is the posterior mean of bin j's kinematics given those
 counts (causal, like the Wiener and Kalman filters). The posterior mean is the estimate of
-least squared error, so no decoder that sees the same counts can have a higher expected R²
-beyond the Monte Carlo error of the particles; the twin test
+least squared error, so no causal decoder of the same counts can have a higher expected
+R², beyond the particles' Monte Carlo error and those approximations; the twin test
 (`tests/reaching/test_ideal.py`) checks that it beats the Wiener filter by a paired margin.
 """
 
