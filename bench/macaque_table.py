@@ -22,23 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from npdecode import evaluation
-from npdecode.formats.macaque_truth import read_macaque_truth
+from npdecode.formats.macaque_truth import in_unit_order, read_macaque_truth
 from npdecode.mat.read import read_mat
 from npdecode.models import kalman, wiener
 from npdecode.reaching import bins, ideal
 from npdecode.reaching.prepare import prepare
 from npdecode.sources.macaque_sessions import BY_NAME
 from npdecode.sources.macaque_twin import write_twin
-
-
-def _truth_order(r, truth):  # type: ignore[no-untyped-def]
-    """Truth rows in the reader's unit order (matched by channel and row)."""
-    where = {
-        (int(c), int(w)): k for k, (c, w) in enumerate(zip(truth.channel, truth.row, strict=True))
-    }
-    return np.array(
-        [where[(int(c), int(w))] for c, w in zip(r.unit_channel, r.unit_row, strict=True)]
-    )
 
 
 def one(name: str, folder: Path, width: float, h: int) -> dict:
@@ -61,16 +51,15 @@ def one(name: str, folder: Path, width: float, h: int) -> dict:
     kf = kalman.fit(p.counts, states, tr, va)
     pred_k = kf.filter(p.counts)[te, kalman.VELOCITY]
 
-    order = _truth_order(r, truth)
-    sub = type(truth)(**{**truth.__dict__, **{k: getattr(truth, k)[order] for k in
-                         ("neuron_id", "channel", "row", "baseline", "coef", "lead_s")}})  # fmt: skip
-    st = np.column_stack([p.pos, p.vel])  # (B, 4) the ideal's state
-    pred_i = ideal.decode(p.counts, sub, width, st, tr)[te, 2:4]
+    sub = in_unit_order(truth, r.unit_channel, r.unit_row)
+    c0 = time.process_time()
+    pred_i = ideal.decode(p.counts, sub, width, rows=te)[te, 2:4]
+    ideal_cpu = time.process_time() - c0
 
     out = {"session": name, "monkey": BY_NAME[name].monkey, "channels": BY_NAME[name].channels,
            "units": len(r.spike_times), "gen_cpu_s": gen_cpu, "gen_wall_s": gen_wall,
            "test_bins": int(te.size), "still_s": p.report["still_seconds_excluded"],
-           "ridge_alpha": wf.alpha, "kalman_lag": kf.lag}  # fmt: skip
+           "ridge_alpha": wf.alpha, "kalman_lag": kf.lag, "ideal_cpu_s": ideal_cpu}  # fmt: skip
     for tag, pred in (("wiener", pred_w), ("kalman", pred_k), ("ideal", pred_i)):
         m = evaluation.regression_metrics(y[te], pred, block)
         out |= {f"{tag}": m["r2"], f"{tag}_lo": m["r2_lo"], f"{tag}_hi": m["r2_hi"]}
@@ -88,8 +77,8 @@ def main() -> None:
     ap.add_argument("--history", type=int, default=8)
     a = ap.parse_args()
     print("| session | monkey | ch | units | Wiener R² [95 %] | Kalman R² [95 %] | ideal R² [95 %] "
-          "| W-K paired | ideal-W paired | gen CPU s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| W-K paired | ideal-W paired | gen CPU s | ideal CPU s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.sessions:
             o = one(name, Path(tmp), a.bin, a.history)
@@ -101,7 +90,7 @@ def main() -> None:
             print(f"| {name} | {o['monkey']} | {o['channels']} | {o['units']} | {cell['wiener']} | "
                   f"{cell['kalman']} | {cell['ideal']} | {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] | "
                 f"{e[0]:+.3f} [{e[1]:+.3f}, {e[2]:+.3f}] | "
-                  f"{o['gen_cpu_s']:.2f} |", flush=True)  # fmt: skip
+                  f"{o['gen_cpu_s']:.2f} | {o['ideal_cpu_s']:.1f} |", flush=True)  # fmt: skip
             Path(tmp, f"{name}.mat").unlink()
 
 

@@ -1,65 +1,64 @@
-"""reaching.ideal: lead bookkeeping, the AR prior, and the filter on data from its own model."""
+"""reaching.ideal: the particle filter's reach model, and the ceiling on a real twin file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from npdecode.formats.macaque_truth import MacaqueTruth
-from npdecode.reaching import ideal
+from npdecode import evaluation
+from npdecode.formats.macaque_truth import MacaqueTruth, in_unit_order, read_macaque_truth
+from npdecode.mat.read import read_mat
+from npdecode.models import wiener
+from npdecode.reaching import bins, ideal
+from npdecode.reaching.prepare import prepare
+from npdecode.sources.macaque_twin import SAMPLE_S, TwinSettings, write_twin
 
 
-def test_lead_groups_split_whole_and_fractional_bins() -> None:
-    groups = ideal.lead_groups(np.array([0.1, 0.0, 0.1, 0.08]), 0.04)
-    got = {round(float(lead), 2): (cols.tolist(), fl, round(frac, 6)) for lead, (cols, fl, frac)
-           in zip((0.0, 0.08, 0.1), groups, strict=True)}  # fmt: skip
-    assert got == {0.0: ([1], 0, 0.0), 0.08: ([3], 2, 0.0), 0.1: ([0, 2], 2, 0.5)}
+def test_still_periods_follow_the_twin_settings() -> None:
+    s = TwinSettings()
+    truth = MacaqueTruth(**{**_EMPTY, "reach": s.reach_model()})
+    still = ideal._ReachModel(truth).still(np.random.default_rng(0), 200_000) * SAMPLE_S
+    lo = s.hold_s[0] + s.reaction_s[0]
+    assert still.min() >= lo - 2 * SAMPLE_S
+    base = s.hold_s[1] + s.reaction_s[1]
+    assert 0.07 < np.mean(still > base + 0.01) < 0.13  # rests: p = 0.1 (plus rare long ones)
+    assert np.mean(still > 10) > 0.002  # long still periods exist
 
 
-def test_fit_prior_recovers_an_ar2_and_skips_split_edges() -> None:
-    rng = np.random.default_rng(0)
-    x = np.zeros((3000, 1))
-    for k in range(2, 3000):
-        x[k] = 1.6 * x[k - 1] - 0.7 * x[k - 2] + rng.normal(0, 0.1)
-    train = np.r_[0:1000, 1500:3000]  # a gap: no run may span it
-    x[1000:1500] = 1e6  # would wreck the fit if read
-    a, q = ideal.fit_prior(x, train, 2)
-    np.testing.assert_allclose(a, [[1.6, -0.7]], atol=0.05)
-    assert abs(np.sqrt(q) - 0.1) < 0.01
+def test_runs_split_rows_at_gaps() -> None:
+    assert ideal._runs(np.array([7, 3, 4, 5, 9, 8])) == [(3, 6), (7, 10)]
 
 
-def _simulate(rng: np.random.Generator, n: int, truth: MacaqueTruth, width: float) -> tuple:
-    """Kinematics from a smooth random process and counts from the filter's own model."""
-    vel = np.zeros((n, 2))
-    for k in range(2, n):
-        vel[k] = 1.8 * vel[k - 1] - 0.82 * vel[k - 2] + rng.normal(0, 8, 2)
-    pos = np.cumsum(vel, axis=0) * width
-    pos -= pos.mean(axis=0)
-    f = np.column_stack([vel / truth.v_ref, pos / truth.p_ref, np.hypot(*vel.T) / truth.v_ref])
-    lead = np.rint(truth.lead_s / width).astype(int)
-    rate = np.exp(truth.baseline + np.log(width) + f @ truth.coef.T)  # (n, U) at x_k
-    counts = np.zeros_like(rate)
-    for u, ld in enumerate(lead):  # unit u fires in bin j at the rate of x_{j + lead}
-        counts[: n - ld, u] = rng.poisson(rate[ld:, u])
-    return np.column_stack([pos, vel]), counts
+_EMPTY = dict(
+    neuron_id=np.zeros(0, int), channel=np.zeros(0, int), row=np.zeros(0, int),
+    baseline=np.zeros(0), coef=np.zeros((0, 5)), lead_s=np.zeros(0), hash_baseline=np.zeros(1),
+    hash_coef=np.zeros((1, 5)), v_ref=300.0, p_ref=80.0, fano=np.zeros(0), loading=np.zeros(0),
+    gain_sd=0.2, gain_tau_s=2.0, reach=np.zeros(12),
+)  # fmt: skip
 
 
-def test_filter_decodes_its_own_model_and_not_shuffled_counts() -> None:
-    rng = np.random.default_rng(1)
-    n_units, width = 60, 0.04
-    angle = rng.uniform(0, 2 * np.pi, n_units)
-    truth = MacaqueTruth(
-        neuron_id=np.arange(n_units), channel=np.arange(n_units), row=np.ones(n_units, int),
-        baseline=np.full(n_units, np.log(15.0)),
-        coef=np.column_stack([np.cos(angle), np.sin(angle), np.zeros((n_units, 3))]),
-        lead_s=np.where(np.arange(n_units) < 40, 0.08, 0.0),
-        hash_baseline=np.zeros(1), hash_coef=np.zeros((1, 5)), v_ref=300.0, p_ref=80.0,
-    )  # fmt: skip
-    states, counts = _simulate(rng, 4000, truth, width)
-    train, test = np.arange(3000), np.arange(3000, 3990)
-    out = ideal.decode(counts, truth, width, states, train)
-    y = states[test, 2:]
-    r2 = 1 - ((y - out[test, 2:]) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
-    assert r2 > 0.6
-    shuffled = ideal.decode(rng.permutation(counts), truth, width, states, train)
-    r2s = 1 - ((y - shuffled[test, 2:]) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
-    assert r2s < 0.1
+def test_ideal_beats_the_wiener_filter_on_a_twin_session(tmp_path: Path) -> None:
+    """The ceiling: on a twin file, the ideal decoder's R² exceeds the Wiener filter's by a
+    paired margin (same test bins, the same bootstrap blocks) whose lower bound is > 0.05."""
+    name, width, h = "indy_20160622_01", 0.04, 8
+    mat, tru = tmp_path / f"{name}.mat", tmp_path / f"{name}.truth.npz"
+    write_twin(name, mat, tru, TwinSettings(duration_s=400.0))
+    r = read_mat(mat, name)
+    truth = read_macaque_truth(tru)
+    roles = ("train",) * 6 + ("val",) + ("test",) * 3
+    p = prepare(r, width, h, roles=roles)
+    tr, va, te = p.rows["train"], p.rows["val"], p.rows["test"]
+    win = bins.history(p.counts.astype(np.float32), h)
+    pred_w = wiener.fit(win[tr], p.vel[tr], win[va], p.vel[va]).predict(win[te])
+    sub = in_unit_order(truth, r.unit_channel, r.unit_row)
+    out = ideal.decode(p.counts, sub, width, rows=te, particles=1000)
+    assert np.isnan(out[np.setdiff1d(np.arange(p.counts.shape[0]), te)]).all()
+    pred_i = out[te, 2:]
+    block = int(round(evaluation.BLOCK_S / width))
+    paired = evaluation.paired_r2(p.vel[te], pred_i, pred_w, block)
+    assert paired["lo"] > 0.05, paired
+    # same inputs, same bytes
+    again = ideal.decode(p.counts, sub, width, rows=te[:50], particles=1000)
+    np.testing.assert_array_equal(again[te[:50]], ideal.decode(p.counts, sub, width,
+                                  rows=te[:50], particles=1000)[te[:50]])  # fmt: skip

@@ -3,14 +3,30 @@ behaviour and rates, units persisting across a monkey's sessions with turnover, 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from npdecode.formats.macaque_truth import read_macaque_truth
+from npdecode.formats.files import CorruptError
+from npdecode.formats.macaque_truth import (
+    PER_UNIT,
+    in_unit_order,
+    read_macaque_truth,
+    write_macaque_truth,
+)
 from npdecode.mat.read import kinematics, read_mat
 from npdecode.sources import macaque_sessions as ms
-from npdecode.sources.macaque_twin import SAMPLE_S, TwinSettings, generate, monkey_pool, reaches
+from npdecode.sources.macaque_twin import (
+    SAMPLE_S,
+    TwinSettings,
+    generate,
+    monkey_pool,
+    reaches,
+    shared_gain,
+    spike_train,
+)
 
 
 def test_the_47_sessions() -> None:
@@ -106,3 +122,59 @@ def test_same_settings_same_twin() -> None:
     b, _ = generate("loco_20170213_02", TwinSettings(duration_s=5.0))
     np.testing.assert_array_equal(a.cursor_pos, b.cursor_pos)
     np.testing.assert_array_equal(a.spikes[1][0], b.spikes[1][0])
+
+
+def test_counts_are_over_dispersed_by_each_units_fano_factor() -> None:
+    """Negative binomial counts per 4 ms sample add up to the same Fano factor in any bin."""
+    rng = np.random.default_rng(3)
+    t = np.arange(1_000_000) * SAMPLE_S
+    for fano in (1.0, 1.6):
+        spikes = spike_train(rng, t, np.full(t.size, np.log(20.0)), fano)
+        for width in (0.02, 0.1):
+            counts = np.bincount((spikes // width).astype(int))[:-1]
+            assert abs(counts.mean() - 20 * width) < 0.02 * 20 * width
+            assert abs(counts.var() / counts.mean() - fano) < 0.06, (fano, width)
+
+
+def test_shared_gain_has_its_sd_and_timescale() -> None:
+    s = TwinSettings()
+    g = shared_gain(s, np.random.default_rng(4), 2_000_000)
+    assert abs(g.std() - s.gain_sd) < 0.02
+    lag = int(round(s.gain_tau_s / SAMPLE_S))
+    r = np.corrcoef(g[:-lag], g[lag:])[0, 1]
+    assert abs(r - np.exp(-1)) < 0.08
+
+
+def test_noise_properties_belong_to_the_neuron() -> None:
+    s = TwinSettings(duration_s=1.0)
+    a = generate("indy_20160407_02", s)[1]
+    b = generate("indy_20160411_01", s)[1]
+    assert s.fano_range[0] <= a.fano.min() and a.fano.max() <= s.fano_range[1]
+    assert s.loading_range[0] <= a.loading.min() and a.loading.max() <= s.loading_range[1]
+    shared, ia, ib = np.intersect1d(a.neuron_id, b.neuron_id, return_indices=True)
+    assert shared.size > 50
+    np.testing.assert_array_equal(a.fano[ia], b.fano[ib])
+    np.testing.assert_array_equal(a.loading[ia], b.loading[ib])
+    np.testing.assert_array_equal(a.reach, s.reach_model())
+
+
+def test_truth_round_trips_and_rejects_a_bad_reach_model(tmp_path: Path) -> None:
+    _, truth = generate("loco_20170213_02", TwinSettings(duration_s=1.0))
+    path = tmp_path / "t.truth.npz"
+    write_macaque_truth(path, truth)
+    back = read_macaque_truth(path)
+    np.testing.assert_array_equal(back.fano, truth.fano)
+    assert back.gain_tau_s == truth.gain_tau_s and back.reach_params()["grid_mm"] == 20.0
+    write_macaque_truth(path, dataclasses.replace(truth, reach=truth.reach[:5]))
+    with pytest.raises(CorruptError, match="reach has shape"):
+        read_macaque_truth(path)
+
+
+def test_in_unit_order_reorders_every_per_unit_field() -> None:
+    _, truth = generate("loco_20170213_02", TwinSettings(duration_s=1.0))
+    order = np.random.default_rng(5).permutation(truth.channel.size)
+    moved = in_unit_order(truth, truth.channel[order], truth.row[order])
+    for k in PER_UNIT:
+        np.testing.assert_array_equal(getattr(moved, k), getattr(truth, k)[order])
+    with pytest.raises(ValueError, match="not in the truth"):
+        in_unit_order(truth, np.array([999]), np.array([1]))

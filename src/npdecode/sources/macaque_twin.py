@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import lfilter
 
 from npdecode.formats.macaque_truth import MacaqueTruth, write_macaque_truth
 from npdecode.mat.write import MatSession, write_mat
@@ -70,6 +71,11 @@ class TwinSettings:
     rest_p: float = 0.1
     rest_mean_s: float = 1.5
     long_rest_p: float = 0.004
+    reaction_s: tuple[float, float] = (0.2, 0.35)
+    hold_s: tuple[float, float] = (0.2, 0.5)
+    long_rest_s: tuple[float, float] = (10.0, 25.0)
+    move_base_s: float = 0.35
+    move_speed_mm_s: float = 350.0
     sorted_per_channel: float = 1.8
     sorted_per_channel_s1: float = 0.8
     lifetime_days: float = 30.0
@@ -83,7 +89,27 @@ class TwinSettings:
     lead_s: float = 0.1
     hash_hz_range: tuple[float, float] = (10.0, 40.0)
     hash_depth_scale: float = 0.3
+    fano_range: tuple[float, float] = (1.2, 2.0)
+    gain_sd: float = 0.2
+    gain_tau_s: float = 2.0
+    loading_range: tuple[float, float] = (0.5, 1.5)
     seed: int = 583331
+
+    def reach_model(self) -> np.ndarray:
+        """The behaviour settings as `npdecode.formats.macaque_truth.REACH_KEYS` lists them."""
+        return np.array(
+            [
+                self.grid_mm,
+                *self.reaction_s,
+                *self.hold_s,
+                self.move_base_s,
+                self.move_speed_mm_s,
+                self.rest_p,
+                self.rest_mean_s,
+                self.long_rest_p,
+                *self.long_rest_s,
+            ]
+        )
 
 
 V_REF = 300.0  # mm/s: coefficients are stated per V_REF of velocity
@@ -115,14 +141,14 @@ def reaches(settings: TwinSettings, rng: np.random.Generator) -> tuple[np.ndarra
         goal = new
         dist = float(np.linalg.norm(goal - pos))
         steps = [
-            ("still", rng.uniform(0.2, 0.35)),  # reaction time: the target is shown
-            ("move", 0.35 + dist / 350.0),
-            ("still", rng.uniform(0.2, 0.5)),  # hold
+            ("still", rng.uniform(*settings.reaction_s)),  # reaction: the target is shown
+            ("move", settings.move_base_s + dist / settings.move_speed_mm_s),
+            ("still", rng.uniform(*settings.hold_s)),  # hold
         ]
         if rng.random() < settings.rest_p:
             steps.append(("still", rng.exponential(settings.rest_mean_s)))
         if rng.random() < settings.long_rest_p:
-            steps.append(("still", rng.uniform(10.0, 25.0)))
+            steps.append(("still", rng.uniform(*settings.long_rest_s)))
         for kind, dur in steps:
             m = max(1, int(round(dur / SAMPLE_S)))
             m = min(m, n - k)
@@ -164,7 +190,9 @@ class Pool:
 
     channel: (N,) channel index; born/dies: (N,) day numbers (days since the monkey's first
     session) bounding when the neuron is on the array; baseline: (N,) log rate (Hz);
-    coef: (D, N, 5) coefficients on each of the monkey's session days `days` (D,).
+    coef: (D, N, 5) coefficients on each of the monkey's session days `days` (D,);
+    fano: (N,) each neuron's private over-dispersion; loading: (N,) its weight on the
+    shared gain (both properties of the neuron, the same in every session).
     """
 
     channel: np.ndarray
@@ -173,6 +201,8 @@ class Pool:
     baseline: np.ndarray
     coef: np.ndarray
     days: np.ndarray
+    fano: np.ndarray
+    loading: np.ndarray
 
 
 def monkey_pool(monkey: str, settings: TwinSettings) -> Pool:
@@ -220,16 +250,39 @@ def monkey_pool(monkey: str, settings: TwinSettings) -> Pool:
     for i in range(1, days.size):
         r = np.exp(-(days[i] - days[i - 1]) / settings.drift_days)
         coef[i] = r * coef[i - 1] + np.sqrt(1 - r * r) * draw()
-    return Pool(channel, np.concatenate(born), np.concatenate(dies), baseline, coef, days)
+    # noise properties from their own stream, so the units and tuning above stay as they were
+    nrng = _rng(settings, "noise", monkey)
+    fano = nrng.uniform(*settings.fano_range, n)
+    loading = nrng.uniform(*settings.loading_range, n)
+    born_all, dies_all = np.concatenate(born), np.concatenate(dies)
+    return Pool(channel, born_all, dies_all, baseline, coef, days, fano, loading)
+
+
+def shared_gain(settings: TwinSettings, rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n,) the session's shared log gain on the 4 ms grid: a stationary Ornstein-Uhlenbeck
+    process, sd `gain_sd`, timescale `gain_tau_s` (each unit scales it by its loading)."""
+    r = np.exp(-SAMPLE_S / settings.gain_tau_s)
+    drive = settings.gain_sd * rng.normal(size=n)
+    drive[1:] *= np.sqrt(1 - r * r)  # the first sample is drawn from the stationary law
+    return lfilter([1.0], [1.0, -r], drive)
 
 
 # --- one session -------------------------------------------------------------------------
 
 
-def _poisson_train(rng: np.random.Generator, t: np.ndarray, log_rate: np.ndarray) -> np.ndarray:
-    """Spike times (s) of an inhomogeneous Poisson process with rate exp(log_rate) per
-    4 ms sample `t` (piecewise constant), sorted and without duplicates."""
-    counts = rng.poisson(np.exp(log_rate) * SAMPLE_S)  # (T,)
+def spike_train(
+    rng: np.random.Generator, t: np.ndarray, log_rate: np.ndarray, fano: float = 1.0
+) -> np.ndarray:
+    """Spike times (s) with rate exp(log_rate) per 4 ms sample `t` (piecewise constant),
+    sorted and without duplicates: Poisson counts per sample, or, for `fano` > 1, negative
+    binomial counts with mean m and variance `fano` * m (shape m / (fano - 1), p = 1 / fano).
+    With p fixed, sums of such counts are again negative binomial with the same p, so the
+    count in any bin of whole samples has Fano factor `fano` exactly."""
+    mean = np.exp(log_rate) * SAMPLE_S
+    if fano > 1.0:
+        counts = rng.negative_binomial(mean / (fano - 1.0), 1.0 / fano)
+    else:
+        counts = rng.poisson(mean)  # (T,)
     idx = np.repeat(np.arange(t.size), counts)
     return np.unique(t[idx] + rng.uniform(0, SAMPLE_S, idx.size))
 
@@ -248,6 +301,7 @@ def generate(name: str, settings: TwinSettings | None = None) -> tuple[MatSessio
     t = t0 + np.arange(cursor.shape[0]) * SAMPLE_S
     lead = int(round(settings.lead_s / SAMPLE_S))
     feats = {True: features(t, cursor, lead), False: features(t, cursor, 0)}  # by M1
+    gain = shared_gain(settings, _rng(settings, "gain", name), t.size)  # (T,) log gain
 
     alive = np.flatnonzero((pool.born <= day) & (pool.dies > day) & (pool.channel < sess.channels))
     alive = alive[np.lexsort((pool.born[alive], pool.channel[alive]))]  # by channel, age
@@ -273,11 +327,12 @@ def generate(name: str, settings: TwinSettings | None = None) -> tuple[MatSessio
     srng = _rng(settings, "spikes", name)
     for c in range(sess.channels):
         f = feats[c < 96]
-        spikes[0][c] = _poisson_train(srng, t, hash_base[c] + f @ hash_coef[c])
+        spikes[0][c] = spike_train(srng, t, hash_base[c] + f @ hash_coef[c] + gain)
     for u in range(alive.size):
         f = feats[bool(is_m1[u])]
-        log_rate = pool.baseline[alive[u]] + f @ coef[u]
-        spikes[int(row[u])][int(chan[u])] = _poisson_train(srng, t, log_rate)
+        n = alive[u]
+        log_rate = pool.baseline[n] + f @ coef[u] + pool.loading[n] * gain
+        spikes[int(row[u])][int(chan[u])] = spike_train(srng, t, log_rate, pool.fano[n])
 
     names = [f"{'M1' if c < 96 else 'S1'} {c % 96 + 1:03d}" for c in range(sess.channels)]
     finger = np.column_stack([np.full(t.size, 2.0), -cursor[:, 0] / 10, -cursor[:, 1] / 10])
@@ -294,6 +349,11 @@ def generate(name: str, settings: TwinSettings | None = None) -> tuple[MatSessio
         hash_coef=hash_coef,
         v_ref=V_REF,
         p_ref=P_REF,
+        fano=pool.fano[alive],
+        loading=pool.loading[alive],
+        gain_sd=settings.gain_sd,
+        gain_tau_s=settings.gain_tau_s,
+        reach=settings.reach_model(),
     )
     return mat, truth
 
