@@ -398,7 +398,7 @@ def session_id_of(value: Any) -> SessionId:
 @dataclass(frozen=True)
 class Params:
     sessions: tuple[SessionId, ...] = (1,)
-    # models dvc.yaml trains (train_optional, fewshot_optional) only when listed here
+    # models dvc.yaml trains (train_stgat, fewshot_stgat) only when listed here
     optional_models: tuple[OptionalModel, ...] = ()
     fetch: FetchParams = _section(FetchParams)
     bin: BinParams = _section(BinParams)
