@@ -32,7 +32,14 @@ import numpy as np
 from torch import nn
 
 from npdecode.decode.batched import fit_fixed_batched
-from npdecode.decode.session import build_for_session, fit_options, task_of, train_model
+from npdecode.decode.session import (
+    build_for_session,
+    eval_batch,
+    fit_options,
+    split_logits,
+    task_of,
+    train_model,
+)
 from npdecode.decode.task import ClassificationTask, Task
 from npdecode.decode.training import FitOptions, fit, fit_fixed, resolve_device
 from npdecode.evaluation import mean_interval
@@ -181,19 +188,18 @@ def fit_on_shots(
 ) -> list[nn.Module]:
     """Fit one single-session model `name` per draw on its view (`shot_view`); see
     `fit_shot_learners` for the protocol. This is "fit one learner on these shots"."""
+    if not views:
+        return []
     if name == "logreg" or fs.protocol == "transductive":
         # logreg reads only the training split of its view; transductive is the old code path
-        return [
-            train_model(name, view, fewshot_train(train, name, fs, seed))[0]
-            for view, seed in zip(views, seeds, strict=True)
-        ]
+        draw_train = [fewshot_train(train, name, fs, seed) for seed in seeds]
+        return [train_model(name, v, t)[0] for v, t in zip(views, draw_train, strict=True)]
+    # the protocol's settings first (this module), then the models (decode.session)
+    opts = shot_options(getattr(train, name), train, fs, len(views[0].train), task_of(views[0]))
     models = [
         build_for_session(name, view, dataclasses.replace(train, seed=seed))
         for view, seed in zip(views, seeds, strict=True)
     ]
-    if not views:
-        return []
-    opts = shot_options(getattr(train, name), train, fs, len(views[0].train), task_of(views[0]))
     return fit_shot_learners(models, views, seeds, normalised, opts, fs, train)
 
 
@@ -361,3 +367,50 @@ def fewshot_curve(
         predicted[k] = np.stack([task.kept_prediction(s) for s in scores])
         log.info("%s k=%d: %.3f ± %.3f", describe, k, out[str(k)]["mean"], out[str(k)]["sd"])
     return out, predicted
+
+
+def session_curve(
+    model: str,
+    data: SessionData,
+    train: TrainParams,
+    fs: FewshotParams,
+    graph: GraphParams | None = None,
+) -> tuple[dict, dict[int, np.ndarray], dict[int, list[int]]]:
+    """The few-shot curve of single-session `model` on `data`: fit it on every draw (under
+    `fs.protocol`; `graph`: ST-GAT's unit graph settings) and score it on the test split.
+
+    Returns the result JSON, {k: (repeats, P_test) kept predictions} and {k: draw seeds}.
+    """
+    fit_params = getattr(train, model)
+    detail = protocol_detail(
+        model, fs, train, fit_params if isinstance(fit_params, FitParams) else None, data.n_classes
+    )
+
+    def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
+        views = [shot_view(data, idx, fs.protocol, graph) for idx, _ in group]
+        nets = fit_on_shots(model, views, train, fs, [d.train_seed for _, d in group])
+        batch = eval_batch(model, train)
+        return [split_logits(net, v, "test", batch) for net, v in zip(nets, views, strict=True)]
+
+    shots, predicted = fewshot_curve(
+        fit_group,
+        task_of(data),
+        data.train.y,
+        data.test.y,
+        fs.shots,
+        fs.repeats,
+        fs.seed,
+        describe=f"{model} session {data.session_id}",
+    )
+    result = {
+        "session_id": data.session_id,
+        "specimen_id": data.specimen_id,
+        "model": model,
+        "protocol": fs.protocol,
+        "protocol_detail": detail,
+        "seed": fs.seed,
+        "n_test": len(data.test),
+        "shots": shots,
+    }
+    seeds = {int(k): [r["seed"] for r in v["repeats"]] for k, v in shots.items()}
+    return result, predicted, seeds
