@@ -41,7 +41,7 @@ def curves(
     """{k: (repeats, epochs) test accuracy after each epoch} for one dev session."""
     data = load_session(Layout(root).split_dir(sid), sid)
     graph = params.split.graph if model == "stgat" else None
-    fit_params = dataclasses.replace(getattr(params.train, model), max_epochs=epochs)
+    fit_params = dataclasses.replace(getattr(params.train, model).fit, max_epochs=epochs)
     out = {}
     for k in ks:
         acc = np.zeros((repeats, epochs))

@@ -26,7 +26,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -34,6 +34,7 @@ from torch import nn
 from npdecode.decode.batched import fit_fixed_batched
 from npdecode.decode.session import (
     build_for_session,
+    deep_section,
     eval_batch,
     fit_options,
     split_logits,
@@ -48,20 +49,20 @@ from npdecode.models import DEEP
 from npdecode.params import FewshotParams, FitParams, GraphParams, TrainParams
 from npdecode.preprocess import train_statistics, unit_graph
 
-FitT = TypeVar("FitT", bound=FitParams)
 log = logging.getLogger(__name__)
 
 
 def fewshot_train(train: TrainParams, name: str, fs: FewshotParams, seed: int) -> TrainParams:
     """`train` for one transductive few-shot draw: the draw's seed, and for deep models the
     few-shot epoch cap and patience (k*119 samples converge in fewer epochs)."""
-    p = getattr(train, name)
-    if isinstance(p, FitParams):
-        p = fewshot_budget(p, fs)
-    return dataclasses.replace(train, seed=seed, **{name: p})
+    if name not in DEEP:
+        return dataclasses.replace(train, seed=seed)
+    section = deep_section(train, name)
+    budget: Any = dataclasses.replace(section, fit=fewshot_budget(section.fit, fs))
+    return dataclasses.replace(train, seed=seed, **{name: budget})
 
 
-def fewshot_budget(fit_params: FitT, fs: FewshotParams) -> FitT:
+def fewshot_budget(fit_params: FitParams, fs: FewshotParams) -> FitParams:
     """`fit_params` capped at `fewshot.max_epochs` and `fewshot.patience` (transductive)."""
     return dataclasses.replace(
         fit_params,
@@ -193,9 +194,10 @@ def fit_on_shots(
     if name == "logreg" or fs.protocol == "transductive":
         # logreg reads only the training split of its view; transductive is the old code path
         draw_train = [fewshot_train(train, name, fs, seed) for seed in seeds]
-        return [train_model(name, v, t)[0] for v, t in zip(views, draw_train, strict=True)]
+        return [train_model(name, view, draw_train[i])[0] for i, view in enumerate(views)]
     # the protocol's settings first (this module), then the models (decode.session)
-    opts = shot_options(getattr(train, name), train, fs, len(views[0].train), task_of(views[0]))
+    fit_params = deep_section(train, name).fit
+    opts = shot_options(fit_params, train, fs, len(views[0].train), task_of(views[0]))
     models = [
         build_for_session(name, view, dataclasses.replace(train, seed=seed))
         for view, seed in zip(views, seeds, strict=True)
@@ -381,10 +383,8 @@ def session_curve(
 
     Returns the result JSON, {k: (repeats, P_test) kept predictions} and {k: draw seeds}.
     """
-    fit_params = getattr(train, model)
-    detail = protocol_detail(
-        model, fs, train, fit_params if isinstance(fit_params, FitParams) else None, data.n_classes
-    )
+    fit_params = deep_section(train, model).fit if model in DEEP else None
+    detail = protocol_detail(model, fs, train, fit_params, data.n_classes)
 
     def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
         views = [shot_view(data, idx, fs.protocol, graph) for idx, _ in group]

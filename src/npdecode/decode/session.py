@@ -31,7 +31,7 @@ from npdecode.formats.split import SessionData
 from npdecode.models import DEEP, SINGLE, build_model
 from npdecode.models.logreg import LogReg, fit_logreg
 from npdecode.models.stgat import STGAT
-from npdecode.params import FitParams, TrainParams
+from npdecode.params import DeepSection, FitParams, TrainParams
 
 MODELS = SINGLE  # the models a train stage may name
 SHARED_TRAIN_PARAMS = ("train.device", "train.seed", "train.batch_size", "train.amp")
@@ -47,10 +47,18 @@ def task_of(data: SessionData) -> Task:
     return ClassificationTask(data.n_classes, data.frames)
 
 
+def deep_section(train: TrainParams, name: str) -> DeepSection:
+    """The params section `train.<name>` of deep model `name`: `.arch` and `.fit`."""
+    if name not in DEEP:
+        raise ValueError(f"{name!r} is not a deep model; deep: {sorted(DEEP)}")
+    section: DeepSection = getattr(train, name)
+    return section
+
+
 def fit_options(
     train: TrainParams, fit_params: FitParams, key: str = "", task: Task | None = None
 ) -> FitOptions:
-    """The training-loop options of one deep model: its optimiser section (params `key`,
+    """The training-loop options of one deep model: its fit settings (from params `key`,
     e.g. `train.lstm`, named when training diverges) plus `train.*`."""
     opts = FitOptions(
         **{f.name: getattr(fit_params, f.name) for f in dataclasses.fields(FitParams)},
@@ -72,17 +80,17 @@ def build_for_session(name: str, data: SessionData, train: TrainParams) -> nn.Mo
         "n_bins": data.n_bins,
         "n_classes": data.n_classes,
     }
-    p = getattr(train, name)
     if name == "logreg":
-        return build_model(name, dims, p)
+        return build_model(name, dims, train.logreg)
+    arch = deep_section(train, name).arch
     seed_everything(train.seed)
     if name == "stgat":
-        model = build_model(name, {**dims, "n_edges": data.edge_index.shape[1]}, p)
+        model = build_model(name, {**dims, "n_edges": data.edge_index.shape[1]}, arch)
         assert isinstance(model, STGAT)
         # the unit graph, fitted on the train split by the split stage
         model.set_graph(torch.from_numpy(data.edge_index), torch.from_numpy(data.edge_weight))
         return model
-    return build_model(name, dims, p)
+    return build_model(name, dims, arch)
 
 
 def train_model(
@@ -97,7 +105,7 @@ def train_model(
     x_train = data.normalise(data.train.X)
     if isinstance(model, LogReg):
         return fit_logreg(model, x_train, data.train.y).eval(), {}
-    opts = fit_options(train, getattr(train, name), f"train.{name}", task_of(data))
+    opts = fit_options(train, deep_section(train, name).fit, f"train.{name}", task_of(data))
     val = (data.normalise(data.val.X), data.val.y)
     try:
         return fit(model, (x_train, data.train.y), val, opts, live_dir)
