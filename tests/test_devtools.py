@@ -11,7 +11,7 @@ def test_the_fewshot_stage_reaches_the_core_in_one_hop_and_the_loop_through_the_
     reached = set(w.order)
     assert {
         "npdecode.decode.fewshot:fit_on_shots",
-        "npdecode.decode.session:fit_options",
+        "npdecode.decode.training:fit_options",
     } <= reached
     # params never climbs back into a module still on its call stack
     assert w.climbs == []

@@ -298,6 +298,14 @@ class TrainParams:
     transformer: TransformerSection = _section(TransformerSection)
     stgat: STGATSection = _section(STGATSection)
 
+    def deep(self, name: str) -> DeepSection:
+        """The section `train.<name>` of deep model `name`: `.arch` builds the model, `.fit`
+        drives the training loop."""
+        section = getattr(self, name, None)
+        if not isinstance(section, LSTMSection | TransformerSection | STGATSection):
+            raise ValueError(f"{name!r} is not a deep model: lstm, transformer or stgat")
+        return section
+
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ParamsError(

@@ -34,15 +34,13 @@ from torch import nn
 from npdecode.decode.batched import fit_fixed_batched
 from npdecode.decode.session import (
     build_for_session,
-    deep_section,
     eval_batch,
-    fit_options,
     split_logits,
     task_of,
     train_model,
 )
 from npdecode.decode.task import ClassificationTask, Task
-from npdecode.decode.training import FitOptions, fit, fit_fixed, resolve_device
+from npdecode.decode.training import FitOptions, fit, fit_fixed, fit_options, resolve_device
 from npdecode.evaluation import mean_interval
 from npdecode.formats.split import SessionData, Split
 from npdecode.models import DEEP
@@ -57,7 +55,7 @@ def fewshot_train(train: TrainParams, name: str, fs: FewshotParams, seed: int) -
     few-shot epoch cap and patience (k*119 samples converge in fewer epochs)."""
     if name not in DEEP:
         return dataclasses.replace(train, seed=seed)
-    section = deep_section(train, name)
+    section = train.deep(name)
     budget: Any = dataclasses.replace(section, fit=fewshot_budget(section.fit, fs))
     return dataclasses.replace(train, seed=seed, **{name: budget})
 
@@ -196,7 +194,7 @@ def fit_on_shots(
         draw_train = [fewshot_train(train, name, fs, seed) for seed in seeds]
         return [train_model(name, view, draw_train[i])[0] for i, view in enumerate(views)]
     # the protocol's settings first (this module), then the models (decode.session)
-    fit_params = deep_section(train, name).fit
+    fit_params = train.deep(name).fit
     opts = shot_options(fit_params, train, fs, len(views[0].train), task_of(views[0]))
     models = [
         build_for_session(name, view, dataclasses.replace(train, seed=seed))
@@ -383,8 +381,6 @@ def session_curve(
 
     Returns the result JSON, {k: (repeats, P_test) kept predictions} and {k: draw seeds}.
     """
-    fit_params = deep_section(train, model).fit if model in DEEP else None
-    detail = protocol_detail(model, fs, train, fit_params, data.n_classes)
 
     def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
         views = [shot_view(data, idx, fs.protocol, graph) for idx, _ in group]
@@ -402,12 +398,13 @@ def session_curve(
         fs.seed,
         describe=f"{model} session {data.session_id}",
     )
+    fit_params = train.deep(model).fit if model in DEEP else None
     result = {
         "session_id": data.session_id,
         "specimen_id": data.specimen_id,
         "model": model,
         "protocol": fs.protocol,
-        "protocol_detail": detail,
+        "protocol_detail": protocol_detail(model, fs, train, fit_params, data.n_classes),
         "seed": fs.seed,
         "n_test": len(data.test),
         "shots": shots,

@@ -32,12 +32,13 @@ from npdecode.decode.fewshot import (
     normalised,
     protocol_detail,
 )
-from npdecode.decode.session import fit_options, task_of
+from npdecode.decode.session import task_of
 from npdecode.decode.task import Task
 from npdecode.decode.training import (
     Batch,
     FitOptions,
     fit_batches,
+    fit_options,
     predict_logits,
     seed_everything,
 )

@@ -55,10 +55,12 @@ def build_model(name: str, dims: Mapping[str, Any], params: Any) -> nn.Module:
     if isinstance(params, params_cls):
         return model_cls(params, **dims)
     if name == "multisession":
+        stored = _arch(params["core"])
         p: Any = section_from_dict(params_cls, params["multisession"], "multisession")
-        core: Any = section_from_dict(CORES[p.core], _arch(params["core"]), f"train.{p.core}")
+        core: Any = section_from_dict(CORES[p.core], stored, f"train.{p.core}")
         return model_cls(p, core, **dims)
-    return model_cls(section_from_dict(params_cls, _arch(params), f"train.{name}"), **dims)
+    stored = _arch(params)
+    return model_cls(section_from_dict(params_cls, stored, f"train.{name}"), **dims)
 
 
 def _arch(stored: Mapping[str, Any]) -> dict[str, Any]:
