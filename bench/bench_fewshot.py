@@ -1,8 +1,8 @@
 """CPU-seconds per few-shot draw: the old (transductive) curve vs the strict one, one by one
 and with the draws of a k trained as one batch, and how the cost grows with the draws.
 
-For each model and k, runs the few-shot stage's own code (`stages.fewshot.run_fewshot`) on
-a split session with `fewshot.shots: [k]` and `fewshot.repeats: R` for each R in
+For each model and k, runs the few-shot stage's own code (`npdecode.decode.fewshot.session_curve`)
+on a split session with `fewshot.shots: [k]` and `fewshot.repeats: R` for each R in
 `--draws`, in three modes:
 - before:   `fewshot.protocol: transductive` (the old behaviour: early stopping on the
             validation split, scored every epoch, within fewshot.max_epochs / patience);
@@ -28,10 +28,10 @@ import statistics
 import time
 from pathlib import Path
 
+from npdecode.decode.fewshot import session_curve
 from npdecode.formats.split import load_session
 from npdecode.params import as_dict, load_params, params_from_dict
 from npdecode.paths import Layout
-from npdecode.stages.fewshot import run_fewshot
 
 MODES = {
     "before": {"protocol": "transductive"},
@@ -45,7 +45,8 @@ def cpu_seconds(model: str, data, raw: dict, k: int, draws: int, mode: str) -> t
     fewshot = {**raw.get("fewshot", {}), "shots": [k], "repeats": draws, **MODES[mode]}
     params = params_from_dict({**raw, "fewshot": fewshot})
     start = time.process_time()
-    result, _, _ = run_fewshot(model, data, params)
+    graph = params.split.graph if model == "stgat" else None
+    result, _, _ = session_curve(model, data, params.train, params.fewshot, graph)
     return time.process_time() - start, result["shots"][str(k)]["mean"]
 
 

@@ -48,7 +48,7 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     data = load_session(args.split, int(args.session))
     params = params_from_dict(_overrides(args.sets))
-    p = getattr(params.train, args.child)
+    p = getattr(params.train, args.child).fit
     model = build_for_session(args.child, data, params.train)
     opts = FitOptions(
         lr=p.lr,

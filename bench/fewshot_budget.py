@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from npdecode.decode.fewshot import Draw, draw_seed, normalised, sample_shots, shot_view
-from npdecode.decode.session import build_for_session, fit_options
-from npdecode.decode.training import fit_fixed, predict_logits
+from npdecode.decode.session import build_for_session
+from npdecode.decode.training import fit_fixed, fit_options, predict_logits
 from npdecode.formats.split import load_session
 from npdecode.params import load_params, params_from_dict
 from npdecode.paths import Layout
@@ -41,7 +41,7 @@ def curves(
     """{k: (repeats, epochs) test accuracy after each epoch} for one dev session."""
     data = load_session(Layout(root).split_dir(sid), sid)
     graph = params.split.graph if model == "stgat" else None
-    fit_params = dataclasses.replace(getattr(params.train, model), max_epochs=epochs)
+    fit_params = dataclasses.replace(getattr(params.train, model).fit, max_epochs=epochs)
     out = {}
     for k in ks:
         acc = np.zeros((repeats, epochs))

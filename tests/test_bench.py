@@ -34,7 +34,7 @@ def test_pipeline_bench_runs_every_dvc_yaml_stage_as_dvc_would(tmp_path) -> None
     dvc_yaml = yaml.safe_load((PROJECT / "dvc.yaml").read_text())
     commands = dict(bench_pipeline.stage_commands(dvc_yaml, [1, 2], ["stgat"]))
     assert commands["train_lstm@2"][1:] == ["-m", "npdecode.stages.train", "lstm", "2"]
-    assert commands["train_optional@stgat-1"][1:] == ["-m", "npdecode.stages.train", "stgat", "1"]
+    assert commands["train_stgat@stgat-1"][1:] == ["-m", "npdecode.stages.train", "stgat", "1"]
     assert commands["report"][1:] == ["-m", "npdecode.stages.report"]
     expected = sum(
         2 if "foreach" in s else 2 if "matrix" in s else 1 for s in dvc_yaml["stages"].values()

@@ -6,10 +6,12 @@ from npdecode.devtools.walk import walk
 def test_the_fewshot_stage_reaches_the_core_in_one_hop_and_the_loop_through_the_task():
     w = walk("npdecode.stages.fewshot:main:params")
     assert w.order[0] == "npdecode.stages.fewshot:main"
+    # one hop: the stage hands params to the few-shot core's entry, which runs the curve
+    assert w.order[1] == "npdecode.decode.fewshot:session_curve"
     reached = set(w.order)
     assert {
-        "npdecode.decode.fewshot:fewshot_curve",
-        "npdecode.decode.session:fit_options",
+        "npdecode.decode.fewshot:fit_on_shots",
+        "npdecode.decode.training:fit_options",
     } <= reached
     # params never climbs back into a module still on its call stack
     assert w.climbs == []

@@ -66,11 +66,14 @@ def test_per_session_stages_run_foreach_session(name):
     assert per_session == (stage.get("foreach") == "${sessions}")
 
 
-def test_optional_models_have_train_and_fewshot_stages_and_no_default_ones():
+def test_optional_models_have_train_and_fewshot_stages_by_name_and_off_by_default():
+    # `dvc exp run -S 'optional_models=[stgat]' train_stgat` (README): the stage groups carry
+    # the model's name and have a stage only for a model the list names
     stages = _stages()
-    assert set(OPTIONAL) == {"stgat"}
+    assert set(OPTIONAL) == {"stgat"}  # one group per optional model: train_stgat trains stgat
     for model in OPTIONAL:
-        assert f"train_{model}" not in stages and f"fewshot_{model}" not in stages
+        for group in (f"train_{model}", f"fewshot_{model}"):
+            assert stages[group]["matrix"]["model"] == "${optional_models}", group
     params = yaml.safe_load(committed_text("params.yaml"))
     assert params["optional_models"] == []  # off by default: docs/cost.md, "ST-GAT"
 
@@ -142,11 +145,10 @@ def test_stage_inputs_are_produced_by_a_stage_or_are_code_or_params():
 
 @pytest.mark.parametrize("model", ["logreg", "lstm", "transformer", "stgat"])
 def test_train_stage_writes_model_metrics_and_curves(model):
-    name = "train_optional" if model in OPTIONAL else f"train_{model}"
+    name = f"train_{model}"
     body = _body(_stages()[name])
     assert "src/npdecode/decode/training.py" in body["deps"]  # scoring goes through it
-    own = "stgat.py" if model == "stgat" else f"{model}.py"
-    assert f"src/npdecode/models/{own}" in body["deps"]  # the model's own code
+    assert f"src/npdecode/models/{model}.py" in body["deps"]  # its code reruns it
 
     def paths(section: str) -> list[str]:
         return [_render(p, model=model).replace("/1", "/${item}") for p in _paths(body[section])]
@@ -244,5 +246,5 @@ def test_producing_stage_names_the_stage_of_every_output_dvc_yaml_declares():
             assert producing_stage(f"/elsewhere/{path}/inside.bin") == want, path
             checked += 1
     assert checked > 50
-    assert producing_stage("metrics/stgat/1.json") == "train_optional@stgat-1"
+    assert producing_stage("metrics/stgat/1.json") == "train_stgat@stgat-1"
     assert producing_stage("notes/nothing.txt") is None

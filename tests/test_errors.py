@@ -22,7 +22,7 @@ import yaml
 from npdecode.cli import expected_failure, run_stage, storage_error
 from npdecode.decode.session import train_model
 from npdecode.errors import DataError, ParamsError, TrainingError
-from npdecode.params import LSTMParams, TrainParams, params_from_dict, section_from_dict
+from npdecode.params import LSTMSection, TrainParams, params_from_dict, section_from_dict
 from npdecode.stages import bin as bin_stage
 from tests.models.conftest import ring_graph, separable, tiny_session
 from tests.test_cli import _one_line
@@ -57,7 +57,7 @@ def test_a_negative_session_id_is_one_line_from_the_stage(tmp_path):
 def test_a_diverging_learning_rate_names_the_param():
     x, y = separable(n_classes=3)
     data = tiny_session(np.abs(x * 3).astype(np.uint16), y, 3, ring_graph(7))
-    lstm = section_from_dict(LSTMParams, {"lr": 1e30, "max_epochs": 3, "hidden": 8}, "train.lstm")
+    lstm = section_from_dict(LSTMSection, {"lr": 1e30, "max_epochs": 3, "hidden": 8}, "train.lstm")
     with pytest.raises(TrainingError, match=r"session 1: lstm: training diverged.*train\.lstm\.lr"):
         train_model("lstm", data, TrainParams(device="cpu", lstm=lstm))
 

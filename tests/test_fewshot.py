@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from npdecode.decode.fewshot import protocol_detail, shot_statistics, shot_view, strict_epochs
-from npdecode.params import FewshotParams, GraphParams, LSTMParams, STGATParams, TrainParams
+from npdecode.params import FewshotParams, FitParams, GraphParams, TrainParams
 from npdecode.preprocess import train_statistics, unit_graph
 from tests.models.conftest import ring_graph, tiny_session
 
@@ -65,13 +65,13 @@ def test_strict_budget_is_steps_in_whole_epochs_within_the_models_cap():
 def test_protocol_detail_says_what_the_learner_saw():
     train = TrainParams(device="cpu")
     fs = FewshotParams(steps=100, shots=(1, 10))
-    strict = protocol_detail("stgat", fs, train, STGATParams(), 119)
+    strict = protocol_detail("stgat", fs, train, train.stgat.fit, 119)
     assert "100 optimiser steps" in strict["stopping"] and "k=1: 12, k=10: 6" in strict["stopping"]
     assert "shots" in strict["unit_graph"]
     assert strict["draws"] == "each draw trained on its own"  # auto on a CPU
-    on = protocol_detail("lstm", FewshotParams(batch_draws="on"), train, LSTMParams(), 119)
+    on = protocol_detail("lstm", FewshotParams(batch_draws="on"), train, FitParams(), 119)
     assert on["draws"].startswith("the draws of each k trained as one batch")
-    old = protocol_detail("lstm", FewshotParams(protocol="transductive"), train, LSTMParams(), 119)
+    old = protocol_detail("lstm", FewshotParams(protocol="transductive"), train, FitParams(), 119)
     assert "validation split" in old["labels"] and "whole training split" in old["normalisation"]
     assert "draws" not in old
     logreg = protocol_detail("logreg", FewshotParams(protocol="transductive"), train, None, 119)

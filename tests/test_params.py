@@ -85,3 +85,34 @@ def test_session_ids_may_be_names_as_well_as_integers():
     for bad in ("2x", "indy-1", "", True, 1.5):
         with pytest.raises(ParamsError, match=r"sessions\[0\]"):
             params_from_dict({"sessions": [bad]})
+
+
+def test_a_model_section_splits_into_architecture_and_fit_declared_once():
+    from npdecode.params import FitParams, LSTMParams, STGATParams
+
+    # one flat section in params.yaml; the loader gives the model its architecture and
+    # the training loop its fit, each from one dataclass
+    p = params_from_dict({"train": {"stgat": {"lr": 0.01, "hidden": 3}}})
+    assert p.train.stgat.arch == STGATParams(hidden=3)
+    # the other fit keys keep ST-GAT's own defaults, not FitParams'
+    assert p.train.stgat.fit == FitParams(lr=0.01, max_epochs=12, patience=6, schedule="cosine")
+    assert p.train.lstm.fit == FitParams() and p.train.lstm.arch == LSTMParams()
+    arch_keys = {f.name for f in dataclasses.fields(LSTMParams)}
+    fit_keys = {f.name for f in dataclasses.fields(FitParams)}
+    assert not arch_keys & fit_keys
+    assert set(as_dict(p.train.lstm)) == arch_keys | fit_keys  # written back flat
+    assert p.multisession.fit == FitParams()
+    with pytest.raises(ParamsError, match=r"train\.stgat\.max_epochs must be >= 1"):
+        params_from_dict({"train": {"stgat": {"max_epochs": 0}}})
+
+
+def test_a_model_keeps_its_architecture_only_and_reads_older_checkpoints():
+    from npdecode.models import build_model, model_spec
+
+    train = params_from_dict({"train": {"lstm": {"hidden": 8, "lr": 0.5}}}).train
+    dims = {"n_units": 5, "n_bins": 3, "n_classes": 4}
+    model = build_model("lstm", dims, train.lstm.arch)
+    _, stored = model_spec(model)
+    assert stored == as_dict(train.lstm.arch) and "lr" not in stored
+    older = {**stored, "lr": 0.5, "weight_decay": 0.01, "max_epochs": 9}  # before the split
+    assert build_model("lstm", dims, older).p == train.lstm.arch

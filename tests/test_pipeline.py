@@ -87,14 +87,14 @@ def test_optional_models_run_only_when_listed(project, tmp_path):
     params = copy / "params.yaml"
     params.write_text(params.read_text().replace("optional_models: []", "optional_models: [stgat]"))
     dry = sh(["dvc", "repro", "--dry"], copy).stdout
-    for stage in ("train_optional@stgat-1", "fewshot_optional@stgat-1"):
+    for stage in ("train_stgat@stgat-1", "fewshot_stgat@stgat-1"):
         assert f"Running stage '{stage}'" in dry, stage
     assert "Running stage 'train_lstm@1'" not in dry  # nothing else changed
-    sh(["dvc", "repro", "train_optional"], copy)
+    sh(["dvc", "repro", "train_stgat"], copy)
     m = json.loads((copy / "metrics/stgat/1.json").read_text())
     assert m["model"] == "stgat" and m["test"]["accuracy"] > 2 * m["chance"]
     stale = json.loads(sh(["dvc", "status", "--json"], copy).stdout)
-    assert set(stale) == {"fewshot_optional@stgat-1", "report"}  # the report reads its metrics
+    assert set(stale) == {"fewshot_stgat@stgat-1", "report"}  # the report reads its metrics
 
 
 def test_run_costs_are_recorded_outside_every_artifact(project):

@@ -38,6 +38,12 @@ def _section(cls: type) -> Any:
     return field(default_factory=cls)
 
 
+def _flat(default: Any) -> Any:
+    """A dataclass field whose own fields sit in the parent's mapping in params.yaml (one flat
+    `train.lstm` holds the LSTM's architecture and its fit); missing keys take `default`'s."""
+    return field(default_factory=lambda: default, metadata={"flat": True})
+
+
 # --- fetch -------------------------------------------------------------------------
 
 
@@ -187,7 +193,9 @@ class LogregParams:
 
 @dataclass(frozen=True)
 class FitParams:
-    """Optimiser and stopping rule of one deep model (npdecode.decode.training)."""
+    """Optimiser and stopping rule of one deep model: what the training loop reads
+    (npdecode.decode.training.FitOptions), never the model. In params.yaml these keys sit in
+    the model's own section (`train.lstm.lr` beside `train.lstm.hidden`, `multisession.lr`)."""
 
     lr: float = _p(1e-3, lo=0.0, lo_open=True)
     weight_decay: float = _p(1e-2, lo=0.0)
@@ -196,9 +204,14 @@ class FitParams:
     schedule: Literal["constant", "cosine"] = "constant"
 
 
+# Architectures: what a model is built from (models/<model>.py) and what its checkpoint
+# stores. They are declared here, not in models/, so that loading params.yaml (every stage,
+# the fetch stage included) imports no torch and depends on no model's code.
+
+
 @dataclass(frozen=True)
-class LSTMParams(FitParams):
-    """LSTM over time bins, units as features (models/lstm.py)."""
+class LSTMParams:
+    """LSTM over time bins, units as features (models/lstm.py): its architecture."""
 
     hidden: int = _p(128, lo=1)
     layers: int = _p(1, lo=1)
@@ -207,8 +220,9 @@ class LSTMParams(FitParams):
 
 
 @dataclass(frozen=True)
-class TransformerParams(FitParams):
-    """Transformer encoder over time bins feeding an LSTM head (models/transformer.py)."""
+class TransformerParams:
+    """Transformer encoder over time bins feeding an LSTM head (models/transformer.py): its
+    architecture."""
 
     d_model: int = _p(128, lo=1)
     heads: int = _p(4, lo=1)
@@ -228,16 +242,9 @@ class TransformerParams(FitParams):
 
 
 @dataclass(frozen=True)
-class STGATParams(FitParams):
-    """GATv2 over the unit graph per time bin, then an LSTM over bins (models/stgat.py).
-
-    Its optimiser defaults differ: each epoch costs far more, so a short cosine schedule.
-    """
-
-    lr: float = _p(3e-3, lo=0.0, lo_open=True)
-    max_epochs: int = _p(12, lo=1)
-    patience: int = _p(6, lo=1)
-    schedule: Literal["constant", "cosine"] = "cosine"
+class STGATParams:
+    """GATv2 over the unit graph per time bin, then an LSTM over bins (models/stgat.py): its
+    architecture."""
 
     hidden: int = _p(4, lo=1)
     heads: int = _p(1, lo=1)
@@ -249,6 +256,38 @@ class STGATParams(FitParams):
     edge_weight: bool = False
 
 
+# ST-GAT's fit defaults differ: each epoch costs far more, so a short cosine schedule
+STGAT_FIT = FitParams(lr=3e-3, max_epochs=12, patience=6, schedule="cosine")
+
+
+@dataclass(frozen=True)
+class LSTMSection:
+    """params `train.lstm`: the LSTM's architecture and its fit, one flat mapping."""
+
+    fit: FitParams = _flat(FitParams())
+    arch: LSTMParams = _flat(LSTMParams())
+
+
+@dataclass(frozen=True)
+class TransformerSection:
+    """params `train.transformer`: the Transformer→LSTM's architecture and its fit."""
+
+    fit: FitParams = _flat(FitParams())
+    arch: TransformerParams = _flat(TransformerParams())
+
+
+@dataclass(frozen=True)
+class STGATSection:
+    """params `train.stgat`: ST-GAT's architecture and its fit (defaults `STGAT_FIT`)."""
+
+    fit: FitParams = _flat(STGAT_FIT)
+    arch: STGATParams = _flat(STGATParams())
+
+
+# a deep model's params section: `.arch` builds the model, `.fit` drives the training loop
+DeepSection = LSTMSection | TransformerSection | STGATSection
+
+
 @dataclass(frozen=True)
 class TrainParams:
     device: str = "auto"
@@ -256,9 +295,17 @@ class TrainParams:
     batch_size: int = _p(64, lo=1)
     amp: Literal["bf16", "fp16", "off"] = "bf16"
     logreg: LogregParams = _section(LogregParams)
-    lstm: LSTMParams = _section(LSTMParams)
-    transformer: TransformerParams = _section(TransformerParams)
-    stgat: STGATParams = _section(STGATParams)
+    lstm: LSTMSection = _section(LSTMSection)
+    transformer: TransformerSection = _section(TransformerSection)
+    stgat: STGATSection = _section(STGATSection)
+
+    def deep(self, name: str) -> DeepSection:
+        """The section `train.<name>` of deep model `name`: `.arch` builds the model, `.fit`
+        drives the training loop."""
+        section = getattr(self, name, None)
+        if not isinstance(section, LSTMSection | TransformerSection | STGATSection):
+            raise ValueError(f"{name!r} is not a deep model: lstm, transformer or stgat")
+        return section
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
@@ -268,16 +315,18 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
-class MultisessionParams(FitParams):
+class MultisessionParams:
     """One decoder across sessions and mice (models/multisession.py), and transfer with it.
 
-    The core's architecture is that of `train.<core>`; its optimiser settings are these.
+    The core's architecture is that of `train.<core>`; its fit settings are `fit` (the keys
+    lr, weight_decay, max_epochs, patience, schedule of this section).
     Transfer holds out mice (`group: all`) or sessions of one mouse (`group: mouse`) in
     `folds` folds drawn with `fold_seed`; a held-out session's new read-in is fitted on its
     k shots per image for a fixed budget, `adapt_epochs` at `adapt_lr` (no validation
     data: the strict few-shot protocol), which the adapt command uses too.
     """
 
+    fit: FitParams = _flat(FitParams())
     group: Literal["mouse", "all"] = "all"
     core: Literal["lstm", "transformer"] = "lstm"
     latent: int = _p(128, lo=1)
@@ -397,7 +446,7 @@ def session_id_of(value: Any) -> SessionId:
 @dataclass(frozen=True)
 class Params:
     sessions: tuple[SessionId, ...] = (1,)
-    # models dvc.yaml trains (train_optional, fewshot_optional) only when listed here
+    # models dvc.yaml trains (train_stgat, fewshot_stgat) only when listed here
     optional_models: tuple[OptionalModel, ...] = ()
     fetch: FetchParams = _section(FetchParams)
     bin: BinParams = _section(BinParams)
@@ -526,7 +575,11 @@ def section_from_dict(cls: type[T], data: Mapping[str, Any], key: str) -> T:
 def as_dict(obj: Any) -> Any:
     """The plain (YAML-ready) form of a params dataclass; tuples become lists."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = as_dict(getattr(obj, f.name))
+            out.update(value if f.metadata.get("flat") else {f.name: value})
+        return out
     if isinstance(obj, tuple):
         return [as_dict(v) for v in obj]
     return obj
@@ -536,23 +589,41 @@ def _key(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _keys(cls: type) -> list[str]:
+    """The params.yaml keys of a section: its fields, a flat field's own keys in its place."""
+    hints = typing.get_type_hints(cls)
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        out += _keys(hints[f.name]) if f.metadata.get("flat") else [f.name]
+    return out
+
+
+def _build(cls: type, data: Any, prefix: str, base: Any = None) -> Any:
+    """`cls` from the mapping `data` (keys under `prefix`); missing keys take `base`'s
+    values (a flat field's default) or the class defaults."""
     if not isinstance(data, Mapping):
         where = prefix or "params file"
         raise ParamsError(f"{where} must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    known = _keys(cls)
     for key in data:
-        if key not in fields:
-            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
             tip = f" (did you mean {_key(prefix, hint[0])!r}?)" if hint else ""
             raise ParamsError(f"unknown key {_key(prefix, str(key))!r}{tip}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
-    for name, f in fields.items():
-        if name in data:
+    for f in dataclasses.fields(cls):
+        name = f.name
+        if f.metadata.get("flat"):
+            default = f.default_factory()  # type: ignore[misc,operator]  # _flat sets one
+            own = {k: v for k, v in data.items() if k in _keys(hints[name])}
+            kwargs[name] = _build(hints[name], own, prefix, default)
+        elif name in data:
             value = _coerce(hints[name], data[name], _key(prefix, name))
             _check_bounds(value, f.metadata, _key(prefix, name))
             kwargs[name] = value
+    if base is not None:
+        return dataclasses.replace(base, **kwargs)
     return cls(**kwargs)
 
 

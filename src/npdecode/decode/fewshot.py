@@ -26,35 +26,41 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 from torch import nn
 
 from npdecode.decode.batched import fit_fixed_batched
-from npdecode.decode.session import build_for_session, fit_options, task_of, train_model
+from npdecode.decode.session import (
+    build_for_session,
+    eval_batch,
+    split_logits,
+    task_of,
+    train_model,
+)
 from npdecode.decode.task import ClassificationTask, Task
-from npdecode.decode.training import FitOptions, fit, fit_fixed, resolve_device
+from npdecode.decode.training import FitOptions, fit, fit_fixed, fit_options, resolve_device
 from npdecode.evaluation import mean_interval
 from npdecode.formats.split import SessionData, Split
 from npdecode.models import DEEP
 from npdecode.params import FewshotParams, FitParams, GraphParams, TrainParams
 from npdecode.preprocess import train_statistics, unit_graph
 
-FitT = TypeVar("FitT", bound=FitParams)
 log = logging.getLogger(__name__)
 
 
 def fewshot_train(train: TrainParams, name: str, fs: FewshotParams, seed: int) -> TrainParams:
     """`train` for one transductive few-shot draw: the draw's seed, and for deep models the
     few-shot epoch cap and patience (k*119 samples converge in fewer epochs)."""
-    p = getattr(train, name)
-    if isinstance(p, FitParams):
-        p = fewshot_budget(p, fs)
-    return dataclasses.replace(train, seed=seed, **{name: p})
+    if name not in DEEP:
+        return dataclasses.replace(train, seed=seed)
+    section = train.deep(name)
+    budget: Any = dataclasses.replace(section, fit=fewshot_budget(section.fit, fs))
+    return dataclasses.replace(train, seed=seed, **{name: budget})
 
 
-def fewshot_budget(fit_params: FitT, fs: FewshotParams) -> FitT:
+def fewshot_budget(fit_params: FitParams, fs: FewshotParams) -> FitParams:
     """`fit_params` capped at `fewshot.max_epochs` and `fewshot.patience` (transductive)."""
     return dataclasses.replace(
         fit_params,
@@ -181,19 +187,19 @@ def fit_on_shots(
 ) -> list[nn.Module]:
     """Fit one single-session model `name` per draw on its view (`shot_view`); see
     `fit_shot_learners` for the protocol. This is "fit one learner on these shots"."""
+    if not views:
+        return []
     if name == "logreg" or fs.protocol == "transductive":
         # logreg reads only the training split of its view; transductive is the old code path
-        return [
-            train_model(name, view, fewshot_train(train, name, fs, seed))[0]
-            for view, seed in zip(views, seeds, strict=True)
-        ]
+        draw_train = [fewshot_train(train, name, fs, seed) for seed in seeds]
+        return [train_model(name, view, draw_train[i])[0] for i, view in enumerate(views)]
+    # the protocol's settings first (this module), then the models (decode.session)
+    fit_params = train.deep(name).fit
+    opts = shot_options(fit_params, train, fs, len(views[0].train), task_of(views[0]))
     models = [
         build_for_session(name, view, dataclasses.replace(train, seed=seed))
         for view, seed in zip(views, seeds, strict=True)
     ]
-    if not views:
-        return []
-    opts = shot_options(getattr(train, name), train, fs, len(views[0].train), task_of(views[0]))
     return fit_shot_learners(models, views, seeds, normalised, opts, fs, train)
 
 
@@ -369,3 +375,47 @@ def fewshot_curve(
             len(shots) * repeats,
         )
     return out, predicted
+
+
+def session_curve(
+    model: str,
+    data: SessionData,
+    train: TrainParams,
+    fs: FewshotParams,
+    graph: GraphParams | None = None,
+) -> tuple[dict, dict[int, np.ndarray], dict[int, list[int]]]:
+    """The few-shot curve of single-session `model` on `data`: fit it on every draw (under
+    `fs.protocol`; `graph`: ST-GAT's unit graph settings) and score it on the test split.
+
+    Returns the result JSON, {k: (repeats, P_test) kept predictions} and {k: draw seeds}.
+    """
+
+    def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
+        views = [shot_view(data, idx, fs.protocol, graph) for idx, _ in group]
+        nets = fit_on_shots(model, views, train, fs, [d.train_seed for _, d in group])
+        batch = eval_batch(model, train)
+        return [split_logits(net, v, "test", batch) for net, v in zip(nets, views, strict=True)]
+
+    shots, predicted = fewshot_curve(
+        fit_group,
+        task_of(data),
+        data.train.y,
+        data.test.y,
+        fs.shots,
+        fs.repeats,
+        fs.seed,
+        describe=f"{model} session {data.session_id}",
+    )
+    fit_params = train.deep(model).fit if model in DEEP else None
+    result = {
+        "session_id": data.session_id,
+        "specimen_id": data.specimen_id,
+        "model": model,
+        "protocol": fs.protocol,
+        "protocol_detail": protocol_detail(model, fs, train, fit_params, data.n_classes),
+        "seed": fs.seed,
+        "n_test": len(data.test),
+        "shots": shots,
+    }
+    seeds = {int(k): [r["seed"] for r in v["repeats"]] for k, v in shots.items()}
+    return result, predicted, seeds

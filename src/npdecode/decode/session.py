@@ -10,7 +10,6 @@ learner fitted on k presentations per image may see) is `npdecode.decode.fewshot
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,13 @@ import torch
 from torch import nn
 
 from npdecode.decode.task import ClassificationTask, Task
-from npdecode.decode.training import (
-    FitOptions,
-    fit,
-    predict_logits,
-    seed_everything,
-)
+from npdecode.decode.training import fit, fit_options, predict_logits, seed_everything
 from npdecode.errors import TrainingError
 from npdecode.formats.split import SessionData
 from npdecode.models import DEEP, SINGLE, build_model
 from npdecode.models.logreg import LogReg, fit_logreg
 from npdecode.models.stgat import STGAT
-from npdecode.params import FitParams, TrainParams
+from npdecode.params import TrainParams
 
 MODELS = SINGLE  # the models a train stage may name
 SHARED_TRAIN_PARAMS = ("train.device", "train.seed", "train.batch_size", "train.amp")
@@ -47,22 +41,6 @@ def task_of(data: SessionData) -> Task:
     return ClassificationTask(data.n_classes, data.frames)
 
 
-def fit_options(
-    train: TrainParams, fit_params: FitParams, key: str = "", task: Task | None = None
-) -> FitOptions:
-    """The training-loop options of one deep model: its optimiser section (params `key`,
-    e.g. `train.lstm`, named when training diverges) plus `train.*`."""
-    opts = FitOptions(
-        **{f.name: getattr(fit_params, f.name) for f in dataclasses.fields(FitParams)},
-        batch_size=train.batch_size,
-        seed=train.seed,
-        device=train.device,
-        amp=train.amp,
-        key=key,
-    )
-    return opts if task is None else dataclasses.replace(opts, task=task)
-
-
 def build_for_session(name: str, data: SessionData, train: TrainParams) -> nn.Module:
     """Seed `train.seed`, then build model `name` for `data` from params `train.<name>`."""
     if name not in SINGLE:
@@ -72,17 +50,17 @@ def build_for_session(name: str, data: SessionData, train: TrainParams) -> nn.Mo
         "n_bins": data.n_bins,
         "n_classes": data.n_classes,
     }
-    p = getattr(train, name)
     if name == "logreg":
-        return build_model(name, dims, p)
+        return build_model(name, dims, train.logreg)
+    arch = train.deep(name).arch
     seed_everything(train.seed)
     if name == "stgat":
-        model = build_model(name, {**dims, "n_edges": data.edge_index.shape[1]}, p)
+        model = build_model(name, {**dims, "n_edges": data.edge_index.shape[1]}, arch)
         assert isinstance(model, STGAT)
         # the unit graph, fitted on the train split by the split stage
         model.set_graph(torch.from_numpy(data.edge_index), torch.from_numpy(data.edge_weight))
         return model
-    return build_model(name, dims, p)
+    return build_model(name, dims, arch)
 
 
 def train_model(
@@ -97,7 +75,7 @@ def train_model(
     x_train = data.normalise(data.train.X)
     if isinstance(model, LogReg):
         return fit_logreg(model, x_train, data.train.y).eval(), {}
-    opts = fit_options(train, getattr(train, name), f"train.{name}", task_of(data))
+    opts = fit_options(train, train.deep(name).fit, f"train.{name}", task_of(data))
     val = (data.normalise(data.val.X), data.val.y)
     try:
         return fit(model, (x_train, data.train.y), val, opts, live_dir)

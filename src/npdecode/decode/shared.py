@@ -32,12 +32,13 @@ from npdecode.decode.fewshot import (
     normalised,
     protocol_detail,
 )
-from npdecode.decode.session import fit_options, task_of
+from npdecode.decode.session import task_of
 from npdecode.decode.task import Task
 from npdecode.decode.training import (
     Batch,
     FitOptions,
     fit_batches,
+    fit_options,
     predict_logits,
     seed_everything,
 )
@@ -180,7 +181,7 @@ def build_shared(
     seed_everything(seed)
     return MultiSessionDecoder(
         p,
-        getattr(params.train, p.core),
+        getattr(params.train, p.core).arch,  # train.lstm or train.transformer
         session_ids=tuple(sids),
         n_units=tuple(data[s].n_units for s in sids),
         n_bins=data[sids[0]].n_bins,
@@ -196,7 +197,9 @@ def train_shared(
 ) -> tuple[MultiSessionDecoder, dict[str, Any]]:
     """Train one shared decoder on the sessions `sids` (early stopping on pooled val)."""
     model = build_shared(data, sids, params, params.train.seed)
-    opts = fit_options(params.train, params.multisession, "multisession", task_of(data[sids[0]]))
+    opts = fit_options(
+        params.train, params.multisession.fit, "multisession", task_of(data[sids[0]])
+    )
     source = SessionBatches([data[s] for s in sids])
     log.info(
         "shared decoder on %d sessions: %d training presentations, %d parameters",
@@ -293,11 +296,15 @@ def readin_options(
     `multisession.adapt_epochs` epochs at `adapt_lr` with no validation data; transductive
     (the old behaviour, as a named option), early stopping on the session's validation
     split within `fewshot.max_epochs` and `fewshot.patience`, at `adapt_lr`."""
-    base = dataclasses.replace(fit_options(train, p, task=task), lr=p.adapt_lr, schedule="constant")
+    base = dataclasses.replace(
+        fit_options(train, p.fit, task=task), lr=p.adapt_lr, schedule="constant"
+    )
     if fs.protocol == "strict":
         return dataclasses.replace(base, max_epochs=p.adapt_epochs, patience=max(1, p.adapt_epochs))
     return dataclasses.replace(
-        base, max_epochs=min(p.max_epochs, fs.max_epochs), patience=min(p.patience, fs.patience)
+        base,
+        max_epochs=min(p.fit.max_epochs, fs.max_epochs),
+        patience=min(p.fit.patience, fs.patience),
     )
 
 

@@ -16,6 +16,7 @@ batches, each read from one session's files); both run the same loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from npdecode.decode.task import ClassificationTask, Task
 from npdecode.errors import ParamsError, TrainingError
+from npdecode.params import FitParams, TrainParams
 
 log = logging.getLogger(__name__)
 # the loop's default task: class labels (the loss and the selection score need no class count)
@@ -41,20 +43,39 @@ DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 @dataclass(frozen=True)
 class FitOptions:
-    """How to train: optimiser, stopping rule, batching, device, precision, seed."""
+    """How to train: optimiser, stopping rule, batching, device, precision, seed.
 
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    max_epochs: int = 200
-    patience: int = 12  # epochs without a better val accuracy before stopping
+    The optimiser and stopping fields are params' `FitParams` (their defaults too), the
+    rest `train.*`; `fit_options` fills them from params."""
+
+    lr: float = FitParams.lr
+    weight_decay: float = FitParams.weight_decay
+    max_epochs: int = FitParams.max_epochs
+    patience: int = FitParams.patience  # epochs without a better val accuracy before stopping
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # used on CUDA only (unless cpu_autocast)
     cpu_autocast: bool = False  # apply `amp` on the CPU too: CUDA's precision path, on a CPU
-    schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr -> 0 at max_epochs
+    schedule: Literal["constant", "cosine"] = FitParams.schedule  # cosine: lr -> 0 at max_epochs
     key: str = ""  # the params section these come from (e.g. train.lstm), named in errors
     task: Task = CLASSES  # the loss and the selection score (early stopping)
+
+
+def fit_options(
+    train: TrainParams, fit_params: FitParams, key: str = "", task: Task | None = None
+) -> FitOptions:
+    """The loop's options of one deep model: its fit settings (from params `key`, e.g.
+    `train.lstm`, named when training diverges) plus `train.*`."""
+    return FitOptions(
+        **{f.name: getattr(fit_params, f.name) for f in dataclasses.fields(FitParams)},
+        batch_size=train.batch_size,
+        seed=train.seed,
+        device=train.device,
+        amp=train.amp,
+        key=key,
+        task=CLASSES if task is None else task,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """The one model registry: every model maps normalised counts x (B, T, U) to outputs (B, C).
 
-Each model is built from its params section (`train.<model>`, declared once in
-`npdecode.params`) and its dimensions; `build_model` builds any of them from a section
-(or the plain dict a checkpoint stores, `model_spec`). `SINGLE` are the models trained on
+Each model is built from its architecture (the `.arch` of params `train.<model>`, declared
+once in `npdecode.params`; the section's `.fit` goes to the training loop) and its
+dimensions; `build_model` builds any of them from an architecture (or the plain dict a
+checkpoint stores, `model_spec`). `SINGLE` are the models trained on
 one session (`npdecode.decode.session`), `DEEP` those of them the training loop fits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +21,7 @@ from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.models.stgat import STGAT
 from npdecode.models.transformer import TransformerLSTM
 from npdecode.params import (
+    FitParams,
     LogregParams,
     LSTMParams,
     MultisessionParams,
@@ -52,10 +55,19 @@ def build_model(name: str, dims: Mapping[str, Any], params: Any) -> nn.Module:
     if isinstance(params, params_cls):
         return model_cls(params, **dims)
     if name == "multisession":
+        stored = _arch(params["core"])
         p: Any = section_from_dict(params_cls, params["multisession"], "multisession")
-        core: Any = section_from_dict(CORES[p.core], params["core"], f"train.{p.core}")
+        core: Any = section_from_dict(CORES[p.core], stored, f"train.{p.core}")
         return model_cls(p, core, **dims)
-    return model_cls(section_from_dict(params_cls, params, f"train.{name}"), **dims)
+    stored = _arch(params)
+    return model_cls(section_from_dict(params_cls, stored, f"train.{name}"), **dims)
+
+
+def _arch(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored architecture without fit settings: checkpoints written before the two were
+    split (npdecode.params.FitParams) kept the optimiser's keys beside the model's."""
+    fit = {f.name for f in dataclasses.fields(FitParams)}
+    return {k: v for k, v in stored.items() if k not in fit}
 
 
 def model_spec(model: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:

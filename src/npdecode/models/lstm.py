@@ -72,7 +72,7 @@ class LSTMDecoder(nn.Module):
 
     def __init__(self, p: LSTMParams, n_units: int, n_bins: int, n_classes: int) -> None:
         super().__init__()
-        self.p = p  # architecture from params `train.lstm` (its optimiser fields are unused here)
+        self.p = p  # architecture from params `train.lstm` (its fit settings go to the loop)
         self.dims = {"n_units": n_units, "n_bins": n_bins, "n_classes": n_classes}
         self.input_dropout = nn.Dropout(p.input_dropout)
         self.proj = nn.Linear(n_units, p.hidden)

@@ -122,8 +122,13 @@ def open_nwb(path: str | Path, session_id: int) -> h5py.File:
 
 def read_identifier(path: str | Path, session_id: int) -> str:
     """The NWB `identifier` (Allen: the session id as a string); '' if the file has none."""
+    return _text_or_empty(path, session_id, "identifier")
+
+
+def _text_or_empty(path: str | Path, session_id: int, key: str) -> str:
+    """The text dataset `key` at the top of the NWB file, or '' if the file has none."""
     with open_nwb(path, session_id) as f:
-        return text(f["identifier"][()]) if "identifier" in f else ""
+        return text(f[key][()]) if key in f else ""
 
 
 def read_session_type(path: str | Path, session_id: int) -> str:
@@ -579,8 +584,7 @@ def read_invalid_times(path: str | Path, session_id: int) -> pd.DataFrame:
 
 def read_description(path: str | Path, session_id: int) -> str:
     """The NWB `session_description` (a synthetic twin names the real session it mirrors)."""
-    with open_nwb(path, session_id) as f:
-        return text(f["session_description"][()]) if "session_description" in f else ""
+    return _text_or_empty(path, session_id, "session_description")
 
 
 def read_session_info(path: str | Path, session_id: int) -> dict:

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -175,36 +176,52 @@ def make_channels(probes: pd.DataFrame, rng: np.random.Generator) -> pd.DataFram
     frames = []
     for k, probe in enumerate(probes.itertuples()):
         ch = np.arange(CHANNELS_PER_PROBE)
-        vertical = 20.0 + (ch // 2) * 20.0  # µm from the tip, two columns per row
-        horizontal = np.array([43.0, 11.0, 59.0, 27.0])[ch % 4]
+        vertical = 20.0 + (ch // 2) * 20.0  # µm from the tip, as `probe_channels` places them
         region = _region_of_depth(vertical)
         area = np.where(region == "cortex", CORTEX[k], "grey").astype(object)
         area[region == "hippocampus"] = np.where(
             vertical[region == "hippocampus"] > 1900, "CA1", "DG"
         )
         area[region == "thalamus"] = "LGd" if k < 3 else "LP"
-        # probe entry point on the dorsal surface, moving down and slightly back
-        entry = np.array([8000.0 + 300 * k, 400.0, 6500.0 + 250 * k]) + rng.normal(0, 50, 3)
-        depth = 3840.0 - vertical
-        frames.append(
-            pd.DataFrame(
-                {
-                    "id": probe.id * 1000 + ch,
-                    "probe_id": probe.id,
-                    "probe_name": probe.name,
-                    "probe_channel_number": ch,
-                    "probe_vertical_position": vertical,
-                    "probe_horizontal_position": horizontal,
-                    "anterior_posterior_ccf_coordinate": entry[0] + 0.1 * depth,
-                    "dorsal_ventral_ccf_coordinate": entry[1] + 0.99 * depth,
-                    "left_right_ccf_coordinate": entry[2] + 0.05 * depth,
-                    "location": area,
-                    "region": region,
-                    "valid_data": np.ones(CHANNELS_PER_PROBE, bool),
-                }
-            )
-        )
+        frames.append(probe_channels(probe, k, ch, area, rng, region=region))
     return pd.concat(frames, ignore_index=True)
+
+
+def probe_channels(
+    probe: Any,
+    k: int,
+    sites: np.ndarray,
+    location: np.ndarray,
+    rng: np.random.Generator,
+    **extra: np.ndarray,
+) -> pd.DataFrame:
+    """Allen's channel table of probe number `k` (a row of the probes table): its recording
+    `sites` (channel numbers) with their position on the shank, CCF coordinates and
+    `location` (structure acronym), plus `extra` columns before `valid_data`.
+
+    Two columns per row of sites 20 µm apart, four horizontal offsets; the probe enters the
+    dorsal surface at a point that moves back and down with `k` (drawn from `rng`: three
+    normals), and CCF coordinates follow the shank from there.
+    """
+    vertical = 20.0 + (sites // 2) * 20.0  # µm from the tip, two columns per row
+    entry = np.array([8000.0 + 300 * k, 400.0, 6500.0 + 250 * k]) + rng.normal(0, 50, 3)
+    depth = 3840.0 - vertical
+    return pd.DataFrame(
+        {
+            "id": probe.id * 1000 + sites,
+            "probe_id": probe.id,
+            "probe_name": probe.name,
+            "probe_channel_number": sites,
+            "probe_vertical_position": vertical,
+            "probe_horizontal_position": np.array([43.0, 11.0, 59.0, 27.0])[sites % 4],
+            "anterior_posterior_ccf_coordinate": entry[0] + 0.1 * depth,
+            "dorsal_ventral_ccf_coordinate": entry[1] + 0.99 * depth,
+            "left_right_ccf_coordinate": entry[2] + 0.05 * depth,
+            "location": location,
+            **extra,
+            "valid_data": np.ones(len(sites), bool),
+        }
+    )
 
 
 def make_units(
@@ -339,6 +356,18 @@ def make_schedule(
         pad = GAP_S if b < params.n_blocks - 1 else LEAD_S
         gaps.append((t, t + pad))
         t += pad
+    return stimulus_tables(rows, gaps, frames)
+
+
+def stimulus_tables(
+    rows: list[pd.DataFrame], gaps: list[tuple[float, float]], frames: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Allen's natural-scenes and spontaneous tables from a schedule.
+
+    `rows`: per block, `start_time`, `class` and `stimulus_block` of its 250 ms
+    presentations; `gaps`: the (start, stop) s between them; `frames[class]` the image
+    frame of each class (-1: blank). The presentations keep `class` as a last column.
+    """
     table = pd.concat(rows, ignore_index=True)
     table["stop_time"] = table["start_time"] + PRESENTATION_S
     table["frame"] = frames[table["class"].to_numpy()].astype(np.float64)
@@ -357,6 +386,16 @@ def make_schedule(
     spont["stimulus_block"] = np.arange(len(gaps)) * 3 + 1
     spont["stimulus_index"] = 0
     return table[columns + ["class"]], spont
+
+
+def stimulus_record(
+    presentations: pd.DataFrame, spontaneous: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The NWB writer's stimulus tables (`SessionRecord.presentations`) of a schedule."""
+    return {
+        "natural_scenes": presentations.drop(columns="class"),
+        "spontaneous": spontaneous,
+    }
 
 
 def make_invalid_times(
@@ -486,10 +525,7 @@ def as_record(session: SyntheticSession) -> SessionRecord:
         channels=session.channels,
         units=session.units,
         spike_times=session.spike_times,
-        presentations={
-            "natural_scenes": session.presentations.drop(columns="class"),
-            "spontaneous": session.spontaneous,
-        },
+        presentations=stimulus_record(session.presentations, session.spontaneous),
         invalid_times=session.invalid_times,
         n_images={"natural_scenes": int((session.truth.frames >= 0).sum())},
     )

@@ -63,6 +63,7 @@ from npdecode.sources.synthetic import (
     STEP_S,
     make_invalid_times,
     place_generated,
+    stimulus_record,
 )
 from npdecode.sources.twin_model import (
     AREA_QC_RATIO,
@@ -450,10 +451,7 @@ def as_record(twin: TwinSession) -> SessionRecord:
             times=lambda: spike_times(twin),
             amplitudes=lambda: spike_amplitudes(twin, amplitude),
         ),
-        presentations={
-            "natural_scenes": twin.presentations.drop(columns="class"),
-            "spontaneous": twin.spontaneous,
-        },
+        presentations=stimulus_record(twin.presentations, twin.spontaneous),
         invalid_times=twin.invalid_times,
         description=description(twin),
         notes=note,

@@ -31,7 +31,7 @@ from npdecode.sources.allen_vc import (
     VISUAL_OTHER,
     AllenSession,
 )
-from npdecode.sources.synthetic import PRESENTATION_S, STEP_S
+from npdecode.sources.synthetic import PRESENTATION_S, STEP_S, probe_channels, stimulus_tables
 
 SESSION_S = 9600.0  # a brain_observatory_1.1 session: ~2.7 h of stimuli
 N_FEATURES = 24  # hidden features per image (the images' own, shared by all mice)
@@ -265,26 +265,7 @@ def make_channels(
         sizes = _share(len(sites), (on["n_pass"] + on["n_fail"]).to_numpy() + 4.0)
         location = np.full(len(sites), "grey", dtype=object)
         location[: sizes.sum()] = np.repeat(on["structure"].to_numpy(dtype=object), sizes)
-        vertical = 20.0 + (sites // 2) * 20.0
-        entry = np.array([8000.0 + 300 * k, 400.0, 6500.0 + 250 * k]) + rng.normal(0, 50, 3)
-        depth = 3840.0 - vertical
-        frames.append(
-            pd.DataFrame(
-                {
-                    "id": probe.id * 1000 + sites,
-                    "probe_id": probe.id,
-                    "probe_name": probe.name,
-                    "probe_channel_number": sites,
-                    "probe_vertical_position": vertical,
-                    "probe_horizontal_position": np.array([43.0, 11.0, 59.0, 27.0])[sites % 4],
-                    "anterior_posterior_ccf_coordinate": entry[0] + 0.1 * depth,
-                    "dorsal_ventral_ccf_coordinate": entry[1] + 0.99 * depth,
-                    "left_right_ccf_coordinate": entry[2] + 0.05 * depth,
-                    "location": location,
-                    "valid_data": np.ones(len(sites), bool),
-                }
-            )
-        )
+        frames.append(probe_channels(probe, k, sites, location, rng))
     return pd.concat(frames, ignore_index=True), where
 
 
@@ -501,24 +482,8 @@ def schedule(
         )
         t = float(starts[-1] + PRESENTATION_S)
     gaps.append((t, SESSION_S))
-    table = pd.concat(rows, ignore_index=True)
-    table["stop_time"] = table["start_time"] + PRESENTATION_S
-    table["frame"] = (table["class"] - 1).astype(np.float64)  # class 0 is the blank, frame -1
-    table["stimulus_name"] = "natural_scenes"
-    table["stimulus_index"] = 5
-    spont = pd.DataFrame(gaps, columns=["start_time", "stop_time"])
-    spont["stimulus_name"] = "spontaneous"
-    spont["stimulus_block"] = np.arange(len(gaps)) * 3 + 1
-    spont["stimulus_index"] = 0
-    columns = [
-        "start_time",
-        "stop_time",
-        "stimulus_name",
-        "stimulus_block",
-        "stimulus_index",
-        "frame",
-    ]
-    return table[columns + ["class"]], spont
+    # class 0 is the blank (frame -1), class c image c - 1
+    return stimulus_tables(rows, gaps, np.arange(n_classes) - 1)
 
 
 def shared_gain(mouse: MouseParams, blocks: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -15,16 +15,14 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from npdecode.cli import run_stage
-from npdecode.decode.fewshot import Draw, fewshot_curve, fit_on_shots, protocol_detail, shot_view
-from npdecode.decode.session import MODELS, TRAIN_PARAMS, eval_batch, split_logits, task_of
+from npdecode.decode.fewshot import session_curve
+from npdecode.decode.session import MODELS, TRAIN_PARAMS
 from npdecode.formats.files import write_json
 from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
 from npdecode.formats.scores import fewshot_scores, write_scores
-from npdecode.formats.split import SessionData, load_session
-from npdecode.params import FitParams, Params, SessionId
+from npdecode.formats.split import load_session
+from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 
 # a model's few-shot run reads its training params as well; strict ST-GAT rebuilds its
@@ -36,58 +34,12 @@ PARAMS = {
 log = logging.getLogger(__name__)
 
 
-def run_fewshot(
-    model: str, data: SessionData, params: Params
-) -> tuple[dict, dict[int, np.ndarray], dict[int, list[int]]]:
-    """Fit `model` on every draw and score it on the test split.
-
-    Returns the result JSON, {k: (repeats, P_test) predicted class} and {k: draw seeds}.
-    """
-    fs = params.fewshot
-    graph = params.split.graph if model == "stgat" else None
-    batch = eval_batch(model, params.train)
-
-    def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
-        views = [shot_view(data, idx, fs.protocol, graph) for idx, _ in group]
-        nets = fit_on_shots(model, views, params.train, fs, [d.train_seed for _, d in group])
-        return [split_logits(net, v, "test", batch) for net, v in zip(nets, views, strict=True)]
-
-    shots, predicted = fewshot_curve(
-        fit_group,
-        task_of(data),
-        data.train.y,
-        data.test.y,
-        fs.shots,
-        fs.repeats,
-        fs.seed,
-        describe=f"{model} session {data.session_id}",
-    )
-    fit_params = getattr(params.train, model)
-    result = {
-        "session_id": data.session_id,
-        "specimen_id": data.specimen_id,
-        "model": model,
-        "protocol": fs.protocol,
-        "protocol_detail": protocol_detail(
-            model,
-            fs,
-            params.train,
-            fit_params if isinstance(fit_params, FitParams) else None,
-            data.n_classes,
-        ),
-        "seed": fs.seed,
-        "n_test": len(data.test),
-        "shots": shots,
-    }
-    seeds = {int(k): [r["seed"] for r in v["repeats"]] for k, v in shots.items()}
-    return result, predicted, seeds
-
-
 def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".")) -> None:
     """Few-shot curve of `model` on session `session_id`."""
     layout = Layout(root)
     data = load_session(layout.split_dir(session_id), session_id)
-    result, predicted, seeds = run_fewshot(model, data, params)
+    graph = params.split.graph if model == "stgat" else None
+    result, predicted, seeds = session_curve(model, data, params.train, params.fewshot, graph)
     result.update(chance=1.0 / data.n_classes)
     table = fewshot_predictions_table(
         predicted, seeds, data.test.presentation_id, data.test.y, data.frames
