@@ -181,10 +181,11 @@ def _existing(path: Path) -> Path:
 
 
 def check_session(params: Params, session_id: SessionId) -> None:
-    """Refuse a session id that params `sessions` does not list."""
-    if session_id not in params.sessions:
+    """Refuse a session id that params `sessions` (or `reach_sessions`) does not list."""
+    if session_id not in params.sessions and session_id not in params.reach_sessions:
         raise NpdecodeError(
-            f"session {session_id} is not in params `sessions` {list(params.sessions)}"
+            f"session {session_id} is not in params `sessions` {list(params.sessions)} "
+            f"nor `reach_sessions` {list(params.reach_sessions)}"
         )
 
 
