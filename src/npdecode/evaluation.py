@@ -262,10 +262,22 @@ def r2_interval(
     return float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))
 
 
-def regression_metrics(y: np.ndarray, pred: np.ndarray, block: int) -> dict[str, float]:
-    """`r2_scores` plus the overall R²'s block-bootstrap interval (`r2_lo`, `r2_hi`) and n."""
+def regression_metrics(
+    y: np.ndarray,
+    pred: np.ndarray,
+    block: int,
+    n_boot: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, float]:
+    """`r2_scores` plus block-bootstrap intervals of the overall R² (`r2_lo`, `r2_hi`) and
+    of each axis's (`r2_<d>_lo`, `r2_<d>_hi`), n and the block length in bins."""
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
     out = r2_scores(y, pred)
-    out["r2_lo"], out["r2_hi"] = r2_interval(y, pred, block)
+    out["r2_lo"], out["r2_hi"] = r2_interval(y, pred, block, n_boot, seed)
+    for d in range(y.shape[1]):
+        out[f"r2_{d}_lo"], out[f"r2_{d}_hi"] = r2_interval(
+            y[:, d : d + 1], pred[:, d : d + 1], block, n_boot, seed
+        )
     out["n"] = int(len(y))
     out["block_bins"] = int(block)
     return out
