@@ -368,10 +368,10 @@ class ReachFewshotParams:
     """Few-shot on a reaching session: k minutes of contiguous training bins (strict: the
     learner sees its shots only; deep models train a fixed `steps` budget)."""
 
-    minutes: tuple[float, ...] = (0.25, 0.5, 1.0)
-    repeats: int = _p(3, lo=1)
+    minutes: tuple[float, ...] = (0.1, 0.5)
+    repeats: int = _p(2, lo=1)
     seed: int = _p(0, lo=0)
-    steps: int = _p(300, lo=1)
+    steps: int = _p(100, lo=1)
 
     def __post_init__(self) -> None:
         if not self.minutes or min(self.minutes) <= 0:
@@ -403,7 +403,7 @@ class ReachParams:
     target: Literal["velocity", "position", "acceleration"] = "velocity"
     still_speed: float = _p(10.0, lo=0.0)
     still_min_s: float = _p(10.0, lo=0.0)
-    models: tuple[Literal["lstm", "transformer"], ...] = ("lstm", "transformer")
+    models: tuple[Literal["lstm", "transformer"], ...] = ("lstm",)
     max_epochs: int = _p(40, lo=1)  # deep models: their train.<model> settings, this cap
     fewshot: ReachFewshotParams = _section(ReachFewshotParams)
 

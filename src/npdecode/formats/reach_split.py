@@ -17,7 +17,8 @@ Files:
 - `norm.npz`: `mean`, `sd` (U,) float64 of the counts over the training rows' bins, and
   `target_mean`, `target_sd` (2,) of the decoded target there (train-only statistics).
 - `units.parquet`: per unit its `unit_id` (`<channel name>/<row>`, row 0 = the channel's
-  threshold crossings), `channel`, `array` (M1/S1), `row`.
+  threshold crossings), `channel` (its name), `channel_index` (into the file's
+  `chan_names`), `array` (M1/S1), `row`.
 - `meta.json` (checksummed): session, data set, monkey, date, bin width, history, target,
   units mode, shapes, rows per split and the sha256 of each split's rows: `load_reach`
   refuses a folder whose files are not the ones recorded.
@@ -48,7 +49,7 @@ FORMAT = "reach-split-1"
 SPLITS = ("train", "val", "test")
 TARGETS = ("position", "velocity", "acceleration")
 BIN_MEMBERS = ("counts", "pos", "vel", "acc", "time")
-UNIT_COLUMNS = ("unit_id", "channel", "array", "row")
+UNIT_COLUMNS = ("unit_id", "channel", "channel_index", "array", "row")
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ def fetch_reach(reach: ReachParams, fetch: FetchParams, name: str, layout: Layou
 
 
 def unit_table(r: Reaching) -> pd.DataFrame:
-    """One row per spike train: `unit_id` (`<channel name>/<row>`), channel, array, row."""
+    """One row per spike train: `unit_id` (`<channel name>/<row>`), channel (name and
+    index), array, row."""
     chan = [r.chan_names[c] for c in r.unit_channel]
     return pd.DataFrame(
         {
@@ -68,6 +69,7 @@ def unit_table(r: Reaching) -> pd.DataFrame:
                 f"{c.replace(' ', '')}/{int(w)}" for c, w in zip(chan, r.unit_row, strict=True)
             ],
             "channel": chan,
+            "channel_index": np.asarray(r.unit_channel, dtype=np.int64),
             "array": [c.split(" ")[0] for c in chan],
             "row": np.asarray(r.unit_row, dtype=np.int64),
         }

@@ -31,7 +31,7 @@ from npdecode.sources import allen, synthetic, twin
 from npdecode.sources.local import fetch_local
 
 PARAMS = ("fetch.source", "fetch.path", "fetch.synthetic", "bin.stimulus")
-REACH_PARAMS = ("reach.source", "reach.path", "reach.twin_minutes", "reach.units")
+REACH_PARAMS = ("reach.source", "reach.path", "reach.twin_minutes")
 # Read, but deliberately not DVC params of the stage: they change how a download is
 # tried (timeouts, retries, which python runs AllenSDK), never the bytes that land.
 UNTRACKED_PARAMS = ("fetch.allen",)
@@ -83,7 +83,7 @@ def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
 def fetch_reaching(params: Params, name: str, layout: Layout) -> None:
     """Fetch reaching session `name` and read it back (every check of `read_mat`)."""
     mat = fetch_reach(params.reach, params.fetch, name, layout)
-    r = read_mat(mat, name, params.reach.units)
+    r = read_mat(mat, name)  # every check of the file (sorted units counted)
     summary = {
         "session_id": name,
         "source": params.reach.source,
