@@ -306,4 +306,11 @@ def paired_r2(
     point = r2_scores(y, pred_a)["r2"] - r2_scores(y, pred_b)["r2"]
     lo, hi = (float(v) for v in np.quantile(diff, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]))
     p = float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
-    return {"diff": float(point), "lo": lo, "hi": hi, "p": p, "verdict": verdict(lo, hi, "a", "b")}
+    return {
+        "diff": float(point),
+        "lo": lo,
+        "hi": hi,
+        "p": p,
+        "verdict": verdict(lo, hi, "a", "b"),
+        "n": int(len(y)),
+    }

@@ -42,8 +42,8 @@ def summary_table(layout: Layout, names: tuple[str, ...]) -> pd.DataFrame:
     rows = []
     for name in names:
         s = BY_NAME[name]
-        split = layout.reach_split_report(name)
-        units = read_json(split)["n_units"] if split.exists() else None
+        ref = layout.reach_metrics("reference", name)
+        units = read_json(ref)["n_units"] if ref.exists() else None
         for decoder, m in _decoders(layout, name).items():
             rows.append({"session_id": name, "monkey": s.monkey, "date": s.date.isoformat(),
                          "units": units, "decoder": decoder,
@@ -67,11 +67,10 @@ def comparison_rows(layout: Layout, names: tuple[str, ...]) -> list[dict]:
             path = layout.reach_metrics(model, name)
             if path.exists():
                 pairs += read_json(path)["paired"]
-        n = read_json(layout.reach_split_report(name))["n"]["test"]
         for p in pairs:
             rows.append({"session_id": name, "specimen_id": BY_NAME[name].monkey,
                          "kind": "reach_r2", "model_a": p["a"], "model_b": p["b"],
-                         "n_test": n, "n_draws": 1, "difference": p["diff"],
+                         "n_test": p["n"], "n_draws": 1, "difference": p["diff"],
                          "difference_lo": p["lo"], "difference_hi": p["hi"],
                          "p_value": p["p"], "verdict": _verdict(p),
                          "method": "R² a - b, paired block bootstrap (5 s blocks)"})  # fmt: skip

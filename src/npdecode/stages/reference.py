@@ -64,6 +64,8 @@ def reach_reference(name: str, layout: Layout) -> None:
     result = {
         "session_id": name,
         "target": data.target_name,
+        "n_units": data.n_units,
+        "n_test": int(data.rows["test"].size),
         "test": scored,
         "paired": decoders.compare(data, preds),
         **info,

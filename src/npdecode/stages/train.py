@@ -40,6 +40,11 @@ from npdecode.paths import Layout
 from npdecode.reaching import decoders
 
 PARAMS = TRAIN_PARAMS
+REACH_PARAMS = {
+    model: ("reach.max_epochs", "train.device", "train.seed", "train.batch_size", "train.amp",
+            f"train.{model}")
+    for model in ("lstm", "transformer")
+}  # fmt: skip
 log = logging.getLogger(__name__)
 
 
