@@ -194,9 +194,10 @@ def verdict(lo: float, hi: float, a: str, b: str) -> str:
 # --- continuous targets (macaque reaching): R², correlation, block bootstrap ---------------
 #
 # A decoded trajectory's errors are correlated over time (a reach lasts ~1 s), so intervals
-# resample contiguous blocks of test bins (a moving-block bootstrap over non-overlapping
-# blocks, Kunsch 1989), not single bins. Default block: 5 s, several reaches, so blocks
-# are nearly independent. Every interval is a percentile interval over BOOTSTRAP_SAMPLES
+# resample contiguous blocks of test bins (the circular block bootstrap, Politis & Romano
+# 1992: blocks start anywhere and wrap around the end, so every bin is equally likely and
+# each resample has all n bins, as the point estimate does), not single bins. Default
+# block: 5 s, several reaches, so blocks are nearly independent. Every interval is a percentile interval over BOOTSTRAP_SAMPLES
 # resamples with a fixed seed: the same predictions give the same interval.
 
 BLOCK_S = 5.0
@@ -225,13 +226,14 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _block_index(n: int, block: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_blocks * block) row indices: whole blocks drawn with replacement."""
-    n_blocks = max(1, n // block)
-    starts = np.arange(n_blocks) * block
+    """(n_boot, n) row indices: ceil(n / block) blocks of `block` consecutive bins from
+    random starts, wrapping past the last bin to the first, cut to n rows."""
+    block = max(1, min(block, n))
+    n_blocks = -(-n // block)
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, n_blocks, size=(n_boot, n_blocks))  # (n_boot, n_blocks)
-    rows = starts[pick][:, :, None] + np.arange(block)  # (n_boot, n_blocks, block)
-    return np.minimum(rows, n - 1).reshape(n_boot, -1)
+    starts = rng.integers(0, n, size=(n_boot, n_blocks))  # (n_boot, n_blocks)
+    rows = (starts[:, :, None] + np.arange(block)) % n  # (n_boot, n_blocks, block)
+    return rows.reshape(n_boot, -1)[:, :n]
 
 
 def _r2_batch(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:

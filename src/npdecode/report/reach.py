@@ -139,7 +139,8 @@ def plot_r2_by_date(summary: pd.DataFrame, path: Path) -> None:
         part = part.sort_values("date")
         # decoders side by side (a day apart) so their intervals do not hide each other
         dates = pd.to_datetime(part["date"]) + pd.Timedelta(days=decoders.index(decoder))
-        err = np.vstack([part["r2"] - part["r2_lo"], part["r2_hi"] - part["r2"]])
+        # a percentile interval may leave the point estimate outside it: no negative bar
+        err = np.maximum(np.vstack([part["r2"] - part["r2_lo"], part["r2_hi"] - part["r2"]]), 0)
         ls, marker = lines.get(str(monkey), (":", "^"))
         ax.errorbar(dates, part["r2"], yerr=err, color=colours[str(decoder)], ls=ls,
                     marker=marker, ms=4, capsize=2, label=f"{monkey}, {decoder}")  # fmt: skip
@@ -161,7 +162,7 @@ def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
         lo = part["mean_lo"].astype(float).fillna(part["mean_r2"])
         hi = part["mean_hi"].astype(float).fillna(part["mean_r2"])
         ax.errorbar(part["minutes"], part["mean_r2"],
-                    yerr=np.vstack([part["mean_r2"] - lo, hi - part["mean_r2"]]),
+                    yerr=np.maximum(np.vstack([part["mean_r2"] - lo, hi - part["mean_r2"]]), 0),
                     marker="o", capsize=3, label=f"{model}, {name}")  # fmt: skip
     ax.set_xlabel("labelled minutes (contiguous stretches of training blocks)")
     ax.set_ylabel("test R² (mean over draws, 95 % interval)")
