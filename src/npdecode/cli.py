@@ -80,6 +80,9 @@ def run_stage(
         kwargs = {k: v for k, v in vars(args).items() if k not in ("params",)}
         if per_session:
             check_session(params, args.session_id)
+            if args.session_id in params.reach_sessions:  # dvc.yaml's reach_* stages
+                model = f"{args.model}-" if "model" in vars(args) else ""
+                stage = f"reach_{name}@{model}{args.session_id}"
         threads, why = configure_threads(params.threads)
         log.info("threads for torch and BLAS: %d (%s)", threads, why)
         with measure() as cost:
