@@ -40,11 +40,21 @@ IMPORT_ONLY = "import npdecode.stages.train, npdecode.stages.fewshot"
 
 
 def stage_commands(
-    dvc_yaml: dict, sessions: list[int], optional_models: list[str]
+    dvc_yaml: dict,
+    sessions: list[int],
+    optional_models: list[str],
+    reach_sessions: list[str] | None = None,
+    reach_models: list[str] | None = None,
 ) -> list[tuple[str, list[str]]]:
     """(stage name as DVC names it, argv) for every stage of dvc.yaml, in file order, with
-    `foreach` (over sessions) and `matrix` (optional models x sessions) expanded."""
-    lists = {"${sessions}": sessions, "${optional_models}": optional_models}
+    `foreach` (over sessions, or reaching sessions) and `matrix` (optional models x
+    sessions, reaching models x reaching sessions) expanded."""
+    lists: dict[str, list] = {
+        "${sessions}": sessions,
+        "${optional_models}": optional_models,
+        "${reach_sessions}": reach_sessions or [],
+        "${reach.models}": reach_models or [],
+    }
     out = []
     for name, stage in dvc_yaml["stages"].items():
         if "foreach" in stage:
@@ -128,7 +138,10 @@ def main() -> int:
     params = project_params(repo, args.units, args.sets)
     sessions = [int(s) for s in params["sessions"]]
     optional = [str(m) for m in params.get("optional_models", [])]
-    commands = stage_commands(yaml.safe_load((repo / "dvc.yaml").read_text()), sessions, optional)
+    reach = [str(s) for s in params.get("reach_sessions", [])]
+    reach_models = [str(m) for m in params.get("reach", {}).get("models", [])]
+    dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
+    commands = stage_commands(dvc_yaml, sessions, optional, reach, reach_models)
     if args.only:
         commands = [(n, a) for n, a in commands if re.search(args.only, n)]
     env = {

@@ -1,97 +1,105 @@
-"""The macaque twin table: Wiener, Kalman and ideal R² of cursor velocity per session.
+"""The macaque twin table: Wiener, Kalman, deep and ideal R² of cursor velocity per session,
+through the pipeline's own stage functions, with each stage's CPU time.
 
-    nice python bench/macaque_table.py --sessions indy_20160622_01 loco_20170210_03 [--bin 0.04 --history 8]
+    OMP_NUM_THREADS=1 nice python bench/macaque_table.py --sessions indy_20160622_01 loco_20170210_03 [--minutes 10 --models lstm --fewshot]
 
-For each session: its twin is generated and written as a real-layout `.mat` (timed: the
-generation cost), read back with our reader (sorted units), binned, split into contiguous
-blocks (8 train / val / test, still periods > 10 s excluded), and decoded by the Wiener
-filter (ridge on `--history` bins, ridge chosen on val), the velocity Kalman filter (lag
-chosen on val) and the ideal decoder (true tuning). R² of 2-D velocity on the test block,
-overall (variance-weighted) with its 95 % block-bootstrap interval (5 s blocks), and the
-paired difference Wiener - Kalman. Settings are the twin's fixed benchmark; nothing here
-is tuned to the scores.
+For each session, in a temporary project root, the stages' `main`s run in this process
+with the committed params but `reach_sessions = [session]`, `reach.twin_minutes =
+--minutes` and `reach.models = --models`: fetch (the twin written as a real-layout `.mat`),
+split (40 ms bins, 8-bin history, blocks 8 train / val / test, still periods excluded),
+reference (Wiener, Kalman, ideal), train (each deep model), optionally fewshot, and the
+report's reaching part. R² of 2-D velocity on the test block, overall with its 95 %
+block-bootstrap interval (5 s blocks), the paired difference of the best deep model and
+Wiener, and the CPU seconds of every stage (fetch -> report: the pipeline's cost for one
+session without DVC's own overhead). Nothing here is tuned to the scores.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from npdecode.formats.files import read_json
+from npdecode.params import load_params
+from npdecode.paths import Layout
+from npdecode.report import reach as reach_report
+from npdecode.stages import fetch, fewshot, reference, split, train
+from npdecode.threads import configure_threads
 
-from npdecode import evaluation
-from npdecode.formats.macaque_truth import in_unit_order, read_macaque_truth
-from npdecode.mat.read import read_mat
-from npdecode.models import kalman, wiener
-from npdecode.reaching import bins, ideal
-from npdecode.reaching.prepare import prepare
-from npdecode.sources.macaque_sessions import BY_NAME
-from npdecode.sources.macaque_twin import write_twin
+PROJECT = Path(__file__).resolve().parents[1]
 
 
-def one(name: str, folder: Path, width: float, h: int) -> dict:
-    mat, tru = folder / f"{name}.mat", folder / f"{name}.truth.npz"
-    c0, w0 = time.process_time(), time.perf_counter()
-    write_twin(name, mat, tru)
-    gen_cpu, gen_wall = time.process_time() - c0, time.perf_counter() - w0
-    r = read_mat(mat, name)
-    truth = read_macaque_truth(tru)
-    p = prepare(r, width, h)
-    tr, va, te = p.rows["train"], p.rows["val"], p.rows["test"]
-    block = int(round(evaluation.BLOCK_S / width))
-    y = p.vel
+def one(name: str, root: Path, minutes: float, models: tuple[str, ...], shots: bool) -> dict:
+    base = load_params(PROJECT / "params.yaml")
+    params = dataclasses.replace(
+        base,
+        reach_sessions=(name,),
+        reach=dataclasses.replace(base.reach, twin_minutes=minutes, models=models),  # type: ignore[arg-type]
+    )
+    layout = Layout(root)
+    cpu: dict[str, float] = {}
 
-    win = bins.history(p.counts.astype(np.float32), h)  # (B, h, U)
-    wf = wiener.fit(win[tr], y[tr], win[va], y[va])
-    pred_w = wf.predict(win[te])
+    def timed(stage: str, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        c = time.process_time()
+        fn(*args)
+        cpu[stage] = cpu.get(stage, 0.0) + time.process_time() - c
 
-    states = kalman.state(p.pos, p.vel, p.acc)
-    kf = kalman.fit(p.counts, states, tr, va)
-    pred_k = kf.filter(p.counts)[te, kalman.VELOCITY]
-
-    sub = in_unit_order(truth, r.unit_channel, r.unit_row)
-    c0 = time.process_time()
-    pred_i = ideal.decode(p.counts, sub, width, rows=te)[te, 2:4]
-    ideal_cpu = time.process_time() - c0
-
-    out = {"session": name, "monkey": BY_NAME[name].monkey, "channels": BY_NAME[name].channels,
-           "units": len(r.spike_times), "gen_cpu_s": gen_cpu, "gen_wall_s": gen_wall,
-           "test_bins": int(te.size), "still_s": p.report["still_seconds_excluded"],
-           "ridge_alpha": wf.alpha, "kalman_lag": kf.lag, "ideal_cpu_s": ideal_cpu}  # fmt: skip
-    for tag, pred in (("wiener", pred_w), ("kalman", pred_k), ("ideal", pred_i)):
-        m = evaluation.regression_metrics(y[te], pred, block)
-        out |= {f"{tag}": m["r2"], f"{tag}_lo": m["r2_lo"], f"{tag}_hi": m["r2_hi"]}
-    pw = evaluation.paired_r2(y[te], pred_w, pred_k, block)
-    out["wiener_minus_kalman"] = (pw["diff"], pw["lo"], pw["hi"])
-    pi = evaluation.paired_r2(y[te], pred_i, pred_w, block)
-    out["ideal_minus_wiener"] = (pi["diff"], pi["lo"], pi["hi"])
+    timed("fetch", fetch.main, params, name, root)
+    timed("split", split.main, params, name, root)
+    timed("reference", reference.main, params, name, root)
+    for m in models:
+        timed("train", train.main, params, m, name, root)
+        if shots:
+            timed("fewshot", fewshot.main, params, m, name, root)
+    c = time.process_time()
+    summary = reach_report.summary_table(layout, (name,))
+    if len(summary):
+        reach_report.plot_traces(layout, name, root / "traces.png")
+    cpu["report"] = time.process_time() - c
+    ref = read_json(layout.reach_metrics("reference", name))
+    out = {"session": name, "units": ref["n_units"], "cpu": cpu, "r2": {}}
+    for _, row in summary.iterrows():
+        out["r2"][row["decoder"]] = (row["r2"], row["r2_lo"], row["r2_hi"])
+    for m in models:
+        pairs = read_json(layout.reach_metrics(m, name))["paired"]
+        out[f"{m}-wiener"] = next(p for p in pairs if p["b"] == "wiener")
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", nargs="+", required=True)
-    ap.add_argument("--bin", type=float, default=0.04)
-    ap.add_argument("--history", type=int, default=8)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--models", nargs="+", default=["lstm"], choices=["lstm", "transformer"])
+    ap.add_argument("--fewshot", action="store_true", help="also run the few-shot stage")
     a = ap.parse_args()
-    print("| session | monkey | ch | units | Wiener R² [95 %] | Kalman R² [95 %] | ideal R² [95 %] "
-          "| W-K paired | ideal-W paired | gen CPU s | ideal CPU s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in a.sessions:
-            o = one(name, Path(tmp), a.bin, a.history)
-            cell = {
-                k: f"{o[k]:.3f} [{o[k + '_lo']:.3f}, {o[k + '_hi']:.3f}]"
-                for k in ("wiener", "kalman", "ideal")
-            }
-            d, e = o["wiener_minus_kalman"], o["ideal_minus_wiener"]
-            print(f"| {name} | {o['monkey']} | {o['channels']} | {o['units']} | {cell['wiener']} | "
-                  f"{cell['kalman']} | {cell['ideal']} | {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] | "
-                f"{e[0]:+.3f} [{e[1]:+.3f}, {e[2]:+.3f}] | "
-                  f"{o['gen_cpu_s']:.2f} | {o['ideal_cpu_s']:.1f} |", flush=True)  # fmt: skip
-            Path(tmp, f"{name}.mat").unlink()
+    configure_threads(1)
+    decoders = ["wiener", "kalman", *a.models, "ideal"]
+    print("| session | monkey | units | " + " | ".join(f"{d} R² [95 %]" for d in decoders)
+          + " | " + " | ".join(f"{m} − Wiener (paired)" for m in a.models)
+          + " | CPU s fetch / split / ref / train / fewshot / report |")  # fmt: skip
+    print("|---" * (4 + len(decoders) + len(a.models)) + "|")
+    for name in a.sessions:
+        with tempfile.TemporaryDirectory() as tmp:
+            o = one(name, Path(tmp), a.minutes, tuple(a.models), a.fewshot)
+        cells = [
+            f"{o['r2'][d][0]:.3f} [{o['r2'][d][1]:.3f}, {o['r2'][d][2]:.3f}]"
+            if d in o["r2"]
+            else "—"
+            for d in decoders
+        ]
+        diffs = [
+            f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}]"
+            for p in (o[f"{m}-wiener"] for m in a.models)
+        ]
+        c = o["cpu"]
+        costs = " / ".join(f"{c.get(k, 0.0):.1f}" for k in
+                           ("fetch", "split", "reference", "train", "fewshot", "report"))  # fmt: skip
+        print(f"| {name} | {name.split('_')[0]} | {o['units']} | " + " | ".join(cells) + " | "
+              + " | ".join(diffs) + f" | {costs} (total {sum(c.values()):.0f}) |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

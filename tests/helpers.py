@@ -36,6 +36,8 @@ SMALL_PARAMS: dict[str, Any] = {
     "fetch": {"synthetic": {"n_units": 24, "n_images": 6, "n_repeats": 12, "tuning_strength": 5.0}},
     # 12 repeats leave ~5-8 training presentations per image: k = 10 is refused
     "fewshot": {"shots": [1, 3], "steps": 100},
+    # one minute of the default reaching twin; few epochs and steps (the mechanics, not scores)
+    "reach": {"twin_minutes": 1.0, "max_epochs": 5, "fewshot": {"minutes": [0.1], "steps": 20}},
 }
 TRACE_ENV = "NPDECODE_TEST_IMPORT_TRACE"
 _TRACE_CODE = f"""

@@ -32,12 +32,21 @@ def test_gpu_check_runs_every_model_at_cpu_smoke_size(tmp_path) -> None:
 
 def test_pipeline_bench_runs_every_dvc_yaml_stage_as_dvc_would(tmp_path) -> None:
     dvc_yaml = yaml.safe_load((PROJECT / "dvc.yaml").read_text())
-    commands = dict(bench_pipeline.stage_commands(dvc_yaml, [1, 2], ["stgat"]))
+    commands = dict(
+        bench_pipeline.stage_commands(dvc_yaml, [1, 2], ["stgat"], ["indy_20160622_01"], ["lstm"])
+    )
+    assert commands["reach_train@lstm-indy_20160622_01"][1:] == [
+        "-m",
+        "npdecode.stages.train",
+        "lstm",
+        "indy_20160622_01",
+    ]
     assert commands["train_lstm@2"][1:] == ["-m", "npdecode.stages.train", "lstm", "2"]
     assert commands["train_stgat@stgat-1"][1:] == ["-m", "npdecode.stages.train", "stgat", "1"]
     assert commands["report"][1:] == ["-m", "npdecode.stages.report"]
     expected = sum(
-        2 if "foreach" in s else 2 if "matrix" in s else 1 for s in dvc_yaml["stages"].values()
+        (1 if n.startswith("reach_") else 2) if "foreach" in s or "matrix" in s else 1
+        for n, s in dvc_yaml["stages"].items()
     )
     assert len(commands) == expected
     assert all(argv[0] == sys.executable for argv in commands.values())

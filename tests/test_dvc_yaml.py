@@ -19,6 +19,7 @@ CMD = re.compile(
     r"(?: \$\{item(?:\.session)?\})?$"
 )
 OPTIONAL = typing.get_args(OptionalModel)
+REACH_MODELS = ("lstm", "transformer")  # what params `reach.models` may list
 
 
 def _stages() -> dict[str, dict]:
@@ -47,8 +48,11 @@ def test_stage_params_equal_what_the_module_reads(name):
     body = _body(_stages()[name])
     module, model = CMD.search(body["cmd"]).groups()
     mod = importlib.import_module(f"npdecode.stages.{module}")
-    for m in OPTIONAL if model == "${item.model}" else [model]:  # a matrix stage: each model
-        declared = mod.PARAMS[m] if isinstance(mod.PARAMS, dict) else mod.PARAMS
+    # a reaching stage (reach_*) declares what the module reads for a reaching session
+    wanted = getattr(mod, "REACH_PARAMS", ()) if name.startswith("reach_") else mod.PARAMS
+    models = REACH_MODELS if name.startswith("reach_") else OPTIONAL
+    for m in models if model == "${item.model}" else [model]:  # a matrix stage: each model
+        declared = wanted[m] if isinstance(wanted, dict) else wanted
         keys = [k.replace("${item.model}", m or "") for k in body.get("params", [])]
         assert sorted(keys) == sorted(declared)
     assert f"src/npdecode/stages/{module}.py" in body["deps"]
@@ -58,12 +62,20 @@ def test_stage_params_equal_what_the_module_reads(name):
 def test_per_session_stages_run_foreach_session(name):
     stage = _stages()[name]
     cmd = _body(stage)["cmd"]
+    reach = name.startswith("reach_")  # the reaching data set's own session list
     if "matrix" in stage:  # optional models: every listed model on every session
-        assert stage["matrix"] == {"model": "${optional_models}", "session": "${sessions}"}
+        want = (
+            {"model": "${reach.models}", "session": "${reach_sessions}"}
+            if reach
+            else {"model": "${optional_models}", "session": "${sessions}"}
+        )
+        assert stage["matrix"] == want
         assert cmd.endswith(" ${item.model} ${item.session}")
         return
     per_session = "${item}" in cmd
-    assert per_session == (stage.get("foreach") == "${sessions}")
+    assert per_session == (
+        stage.get("foreach") == ("${reach_sessions}" if reach else "${sessions}")
+    )
 
 
 def test_optional_models_have_train_and_fewshot_stages_by_name_and_off_by_default():
@@ -81,7 +93,13 @@ def test_optional_models_have_train_and_fewshot_stages_by_name_and_off_by_defaul
 def test_every_declared_params_key_exists_in_params_yaml():
     params = yaml.safe_load(committed_text("params.yaml"))
     for name, stage in _stages().items():
-        models = OPTIONAL if "matrix" in stage else ("",)
+        models = (
+            ("",)
+            if "matrix" not in stage
+            else REACH_MODELS
+            if name.startswith("reach_")
+            else OPTIONAL
+        )
         for key in (
             k.replace("${item.model}", m) for k in _body(stage).get("params", []) for m in models
         ):
@@ -119,6 +137,18 @@ def test_artifact_paths_match_the_layout():
         layout.scores("multisession"),
         layout.results_dir,
         layout.plots_dir,
+        layout.reach_raw_dir("1"),
+        layout.reach_fetch_report("1"),
+        layout.reach_split_dir("1"),
+        layout.reach_split_report("1"),
+        layout.reach_metrics("reference", "1"),
+        layout.reach_predictions("reference", "1"),
+        layout.reach_metrics("stgat", "1"),
+        layout.reach_predictions("stgat", "1"),
+        layout.reach_fewshot("stgat", "1"),
+        layout.scores("reach_reference_1"),
+        layout.scores("reach_stgat_1"),
+        layout.scores("reach_fewshot_stgat_1"),
     ]
     missing = [str(p) for p in expected if str(p) not in written]
     assert not missing, missing
@@ -247,4 +277,9 @@ def test_producing_stage_names_the_stage_of_every_output_dvc_yaml_declares():
             checked += 1
     assert checked > 50
     assert producing_stage("metrics/stgat/1.json") == "train_stgat@stgat-1"
+    assert producing_stage("data/reach/indy_20160407_02/bins.npz") == "reach_split@indy_20160407_02"
+    assert (
+        producing_stage("metrics/reach/lstm/indy_20160407_02.json")
+        == "reach_train@lstm-indy_20160407_02"
+    )
     assert producing_stage("notes/nothing.txt") is None

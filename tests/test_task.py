@@ -12,7 +12,7 @@ from npdecode.decode.fewshot import fewshot_curve
 from npdecode.decode.task import ClassificationTask, RegressionTask
 from npdecode.decode.training import FitOptions, fit, fit_fixed, predict_logits
 from npdecode.errors import ParamsError
-from npdecode.evaluation import classification_metrics
+from npdecode.evaluation import classification_metrics, paired_r2, regression_metrics
 
 
 class Linear(nn.Module):
@@ -35,7 +35,7 @@ def velocity_problem(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_training_loop_fits_a_regression_task_and_selects_on_r2():
-    task = RegressionTask(n_outputs=2, bootstrap=200)
+    task = RegressionTask(n_outputs=2, bootstrap=200, block=10)
     train, val = velocity_problem(200, 0), velocity_problem(100, 1)
     opts = FitOptions(
         lr=3e-2, weight_decay=0.0, max_epochs=30, patience=30, batch_size=32, task=task
@@ -47,16 +47,17 @@ def test_the_training_loop_fits_a_regression_task_and_selects_on_r2():
     m = task.metrics(out, val[1])
     assert m["r2"] > 0.9  # the target is linear in the counts: a fitted map explains it
     assert m["r2_lo"] <= m["r2"] <= m["r2_hi"]
-    assert len(m["r2_axes"]) == 2 and all(
-        lo <= hi for lo, hi in zip(m["r2_axes_lo"], m["r2_axes_hi"], strict=True)
-    )
+    assert all(m[f"r2_{d}_lo"] <= m[f"r2_{d}"] <= m[f"r2_{d}_hi"] for d in (0, 1))
+    # one piece of code: the task's figures are evaluation.py's
+    assert m == regression_metrics(val[1], out, 10, 200)
+    assert task.paired(out, out * 0.5, val[1]) == paired_r2(val[1], out, out * 0.5, 10, 200)
     assert task.metrics(np.repeat(val[1].mean(0, keepdims=True), 100, 0), val[1])[
         "r2"
     ] == pytest.approx(task.chance)
 
 
 def test_the_few_shot_loop_draws_contiguous_time_for_a_regression_task(caplog):
-    task = RegressionTask(n_outputs=2, bootstrap=100)
+    task = RegressionTask(n_outputs=2, bootstrap=100, block=10)
     (x, y), (xt, yt) = velocity_problem(300, 2), velocity_problem(80, 3)
     seen: list[np.ndarray] = []
 
@@ -81,6 +82,29 @@ def test_the_few_shot_loop_draws_contiguous_time_for_a_regression_task(caplog):
     assert curve["100"]["mean"] > 0.5 and curve["100"]["repeats"][0]["r2_lo"] is not None
     with pytest.raises(ParamsError, match="400 contiguous time bins"):
         fewshot_curve(fit_group, task, y, yt, (400,), 1, 0, "velocity")
+
+
+def test_regression_shots_never_straddle_a_run_edge():
+    # runs of training items: [0, 50) [50, 130) [130, 300) (e.g. training blocks)
+    task = RegressionTask(n_outputs=2, runs=(50, 130), chunk=40)
+    edges = {50, 130}
+    y = np.zeros((300, 2))
+    rng = np.random.default_rng(0)
+    for k in (30, 40, 100, 200):
+        for _ in range(50):
+            idx = task.draw_shots(y, k, rng)
+            assert len(idx) == k == len(set(idx.tolist()))
+            if k <= 40:  # one stretch: it never passes over a run edge
+                assert np.array_equal(idx, np.arange(idx[0], idx[0] + k))
+                assert not any(idx[0] < e <= idx[-1] for e in edges)
+            else:  # whole 40-item slots of runs (one cut to make k)
+                per_run = np.bincount(np.searchsorted([50, 130], idx, side="right"), minlength=3)
+                assert sum(int(c) % 40 != 0 for c in per_run) <= 1
+    task.check_shots([200], y, "s")  # 5 slots of 40: 50 -> 1, 80 -> 2, 170 -> 4 = 7 slots
+    with pytest.raises(ParamsError, match="300 contiguous time bins"):
+        task.check_shots([300], y, "s")
+    with pytest.raises(ParamsError, match="the longest 170 bins"):
+        RegressionTask(n_outputs=2, runs=(50, 130), chunk=400).check_shots([200], y, "s")
 
 
 def test_the_classification_task_is_todays_metrics_and_shots():

@@ -80,6 +80,9 @@ def run_stage(
         kwargs = {k: v for k, v in vars(args).items() if k not in ("params",)}
         if per_session:
             check_session(params, args.session_id)
+            if args.session_id in params.reach_sessions:  # dvc.yaml's reach_* stages
+                model = f"{args.model}-" if "model" in vars(args) else ""
+                stage = f"reach_{name}@{model}{args.session_id}"
         threads, why = configure_threads(params.threads)
         log.info("threads for torch and BLAS: %d (%s)", threads, why)
         with measure() as cost:
@@ -181,10 +184,11 @@ def _existing(path: Path) -> Path:
 
 
 def check_session(params: Params, session_id: SessionId) -> None:
-    """Refuse a session id that params `sessions` does not list."""
-    if session_id not in params.sessions:
+    """Refuse a session id that params `sessions` (or `reach_sessions`) does not list."""
+    if session_id not in params.sessions and session_id not in params.reach_sessions:
         raise NpdecodeError(
-            f"session {session_id} is not in params `sessions` {list(params.sessions)}"
+            f"session {session_id} is not in params `sessions` {list(params.sessions)} "
+            f"nor `reach_sessions` {list(params.reach_sessions)}"
         )
 
 

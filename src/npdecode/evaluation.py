@@ -194,9 +194,10 @@ def verdict(lo: float, hi: float, a: str, b: str) -> str:
 # --- continuous targets (macaque reaching): R², correlation, block bootstrap ---------------
 #
 # A decoded trajectory's errors are correlated over time (a reach lasts ~1 s), so intervals
-# resample contiguous blocks of test bins (a moving-block bootstrap over non-overlapping
-# blocks, Kunsch 1989), not single bins. Default block: 5 s, several reaches, so blocks
-# are nearly independent. Every interval is a percentile interval over BOOTSTRAP_SAMPLES
+# resample contiguous blocks of test bins (the circular block bootstrap, Politis & Romano
+# 1992: blocks start anywhere and wrap around the end, so every bin is equally likely and
+# each resample has all n bins, as the point estimate does), not single bins. Default
+# block: 5 s, several reaches, so blocks are nearly independent. Every interval is a percentile interval over BOOTSTRAP_SAMPLES
 # resamples with a fixed seed: the same predictions give the same interval.
 
 BLOCK_S = 5.0
@@ -225,13 +226,14 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _block_index(n: int, block: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_blocks * block) row indices: whole blocks drawn with replacement."""
-    n_blocks = max(1, n // block)
-    starts = np.arange(n_blocks) * block
+    """(n_boot, n) row indices: ceil(n / block) blocks of `block` consecutive bins from
+    random starts, wrapping past the last bin to the first, cut to n rows."""
+    block = max(1, min(block, n))
+    n_blocks = -(-n // block)
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, n_blocks, size=(n_boot, n_blocks))  # (n_boot, n_blocks)
-    rows = starts[pick][:, :, None] + np.arange(block)  # (n_boot, n_blocks, block)
-    return np.minimum(rows, n - 1).reshape(n_boot, -1)
+    starts = rng.integers(0, n, size=(n_boot, n_blocks))  # (n_boot, n_blocks)
+    rows = (starts[:, :, None] + np.arange(block)) % n  # (n_boot, n_blocks, block)
+    return rows.reshape(n_boot, -1)[:, :n]
 
 
 def _r2_batch(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -262,10 +264,22 @@ def r2_interval(
     return float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))
 
 
-def regression_metrics(y: np.ndarray, pred: np.ndarray, block: int) -> dict[str, float]:
-    """`r2_scores` plus the overall R²'s block-bootstrap interval (`r2_lo`, `r2_hi`) and n."""
+def regression_metrics(
+    y: np.ndarray,
+    pred: np.ndarray,
+    block: int,
+    n_boot: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, float]:
+    """`r2_scores` plus block-bootstrap intervals of the overall R² (`r2_lo`, `r2_hi`) and
+    of each axis's (`r2_<d>_lo`, `r2_<d>_hi`), n and the block length in bins."""
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
     out = r2_scores(y, pred)
-    out["r2_lo"], out["r2_hi"] = r2_interval(y, pred, block)
+    out["r2_lo"], out["r2_hi"] = r2_interval(y, pred, block, n_boot, seed)
+    for d in range(y.shape[1]):
+        out[f"r2_{d}_lo"], out[f"r2_{d}_hi"] = r2_interval(
+            y[:, d : d + 1], pred[:, d : d + 1], block, n_boot, seed
+        )
     out["n"] = int(len(y))
     out["block_bins"] = int(block)
     return out
@@ -294,4 +308,11 @@ def paired_r2(
     point = r2_scores(y, pred_a)["r2"] - r2_scores(y, pred_b)["r2"]
     lo, hi = (float(v) for v in np.quantile(diff, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]))
     p = float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
-    return {"diff": float(point), "lo": lo, "hi": hi, "p": p, "verdict": verdict(lo, hi, "a", "b")}
+    return {
+        "diff": float(point),
+        "lo": lo,
+        "hi": hi,
+        "p": p,
+        "verdict": verdict(lo, hi, "a", "b"),
+        "n": int(len(y)),
+    }

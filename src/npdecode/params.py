@@ -414,6 +414,57 @@ class FlagParams:
 
 
 @dataclass(frozen=True)
+class ReachFewshotParams:
+    """Few-shot on a reaching session: k minutes of contiguous training bins (strict: the
+    learner sees its shots only; deep models train a fixed `steps` budget)."""
+
+    minutes: tuple[float, ...] = (0.1, 0.5)
+    repeats: int = _p(2, lo=1)
+    seed: int = _p(0, lo=0)
+    steps: int = _p(100, lo=1)
+
+    def __post_init__(self) -> None:
+        if not self.minutes or min(self.minutes) <= 0:
+            raise ParamsError(
+                f"reach.fewshot.minutes must be a non-empty list of numbers > 0, got "
+                f"{list(self.minutes)}"
+            )
+
+
+@dataclass(frozen=True)
+class ReachParams:
+    """The macaque reaching data set (O'Doherty & Sabes; docs/macaque.md).
+
+    source: `twin` (the offline twin of each record session, `twin_minutes` long),
+    `zenodo` (the record's .mat, md5-checked) or `local` (a .mat below `path`). Bins of
+    `bin_width_s` (a whole number of 4 ms samples; the field uses 16-64 ms), a model reads
+    `history` bins; `units` sorted units or threshold crossings per channel; `target`
+    decoded; still periods (speed < `still_speed` mm/s for > `still_min_s` s) excluded.
+    `models`: the deep decoders trained (Wiener, Kalman and the twin's ideal decoder are
+    the reference stage's).
+    """
+
+    source: Literal["twin", "zenodo", "local"] = "twin"
+    path: str | None = None
+    twin_minutes: float = _p(2.0, lo=0.5, hi=600.0)
+    bin_width_s: float = _p(0.04, lo=0.004, hi=0.2)
+    history: int = _p(8, lo=1, hi=100)
+    units: Literal["sorted", "crossings"] = "sorted"
+    target: Literal["velocity", "position", "acceleration"] = "velocity"
+    still_speed: float = _p(10.0, lo=0.0)
+    still_min_s: float = _p(10.0, lo=0.0)
+    models: tuple[Literal["lstm", "transformer"], ...] = ("lstm",)
+    max_epochs: int = _p(40, lo=1)  # deep models: their train.<model> settings, this cap
+    fewshot: ReachFewshotParams = _section(ReachFewshotParams)
+
+    def __post_init__(self) -> None:
+        if self.source == "local" and not self.path:
+            raise ParamsError(
+                "reach.path must name a folder of .mat files when reach.source is 'local'"
+            )
+
+
+@dataclass(frozen=True)
 class ReportParams:
     raster_presentations: int = _p(8, lo=1)
     flags: FlagParams = _section(FlagParams)
@@ -446,6 +497,9 @@ def session_id_of(value: Any) -> SessionId:
 @dataclass(frozen=True)
 class Params:
     sessions: tuple[SessionId, ...] = (1,)
+    # sessions of the macaque reaching data set, named as the record names them
+    # (npdecode.sources.macaque_sessions); their own dvc.yaml stages (reach_*)
+    reach_sessions: tuple[str, ...] = ("indy_20160622_01",)
     # models dvc.yaml trains (train_stgat, fewshot_stgat) only when listed here
     optional_models: tuple[OptionalModel, ...] = ()
     fetch: FetchParams = _section(FetchParams)
@@ -457,6 +511,7 @@ class Params:
     fewshot: FewshotParams = _section(FewshotParams)
     multisession: MultisessionParams = _section(MultisessionParams)
     neurometric: NeurometricParams = _section(NeurometricParams)
+    reach: ReachParams = _section(ReachParams)
     report: ReportParams = _section(ReportParams)
     # CPU threads of each stage (torch, BLAS); null: the CPUs the process may use
     # (npdecode.threads). 1 by default: only one thread makes CPU training bitwise repeatable
@@ -482,6 +537,14 @@ class Params:
                 )
         if len(set(self.sessions)) != len(self.sessions):
             raise ParamsError(f"sessions lists a session twice: {list(self.sessions)}")
+        if len(set(self.reach_sessions)) != len(self.reach_sessions):
+            raise ParamsError(f"reach_sessions lists a session twice: {list(self.reach_sessions)}")
+        for i, name in enumerate(self.reach_sessions):
+            if not SESSION_NAME.match(name):
+                raise ParamsError(
+                    f"reach_sessions[{i}] is {name!r}: a record session name such as "
+                    "indy_20160407_02"
+                )
         if len(set(self.optional_models)) != len(self.optional_models):
             raise ParamsError(f"optional_models lists a model twice: {list(self.optional_models)}")
         if self.split.val_fraction + self.split.test_fraction >= 1:

@@ -115,6 +115,44 @@ class Layout:
         """DVCLive output (per-epoch learning curves) of a trained model."""
         return self.root / "dvclive" / model / str(session_id)
 
+    # --- the macaque reaching data set (params `reach_sessions`, dvc.yaml's reach_* stages)
+
+    def reach_raw_dir(self, name: str) -> Path:
+        """A reaching session's `.mat` (and a twin's truth), as fetched."""
+        return self.root / "data" / "raw" / "reach" / name
+
+    def reach_mat(self, name: str) -> Path:
+        return self.reach_raw_dir(name) / f"{name}.mat"
+
+    def reach_truth(self, name: str) -> Path:
+        """The twin's truth (formats/macaque_truth.py); absent for real sessions."""
+        return self.reach_raw_dir(name) / f"{name}.truth.npz"
+
+    def reach_fetch_report(self, name: str) -> Path:
+        return self.root / "data" / "raw" / "reach" / f"{name}.report.json"
+
+    def reach_split_dir(self, name: str) -> Path:
+        """The reaching split folder (formats/reach_split.py)."""
+        return self.root / "data" / "reach" / name
+
+    def reach_split_report(self, name: str) -> Path:
+        """What binning, cleaning (still periods, units) and the block split did."""
+        return self.root / "data" / "reach" / f"{name}.report.json"
+
+    def reach_metrics(self, model: str, name: str) -> Path:
+        """R² of a decoder (`reference`: Wiener, Kalman, ideal) on a reaching session."""
+        return self.root / "metrics" / "reach" / model / f"{name}.json"
+
+    def reach_predictions(self, model: str, name: str) -> Path:
+        """Decoded and true target per test bin (`reference`: one column pair per decoder)."""
+        return self.root / "predictions" / "reach" / model / f"{name}.csv"
+
+    def reach_model(self, model: str, name: str) -> Path:
+        return self.root / "models" / "reach" / model / f"{name}.pt"
+
+    def reach_fewshot(self, model: str, name: str) -> Path:
+        return self.root / "metrics" / "reach" / "fewshot" / model / f"{name}.json"
+
     def scores(self, name: str) -> Path:
         """What DVC shows as metrics (`dvc exp show`, `dvc metrics diff`): a few numbers a
         user compares, per stage; `name` is e.g. `logreg_1`, `fewshot_lstm_1`, `multisession`."""

@@ -41,3 +41,13 @@ def test_the_command_prints_or_writes_the_table(tmp_path: Path) -> None:
         "report",
         "train_lstm",
     ]
+
+
+def test_reaching_and_matrix_stages_keep_their_model_and_session_name(tmp_path: Path) -> None:
+    _write(tmp_path)
+    name = "indy_20160622_01"
+    write_cost(tmp_path / f"reach_train@lstm-{name}.json", {"wall_time_s": 3.0})
+    table = read_costs(tmp_path)
+    row = table[table["stage"] == "reach_train_lstm"]
+    assert row["session_id"].tolist() == [name] and row["wall_time_s"].tolist() == [3.0]
+    assert "1" in table["session_id"].tolist()  # integer ids beside names: one type (text)

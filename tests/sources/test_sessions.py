@@ -40,7 +40,10 @@ def project_params(tmp_path: Path, sessions_value: object, folder: Path) -> Path
     edits = {
         "\nsessions:\n- 1\n": f"\nsessions: {sessions_value}\n",
         "\n  source: synthetic": "\n  source: local",
-        "\n  path:   ": f"\n  path: {folder}   ",
+        # fetch.path (reach.path has its own comment)
+        "\n  path:                    # local: folder below which session_": (
+            f"\n  path: {folder}   # local: folder below which session_"
+        ),
     }
     for old, new in edits.items():
         assert text.count(old) == 1, f"params.yaml no longer has exactly one {old!r}"

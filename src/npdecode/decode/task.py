@@ -25,7 +25,15 @@ import torch
 import torch.nn.functional as F
 
 from npdecode.errors import ParamsError
-from npdecode.evaluation import LEVEL, classification_metrics, paired_difference
+from npdecode.evaluation import (
+    BOOTSTRAP_SAMPLES,
+    BOOTSTRAP_SEED,
+    classification_metrics,
+    paired_difference,
+    paired_r2,
+    r2_scores,
+    regression_metrics,
+)
 
 
 class Task(ABC):
@@ -187,37 +195,26 @@ class ClassificationTask(Task):
         return paired_difference(outputs_a.argmax(axis=1) == y, outputs_b.argmax(axis=1) == y)
 
 
-def _block_bootstrap(n: int, block: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) indices of a moving-block bootstrap over n items in time order."""
-    rng = np.random.default_rng(seed)
-    block = max(1, min(block, n))
-    n_blocks = -(-n // block)
-    starts = rng.integers(0, n - block + 1, size=(n_boot, n_blocks))
-    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)
-    return idx[:, :n]
-
-
-def r2_scores(outputs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """R² per target axis and the variance-weighted overall R² (items in rows)."""
-    resid = ((y - outputs) ** 2).sum(axis=0)
-    total = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    per_axis = 1.0 - resid / np.where(total > 0, total, np.nan)
-    overall = 1.0 - resid.sum() / total.sum() if total.sum() > 0 else float("nan")
-    return per_axis, float(overall)
-
-
 @dataclass(frozen=True)
 class RegressionTask(Task):
     """A continuous target per item (e.g. cursor velocity (B, 2) per time bin), items in
-    time order; outputs are the predicted targets. Shots are k contiguous items (k time
-    bins of the recording: seconds or minutes at the bin width) starting at a random bin;
-    intervals come from a moving-block bootstrap (`block` items) that keeps the
-    autocorrelation of neighbouring bins."""
+    time order; outputs are the predicted targets.
+
+    Metrics and paired comparisons are `npdecode.evaluation`'s (R² per axis and overall,
+    Pearson r, block-bootstrap intervals over `block` consecutive items). Shots are k
+    items drawn as contiguous stretches that never straddle an edge of `runs` (the start
+    index of each run of contiguous training items, e.g. a training block of a recording:
+    default one run): k up to `chunk` items is one stretch at a random start inside a run;
+    a larger k is whole `chunk`-long slots of the runs drawn without replacement (the
+    last one cut to make k).
+    """
 
     n_outputs: int
-    block: int = 50
-    bootstrap: int = 1000
-    seed: int = 0
+    block: int = 125
+    bootstrap: int = BOOTSTRAP_SAMPLES
+    seed: int = BOOTSTRAP_SEED
+    runs: tuple[int, ...] = ()
+    chunk: int = 125
 
     score_name: ClassVar[str] = "r2"
     train_score_name: ClassVar[str] = "neg_sse"
@@ -236,44 +233,50 @@ class RegressionTask(Task):
         return -((outputs - y) ** 2).sum(dim=-1)
 
     def score(self, outputs: torch.Tensor, y: torch.Tensor) -> float:
-        return r2_scores(outputs.float().cpu().numpy(), y.float().cpu().numpy())[1]
+        return r2_scores(y.float().cpu().numpy(), outputs.float().cpu().numpy())["r2"]
 
     def metrics(self, outputs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """R² per axis and overall, each with a block-bootstrap 95 % interval."""
-        per_axis, overall = r2_scores(outputs, y)
-        boots = [
-            r2_scores(outputs[i], y[i])
-            for i in _block_bootstrap(len(y), self.block, self.bootstrap, self.seed)
-        ]
-        q = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
-        axis_lo, axis_hi = np.nanpercentile(np.array([b[0] for b in boots]), q, axis=0)
-        lo, hi = np.nanpercentile(np.array([b[1] for b in boots]), q)
-        return {
-            "r2": overall,
-            "r2_lo": float(lo),
-            "r2_hi": float(hi),
-            "r2_axes": per_axis.tolist(),
-            "r2_axes_lo": axis_lo.tolist(),
-            "r2_axes_hi": axis_hi.tolist(),
-            "n": len(y),
-        }
+        """`evaluation.regression_metrics`: R² per axis and overall, r, 95 % intervals."""
+        return regression_metrics(y, outputs, self.block, self.bootstrap, self.seed)
 
     @property
     def chance(self) -> float:
         return 0.0  # predicting the test mean scores R² = 0
 
+    def _runs(self, n: int) -> list[tuple[int, int]]:
+        """[start, stop) of each run of contiguous items among n."""
+        starts = [r for r in self.runs if 0 < r < n]
+        edges = [0, *starts, n]
+        return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+    def _slots(self, n: int, k: int) -> list[tuple[int, int]]:
+        return [(a + i, a + i + k) for a, b in self._runs(n) for i in range(0, b - a - k + 1, k)]
+
     def check_shots(self, shots: Sequence[int], y: np.ndarray, where: str) -> None:
-        too_big = [k for k in shots if k > len(y)]
+        n = len(y)
+        longest = max((b - a for a, b in self._runs(n)), default=0)
+        room = len(self._slots(n, self.chunk)) * self.chunk
+        too_big = [k for k in shots if (k > longest if k <= self.chunk else k > room)]
         if too_big:
             raise ParamsError(
-                f"{where}: fewshot.shots asks for {max(too_big)} contiguous time bins, but the "
-                f"training split has only {len(y)}"
+                f"{where}: fewshot asks for {max(too_big)} contiguous time bins, but the "
+                f"training split has only {n} ({len(self._runs(n))} runs, the longest "
+                f"{longest} bins; {room} in whole {self.chunk}-bin stretches)"
             )
 
     def draw_shots(self, y: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-        """k contiguous items from a random start."""
-        start = int(rng.integers(0, len(y) - k + 1))
-        return np.arange(start, start + k)
+        """k items as contiguous stretches inside runs (see the class docstring), sorted."""
+        n = len(y)
+        if k <= self.chunk:
+            starts = [s for a, b in self._runs(n) for s in range(a, b - k + 1)]
+            start = starts[int(rng.integers(0, len(starts)))]
+            return np.arange(start, start + k)
+        slots = self._slots(n, self.chunk)
+        m = -(-k // self.chunk)
+        pick = sorted(rng.choice(len(slots), size=m, replace=False).tolist())
+        idx = np.concatenate([np.arange(*slots[i]) for i in pick])
+        cut = m * self.chunk - k  # the last stretch is cut to make k
+        return np.sort(idx[: len(idx) - cut] if cut else idx)
 
     def summary_score(self, metrics: dict[str, Any]) -> float:
         return float(metrics["r2"])
@@ -291,11 +294,5 @@ class RegressionTask(Task):
         return pd.DataFrame(cols)
 
     def paired(self, outputs_a: np.ndarray, outputs_b: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """Overall R² of a minus b, with a paired block-bootstrap 95 % interval."""
-        diff = r2_scores(outputs_a, y)[1] - r2_scores(outputs_b, y)[1]
-        idx = _block_bootstrap(len(y), self.block, self.bootstrap, self.seed)
-        boots = np.array(
-            [r2_scores(outputs_a[i], y[i])[1] - r2_scores(outputs_b[i], y[i])[1] for i in idx]
-        )
-        lo, hi = np.nanpercentile(boots, [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100])
-        return {"difference": diff, "lo": float(lo), "hi": float(hi), "n": len(y)}
+        """`evaluation.paired_r2`: overall R² of a minus b on the same resampled blocks."""
+        return paired_r2(y, outputs_a, outputs_b, self.block, self.bootstrap, self.seed)

@@ -38,6 +38,9 @@ def read_costs(folder: str | Path, sessions: tuple[SessionId, ...] | None = None
     folder = Path(folder)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         stage, _, sid = path.stem.partition("@")
+        if "-" in sid:  # a matrix stage (e.g. reach_train@lstm-indy_20160622_01): per model
+            model, sid = sid.split("-", 1)
+            stage = f"{stage}_{model}"
         if sid and sessions is not None and session_id_of(sid) not in sessions:
             continue
         try:
@@ -52,7 +55,10 @@ def read_costs(folder: str | Path, sessions: tuple[SessionId, ...] | None = None
             }
         )
     table = pd.DataFrame(rows, columns=list(COLUMNS))
-    table["session_id"] = table["session_id"].astype("Int64")  # empty for whole-pipeline stages
+    if all(isinstance(r["session_id"], int | None) for r in rows):
+        table["session_id"] = table["session_id"].astype("Int64")  # empty for whole-pipeline stages
+    else:  # names (reaching sessions) beside integer ids: one type for sorting
+        table["session_id"] = table["session_id"].map(lambda v: None if v is None else str(v))
     return table.sort_values(["stage", "session_id"], kind="stable", ignore_index=True)
 
 

@@ -294,6 +294,17 @@ def write_csv(df: pd.DataFrame, path: str | Path, index: bool = False) -> None:
         df.to_csv(tmp, index=index)
 
 
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """A CSV written by `write_csv` (FileNotFoundError if absent, CorruptError if unreadable)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(path)
+    try:
+        return pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise corrupt(path, f"CSV: {err}") from err
+
+
 # --- npz ------------------------------------------------------------------------------------
 
 

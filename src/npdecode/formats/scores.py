@@ -92,3 +92,20 @@ def neurometric_scores(session_id: SessionId, result: dict) -> dict[str, Any]:
     """Test accuracy from all of each area's units: `neurometric.<area>.<session>`."""
     acc = {area: {str(session_id): r["accuracy"]} for area, r in result["areas"].items()}
     return {"neurometric": acc} if acc else {}
+
+
+def reach_scores(session_id: str, decoders: dict[str, dict]) -> dict[str, Any]:
+    """Test R² of reaching decoders: `r2.<decoder>.<session>`, its interval under
+    `interval.r2_lo|_hi.<decoder>.<session>` (as Allen's `acc.<model>.<session>`)."""
+    tree: dict[str, Any] = {"r2": {}, "interval": {"r2_lo": {}, "r2_hi": {}}}
+    for name, m in decoders.items():
+        tree["r2"][name] = {session_id: m["r2"]}
+        tree["interval"]["r2_lo"][name] = {session_id: m["r2_lo"]}
+        tree["interval"]["r2_hi"][name] = {session_id: m["r2_hi"]}
+    return tree
+
+
+def reach_fewshot_scores(model: str, session_id: str, shots: dict[str, dict]) -> dict[str, Any]:
+    """Mean test R² per k minutes: `fewshot_r2.<model>.<session>.min<k>`."""
+    means = {f"min{k}": r["mean"] for k, r in shots.items()}
+    return {"fewshot_r2": {model: {session_id: means}}} if means else {}

@@ -9,6 +9,10 @@
   colleague's AllenSDK cache), hardlinked or copied in.
 Real sessions get `sessions/probes/channels/units.csv` (Allen's columns) and `fetch.json`
 (origin and content summary) beside the NWB; see docs/allen.md, "Real Allen sessions".
+
+A session of params `reach_sessions` (the macaque reaching data set, dvc.yaml's
+`reach_fetch`) comes from `reach.source` instead: its twin, the Zenodo record or a local
+`.mat`, placed under data/raw/reach/<name>/ and read back by our reader (docs/macaque.md).
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ from pathlib import Path
 
 from npdecode.cli import run_stage
 from npdecode.formats.files import write_json
+from npdecode.mat.read import read_mat
 from npdecode.nwb import read as nwb_read
 from npdecode.params import Params, SessionId, integer_id
 from npdecode.paths import Layout
+from npdecode.reaching.session import fetch_reach
 from npdecode.sources import allen, synthetic, twin
 from npdecode.sources.local import fetch_local
 
 PARAMS = ("fetch.source", "fetch.path", "fetch.synthetic", "bin.stimulus")
+REACH_PARAMS = ("reach.source", "reach.path", "reach.twin_minutes")
 # Read, but deliberately not DVC params of the stage: they change how a download is
 # tried (timeouts, retries, which python runs AllenSDK), never the bytes that land.
 UNTRACKED_PARAMS = ("fetch.allen",)
@@ -34,6 +41,9 @@ log = logging.getLogger(__name__)
 def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
     """Fetch session `session_id` into `data/raw/session_<id>/`."""
     layout = Layout(root)
+    if isinstance(session_id, str) and session_id in params.reach_sessions:
+        fetch_reaching(params, session_id, layout)
+        return
     source = params.fetch.source
     stimulus = params.bin.stimulus
     nwb_id = integer_id(session_id, f"fetch.source {source} (Allen-format NWB)")
@@ -68,6 +78,24 @@ def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
         "nwb_mb": round(s.size_bytes / 2**20, 1),
     }
     write_json(layout.fetch_report(session_id), summary)
+
+
+def fetch_reaching(params: Params, name: str, layout: Layout) -> None:
+    """Fetch reaching session `name` and read it back (every check of `read_mat`)."""
+    mat = fetch_reach(params.reach, params.fetch, name, layout)
+    r = read_mat(mat, name)  # every check of the file (sorted units counted)
+    summary = {
+        "session_id": name,
+        "source": params.reach.source,
+        "n_units": len(r.spike_times),
+        "n_spikes": int(sum(len(s) for s in r.spike_times)),
+        "n_channels": len(r.chan_names),
+        "duration_s": round(float(r.t[-1] - r.t[0]) + 0.004, 3),
+        "mat_mb": round(mat.stat().st_size / 2**20, 1),
+    }
+    write_json(layout.reach_fetch_report(name), summary)
+    log.info("session %s: %s verified: %d units, %.0f s", name, mat, len(r.spike_times),
+             summary["duration_s"])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ shots and nothing else; see `npdecode.decode.fewshot`), and scored on the full t
 Writes the curve (mean ± sd over draws, the interval of the mean, every draw with its
 interval) and every draw's test predictions, for paired comparisons in the report.
 Results are per session, never per mouse.
+
+A session of params `reach_sessions` (dvc.yaml's `reach_fewshot`): k minutes of labelled
+bins (`reach.fewshot.minutes`) drawn from the training blocks as contiguous stretches that
+never cross a block edge or a still period (RegressionTask.draw_shots), strict protocol
+(normalisation from the shots, a fixed budget of `reach.fewshot.steps` steps, no
+validation data), test R² mean ± interval over draws.
 """
 
 from __future__ import annotations
@@ -15,15 +21,19 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from npdecode.cli import run_stage
-from npdecode.decode.fewshot import session_curve
+from npdecode.decode.fewshot import Draw, fewshot_curve, session_curve
 from npdecode.decode.session import MODELS, TRAIN_PARAMS
 from npdecode.formats.files import write_json
 from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
-from npdecode.formats.scores import fewshot_scores, write_scores
+from npdecode.formats.reach_split import load_reach
+from npdecode.formats.scores import fewshot_scores, reach_fewshot_scores, write_scores
 from npdecode.formats.split import load_session
 from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
+from npdecode.reaching import decoders
 
 # a model's few-shot run reads its training params as well; strict ST-GAT rebuilds its
 # unit graph from the shots with the split stage's graph settings
@@ -31,12 +41,20 @@ PARAMS = {
     model: ("fewshot", *keys, *(("split.graph",) if model == "stgat" else ()))
     for model, keys in TRAIN_PARAMS.items()
 }
+REACH_PARAMS = {
+    model: ("reach.fewshot", "train.device", "train.seed", "train.batch_size", "train.amp",
+            f"train.{model}")
+    for model in ("lstm", "transformer")
+}  # fmt: skip
 log = logging.getLogger(__name__)
 
 
 def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".")) -> None:
     """Few-shot curve of `model` on session `session_id`."""
     layout = Layout(root)
+    if isinstance(session_id, str) and session_id in params.reach_sessions:
+        reach_fewshot(params, model, session_id, layout)
+        return
     data = load_session(layout.split_dir(session_id), session_id)
     graph = params.split.graph if model == "stgat" else None
     result, predicted, seeds = session_curve(model, data, params.train, params.fewshot, graph)
@@ -48,6 +66,46 @@ def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".
     write_json(layout.fewshot(model, session_id), result)
     scores = fewshot_scores(model, session_id, result)
     write_scores(layout.scores(f"fewshot_{model}_{session_id}"), scores)
+
+
+def reach_fewshot(params: Params, model: str, name: str, layout: Layout) -> None:
+    """Few-shot curve (test R² per k minutes) of `model` on reaching session `name`."""
+    data = load_reach(layout.reach_split_dir(name), name)
+    fs = params.reach.fewshot
+    task = decoders.task_of(data)
+    per_min = 60.0 / data.width_s
+    shots = tuple(max(1, int(round(m * per_min))) for m in fs.minutes)
+
+    def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
+        return [
+            decoders.fit_shots(model, data, params.train, idx, fs.steps, d.train_seed)
+            for idx, d in group
+        ]
+
+    curve, _ = fewshot_curve(
+        fit_group,
+        task,
+        data.y("train"),
+        data.y("test").astype(float),
+        shots,
+        fs.repeats,
+        fs.seed,
+        describe=f"{model} session {name}",
+    )
+    by_minutes = {f"{m:g}": curve[str(k)] for m, k in zip(fs.minutes, shots, strict=True)}
+    result = {
+        "session_id": name,
+        "model": model,
+        "protocol": "strict",
+        "steps": fs.steps,
+        "seed": fs.seed,
+        "bins_per_minute": per_min,
+        "n_test": int(data.rows["test"].size),
+        "minutes": by_minutes,
+    }
+    write_json(layout.reach_fewshot(model, name), result)
+    scores = reach_fewshot_scores(model, name, by_minutes)
+    write_scores(layout.scores(f"reach_fewshot_{model}_{name}"), scores)
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,11 @@ per-presentation predictions (paired comparisons: `results/comparisons.csv`).
 
 Every row and plot is per *session* (one mouse can have several sessions); every accuracy
 carries its 95 % interval.
+
+The macaque reaching sessions (params `reach_sessions`) get their own tables and figures
+(`npdecode.report.reach`): `results/reach_summary.csv`, `results/reach_fewshot.csv`,
+`plots/reach_traces.png`, `plots/reach_r2_by_date.png`, `plots/reach_fewshot.png`; their
+paired R² differences join `results/comparisons.csv` (kind `reach_r2`).
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from npdecode.cli import run_stage
 from npdecode.formats.files import write_csv, write_json
 from npdecode.params import Params
 from npdecode.paths import Layout
+from npdecode.report import reach
 from npdecode.report.flags import (
     best_train_accuracy,
     flags_section,
@@ -45,7 +53,7 @@ from npdecode.report.tables import (
     summary_table,
 )
 
-PARAMS = ("sessions", "report", "bin.stimulus", "multisession.core")
+PARAMS = ("sessions", "reach_sessions", "report", "bin.stimulus", "multisession.core")
 log = logging.getLogger(__name__)
 
 
@@ -68,10 +76,15 @@ def main(params: Params, root: Path = Path(".")) -> None:
             layout.plots_dir / f"confusion_{sid}.png",
         )
     # "A beats B" as a tested statement: paired tests on shared test sets and draws
-    write_csv(
-        comparisons_table(layout, params.sessions, summary),
-        layout.results_dir / "comparisons.csv",
-    )
+    comparisons = comparisons_table(layout, params.sessions, summary)
+    reach_rows = reach.comparison_rows(layout, params.reach_sessions)
+    if reach_rows:
+        extra = pd.DataFrame(reach_rows, columns=comparisons.columns)
+        comparisons = (
+            pd.concat([comparisons, extra], ignore_index=True) if len(comparisons) else extra
+        )
+    write_csv(comparisons, layout.results_dir / "comparisons.csv")
+    write_reach(layout, params)
     comparison = multisession_table(layout, summary, fewshot, params.multisession.core)
     if len(comparison):
         write_csv(comparison, layout.results_dir / "multisession.csv")
@@ -102,6 +115,20 @@ def main(params: Params, root: Path = Path(".")) -> None:
         summary["session_id"].nunique(),
         summary["model"].nunique(),
     )
+
+
+def write_reach(layout: Layout, params: Params) -> None:
+    """The reaching sessions' tables and figures (those run so far)."""
+    names = params.reach_sessions
+    summary = reach.summary_table(layout, names)
+    write_csv(summary, layout.results_dir / "reach_summary.csv")
+    if len(summary):
+        reach.plot_r2_by_date(summary, layout.plots_dir / "reach_r2_by_date.png")
+        reach.plot_traces(layout, names[0], layout.plots_dir / "reach_traces.png")
+    fewshot = reach.fewshot_table(layout, names)
+    write_csv(fewshot, layout.results_dir / "reach_fewshot.csv")
+    if len(fewshot):
+        reach.plot_fewshot(fewshot, layout.plots_dir / "reach_fewshot.png")
 
 
 def write_neurometric(layout: Layout, params: Params) -> dict:

@@ -18,18 +18,33 @@ from npdecode.cli import run_stage
 from npdecode.errors import DataError
 from npdecode.formats.binned import per_presentation, read_counts, read_meta
 from npdecode.formats.files import read_json, write_json
+from npdecode.formats.reach_split import write_reach_split
 from npdecode.formats.split import write_split
+from npdecode.mat.read import read_mat
 from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 from npdecode.preprocess import make_split
+from npdecode.reaching.session import split_arrays
+from npdecode.sources.macaque_sessions import session
 
 PARAMS = ("data", "split", "bin.timesteps_per_frame")
+REACH_PARAMS = (
+    "reach.units",
+    "reach.bin_width_s",
+    "reach.history",
+    "reach.target",
+    "reach.still_speed",
+    "reach.still_min_s",
+)
 log = logging.getLogger(__name__)
 
 
 def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
     """Split session `session_id` into data/split/<id>/."""
     layout = Layout(root)
+    if isinstance(session_id, str) and session_id in params.reach_sessions:
+        split_reaching(params, session_id, layout)
+        return
     n_bins = params.bin.timesteps_per_frame
     clean = read_counts(layout.clean(session_id), session_id)
     if clean.counts.shape[1] != n_bins:
@@ -65,6 +80,28 @@ def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
         n_classes=data.n_classes,
     )
     write_json(layout.split_report(session_id), summary)
+
+
+def split_reaching(params: Params, name: str, layout: Layout) -> None:
+    """Bin, clean and split reaching session `name` into data/reach/<name>/."""
+    reach = params.reach
+    r = read_mat(layout.reach_mat(name), name, reach.units)
+    arrays, rows, units, report = split_arrays(r, name, reach)
+    s = session(name)
+    meta = {
+        "session_id": name,
+        "dataset": "macaque",
+        "monkey": s.monkey,
+        "date": s.date.isoformat(),
+        "bin_width_s": reach.bin_width_s,
+        "history": reach.history,
+        "target": reach.target,
+        "units": reach.units,
+    }
+    written = write_reach_split(layout.reach_split_dir(name), arrays, rows, units, meta)
+    write_json(layout.reach_split_report(name), {**meta, **report, "n": written["n"]})
+    log.info("session %s: train/val/test = %s windows, %d units, %.0f s still excluded", name,
+             list(written["n"].values()), written["n_units"], report["still_seconds_excluded"])  # fmt: skip
 
 
 if __name__ == "__main__":

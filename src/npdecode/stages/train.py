@@ -5,6 +5,12 @@ with the selected model. Writes the checkpoint, a metrics JSON (accuracy as a fr
 top-5, balanced accuracy, n per split, chance, ideal-observer ratio) and per-presentation
 test predictions for DVC's confusion-matrix plot; the deep models also write DVCLive
 learning curves.
+
+A session of params `reach_sessions` (dvc.yaml's `reach_train_<model>`): the model maps a
+history window (B, h, U) to the 2-D target through a regression head (RegressionTask:
+MSE, early stopping on validation R²), capped at `reach.max_epochs`; test R² per axis and
+overall with 95 % intervals, and paired differences against the reference decoders on
+the same test blocks.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from npdecode.cli import run_stage
 from npdecode.decode.session import (
@@ -24,19 +31,29 @@ from npdecode.decode.session import (
     train_model,
 )
 from npdecode.formats.checkpoint import save_checkpoint
-from npdecode.formats.files import read_json, write_csv, write_json
-from npdecode.formats.scores import model_scores, write_scores
+from npdecode.formats.files import read_csv, read_json, write_csv, write_json
+from npdecode.formats.reach_split import load_reach
+from npdecode.formats.scores import model_scores, reach_scores, write_scores
 from npdecode.formats.split import load_session
 from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
+from npdecode.reaching import decoders
 
 PARAMS = TRAIN_PARAMS
+REACH_PARAMS = {
+    model: ("reach.max_epochs", "train.device", "train.seed", "train.batch_size", "train.amp",
+            f"train.{model}")
+    for model in ("lstm", "transformer")
+}  # fmt: skip
 log = logging.getLogger(__name__)
 
 
 def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".")) -> None:
     """Train `model` on session `session_id`."""
     layout = Layout(root)
+    if isinstance(session_id, str) and session_id in params.reach_sessions:
+        reach_train(params, model, session_id, layout)
+        return
     data = load_session(layout.split_dir(session_id), session_id)
     batch = eval_batch(model, params.train)
     net, info = train_model(model, data, params.train, layout.live_dir(model, session_id))
@@ -56,6 +73,40 @@ def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".
         metrics["val"]["accuracy"],
         metrics["chance"],
     )
+
+
+def reach_train(params: Params, model: str, name: str, layout: Layout) -> None:
+    """Train deep `model` on reaching session `name`; score it against the references."""
+    data = load_reach(layout.reach_split_dir(name), name)
+    net, info = decoders.fit_deep(model, data, params.train, params.reach.max_epochs)
+    pred = {s: decoders.predict(net, data, s) for s in ("val", "test")}
+    task = decoders.task_of(data)
+    ref = read_csv(layout.reach_predictions("reference", name))
+    others = {c[:-2] for c in ref.columns if c.endswith("_x") and c != "true_x"}
+    test_y = data.y("test").astype(float)
+    paired = [
+        {"session": name, "a": model, "b": o,
+         **task.paired(pred["test"], ref[[f"{o}_x", f"{o}_y"]].to_numpy(), test_y)}
+        for o in sorted(others)
+    ]  # fmt: skip
+    test = task.metrics(pred["test"], test_y)
+    metrics: dict[str, Any] = {
+        "session_id": name,
+        "model": model,
+        "target": data.target_name,
+        "val": task.metrics(pred["val"], data.y("val").astype(float)),
+        "test": test,
+        "paired": paired,
+        "fit": info,
+    }
+    write_json(layout.reach_metrics(model, name), metrics)
+    write_scores(layout.scores(f"reach_{model}_{name}"), reach_scores(name, {model: test}))
+    write_csv(
+        decoders.prediction_table(data, {model: pred["test"]}),
+        layout.reach_predictions(model, name),
+    )
+    log.info("%s on session %s: test R² %.3f [%.3f, %.3f]", model, name, test["r2"],
+             test["r2_lo"], test["r2_hi"])  # fmt: skip
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:
