@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -13,11 +14,14 @@ from npdecode.decode import crossday, stability
 from npdecode.errors import ParamsError
 from npdecode.formats.macaque_truth import read_macaque_truth
 from npdecode.formats.reach_split import ReachData, load_reach, write_reach_split
+from npdecode.formats.scores import read_scores
 from npdecode.mat.read import read_mat
 from npdecode.params import Params, ReachParams, params_from_dict
+from npdecode.paths import Layout
 from npdecode.reaching.session import split_arrays
 from npdecode.sources.macaque_sessions import session
 from npdecode.sources.macaque_twin import TwinSettings, write_twin
+from npdecode.stages import crossday as stage
 
 DAYS = ("indy_20160622_01", "indy_20160624_03", "indy_20160627_01")
 
@@ -33,21 +37,24 @@ def small_params() -> Params:
 
 
 @pytest.fixture(scope="module")
-def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[ReachData], dict]:
-    tmp = tmp_path_factory.mktemp("crossday")
+def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[ReachData], dict, Path]:
+    """Three 60 s twins of one monkey, split as the split stage does, in a project root."""
+    root = tmp_path_factory.mktemp("crossday")
+    layout = Layout(root)
     reach = ReachParams(history=4)
     out, ids = [], {}
     for name in DAYS:
-        write_twin(name, tmp / f"{name}.mat", tmp / f"{name}.truth.npz",
-                   TwinSettings(duration_s=60.0))  # fmt: skip
-        arrays, rows, units, _ = split_arrays(read_mat(tmp / f"{name}.mat", name), name, reach)
+        mat, truth = layout.reach_mat(name), layout.reach_truth(name)
+        mat.parent.mkdir(parents=True)
+        write_twin(name, mat, truth, TwinSettings(duration_s=60.0))
+        arrays, rows, units, _ = split_arrays(read_mat(mat, name), name, reach)
         meta = {"session_id": name, "dataset": "macaque", "bin_width_s": 0.04, "history": 4,
                 "target": "velocity", "units": "sorted"}  # fmt: skip
-        write_reach_split(tmp / name, arrays, rows, units, meta)
-        d = load_reach(tmp / name, name)
+        write_reach_split(layout.reach_split_dir(name), arrays, rows, units, meta)
+        d = load_reach(layout.reach_split_dir(name), name)
         out.append(d)
-        ids[name] = stability.unit_ids(d, read_macaque_truth(tmp / f"{name}.truth.npz"))
-    return out, ids
+        ids[name] = stability.unit_ids(d, read_macaque_truth(truth))
+    return out, ids, root
 
 
 def test_groups_and_held_out_days_partition_by_subject_and_date() -> None:
@@ -72,7 +79,7 @@ def test_groups_and_held_out_days_partition_by_subject_and_date() -> None:
 
 
 def test_windows_match_the_split_and_missing_units_read_zero(days: tuple) -> None:
-    sessions, ids = days
+    sessions, ids, _ = days
     d = sessions[0]
     rows = d.rows["test"][:7]
     np.testing.assert_allclose(crossday.windows(d, rows, d.mean, d.sd), d.windows("test", rows),
@@ -91,7 +98,7 @@ def test_windows_match_the_split_and_missing_units_read_zero(days: tuple) -> Non
 
 
 def test_transfer_trains_only_the_readin(days: tuple) -> None:
-    sessions, _ = days
+    sessions, _, _ = days
     params = small_params()
     donor, _ = crossday.train(sessions[:2], params)
     core = {k: v.clone() for k, v in donor.core_state().items()}
@@ -109,7 +116,7 @@ def test_transfer_trains_only_the_readin(days: tuple) -> None:
 
 
 def test_shared_transfer_and_stability_arms(days: tuple, tmp_path: Path) -> None:
-    sessions, ids = days
+    sessions, ids, _ = days
     params = small_params()
     two = sessions[:2]
     per, singles = crossday.shared_vs_single(two, params)
@@ -137,3 +144,30 @@ def test_shared_transfer_and_stability_arms(days: tuple, tmp_path: Path) -> None
     tr = crossday.transfer_later_day(sessions, dataclasses.replace(params), (0.5,), None)
     assert tr["session"] == DAYS[2] and tr["core_sessions"] == list(DAYS[:2])
     assert len(tr["curve"]["0.5"]["draws"]) == 1
+
+
+def test_stage_writes_per_session_metrics_results_plot_and_scores(days: tuple) -> None:
+    _, _, root = days
+    params = dataclasses.replace(small_params(), reach_sessions=DAYS)
+    params = dataclasses.replace(
+        params,
+        reach=dataclasses.replace(
+            params.reach, fewshot=dataclasses.replace(params.reach.fewshot, minutes=(0.25,))
+        ),
+    )
+    stage.main(params, root)
+    layout = Layout(root)
+    for name in DAYS:
+        assert (root / "metrics" / "reach" / "crossday" / f"{name}.json").exists()
+    table = pd.read_csv(layout.results_dir / "reach_crossday.csv")
+    assert list(table["session"]) == list(DAYS)
+    held = table[table["session"] == DAYS[-1]].iloc[0]
+    assert np.isfinite(held["transfer_0.25min"]) and np.isfinite(held["ratio_0.25min"])
+    assert table[table["session"] != DAYS[-1]]["transfer_0.25min"].isna().all()
+    assert (table["gain"] - (table["shared"] - table["single"])).abs().max() < 1e-9
+    stab = pd.read_csv(layout.results_dir / "reach_stability.csv")
+    assert len(stab) == 3 and list(stab.columns) == list(stage.stability_columns())
+    assert (layout.plots_dir / "stability_indy.png").exists()
+    scores = read_scores(layout.scores("reach_crossday"))
+    assert sorted(scores["r2"]["reach_shared"]) == sorted(DAYS)
+    assert scores["r2"]["reach_single"][DAYS[0]] == pytest.approx(table["single"].iloc[0])
