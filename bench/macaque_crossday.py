@@ -51,7 +51,7 @@ def prepare(name: str, out: Path, minutes: float, params) -> tuple[ReachData, np
                 "history": reach.history, "target": reach.target, "units": reach.units}  # fmt: skip
         write_reach_split(split, arrays, rows, units, meta)
     d = load_reach(split, name)
-    return d, stability.unit_ids(d, read_macaque_truth(tru))
+    return d, crossday.unit_ids(d, read_macaque_truth(tru))
 
 
 def fmt(m: dict, key: str = "r2") -> str:
@@ -66,6 +66,12 @@ def main() -> None:
     ap.add_argument("--twin-minutes", type=float, default=4.0)
     ap.add_argument("--minutes", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     ap.add_argument("--steps", type=int, default=None, help="read-in budget (reach.fewshot.steps)")
+    ap.add_argument(
+        "--readin-init",
+        choices=["matched", "random"],
+        default="matched",
+        help="transfer read-in: from the latest earlier day's on shared units, or random",
+    )
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -83,7 +89,9 @@ def main() -> None:
         sessions = [data[n] for n in names]
         per, singles = crossday.shared_vs_single(sessions, params)
         t1 = time.process_time()
-        tr = crossday.transfer_later_day(sessions, params, tuple(a.minutes), per)
+        tr = crossday.transfer_later_day(
+            sessions, params, tuple(a.minutes), per, ids if a.readin_init == "matched" else None
+        )
         t2 = time.process_time()
         stab = stability.stability(sessions, singles, ids, params)
         t3 = time.process_time()

@@ -53,7 +53,7 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[ReachData], dic
         write_reach_split(layout.reach_split_dir(name), arrays, rows, units, meta)
         d = load_reach(layout.reach_split_dir(name), name)
         out.append(d)
-        ids[name] = stability.unit_ids(d, read_macaque_truth(truth))
+        ids[name] = crossday.unit_ids(d, read_macaque_truth(truth))
     return out, ids, root
 
 
@@ -91,7 +91,7 @@ def test_windows_match_the_split_and_missing_units_read_zero(days: tuple) -> Non
     np.testing.assert_allclose(x[:, :, 0], d.windows("test", rows)[:, :, 2], atol=1e-5)
     # persistent ids: neighbouring days share most neurons, and matching finds them
     a, b = ids[DAYS[0]], ids[DAYS[1]]
-    cols = stability.match_columns(a, b)
+    cols = crossday.match_columns(a, b)
     assert 0.3 < np.mean(cols >= 0) < 1.0 or np.mean(cols >= 0) == 1.0
     assert all(b[j] == a[i] for i, j in enumerate(cols) if j >= 0)
     assert not set(a[cols < 0]) & set(b)
@@ -113,6 +113,21 @@ def test_transfer_trains_only_the_readin(days: tuple) -> None:
         assert torch.equal(v, core[k]), k  # and the donor is untouched
     fresh = crossday.readin_model(donor, target.session_id, target.n_units, 3)
     assert not torch.equal(fresh.readin(0).weight, model.readin(0).weight)  # the read-in trained
+
+
+def test_matched_readin_starts_from_the_earlier_days_units(days: tuple) -> None:
+    sessions, ids, _ = days
+    donor, _ = crossday.train(sessions[:2], small_params())
+    target = sessions[2]
+    cols = crossday.match_columns(ids[target.session_id], ids[sessions[1].session_id])
+    assert (cols >= 0).any() and (cols < 0).any()
+    model = crossday.readin_model(donor, target.session_id, target.n_units, 0)
+    crossday.matched_readin(model, donor, 1, cols)
+    w, src = model.readin(0).weight, donor.readin(1).weight
+    for j in np.flatnonzero(cols >= 0)[:5]:
+        assert torch.equal(w[:, j], src[:, cols[j]])
+    assert torch.all(w[:, torch.from_numpy(np.flatnonzero(cols < 0))] == 0)
+    assert torch.equal(model.readin(0).bias, donor.readin(1).bias)
 
 
 def test_shared_transfer_and_stability_arms(days: tuple, tmp_path: Path) -> None:

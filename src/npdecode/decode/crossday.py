@@ -36,10 +36,11 @@ from npdecode.decode.training import (
     seed_everything,
 )
 from npdecode.errors import ParamsError
+from npdecode.formats.macaque_truth import MacaqueTruth
 from npdecode.formats.reach_split import ReachData
 from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.params import FitParams, Params
-from npdecode.reaching.decoders import task_of
+from npdecode.reaching.decoders import task_of, truth_for_units
 from npdecode.sources.macaque_sessions import session
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,39 @@ def held_out_by_date(names: list[str], n_held: int = 1) -> tuple[list[str], list
             "later day needs earlier days to train a core on"
         )
     return earlier, held
+
+
+# --- persistent unit ids -----------------------------------------------------------------
+
+
+def unit_ids(d: ReachData, truth: MacaqueTruth | None) -> np.ndarray:
+    """Persistent ids of `d`'s units: the twin's neuron ids where its truth covers every
+    unit, else the split's `unit_id` (`<channel>/<row>`, what a real recording offers)."""
+    matched = None if truth is None else truth_for_units(truth, d.units)
+    if matched is not None:
+        return np.array([f"neuron/{int(n)}" for n in matched.neuron_id])
+    return d.units["unit_id"].to_numpy().astype(str)
+
+
+def match_columns(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(len(src),) the column in `dst` of each id in `src`, -1 where absent."""
+    where = {u: j for j, u in enumerate(dst.tolist())}
+    return np.array([where.get(u, -1) for u in src.tolist()], dtype=np.int64)
+
+
+def matched_readin(
+    model: MultiSessionDecoder, donor: MultiSessionDecoder, index: int, cols: np.ndarray
+) -> None:
+    """Start `model`'s read-in 0 as the donor's read-in `index` on the same units: unit j
+    takes the donor's weights of its unit `cols[j]` (zeros where -1), the bias the
+    donor's (`readin_init: matched`, the units' ids carry over between days)."""
+    src = donor.readin(index)
+    with torch.no_grad():
+        w = torch.zeros_like(model.readin(0).weight)  # (D, U)
+        have = torch.from_numpy(np.flatnonzero(cols >= 0))
+        w[:, have] = src.weight[:, torch.from_numpy(cols[cols >= 0])].to(w.device)
+        model.readin(0).weight.copy_(w)
+        model.readin(0).bias.copy_(src.bias)
 
 
 # --- windows and batches ----------------------------------------------------------------
@@ -271,12 +305,19 @@ def shot_rows(d: ReachData, minutes: float, seed: int, repeat: int) -> np.ndarra
 
 
 def fit_readin_on_shots(
-    donor: MultiSessionDecoder, d: ReachData, rows: np.ndarray, params: Params, seed: int
+    donor: MultiSessionDecoder,
+    d: ReachData,
+    rows: np.ndarray,
+    params: Params,
+    seed: int,
+    init: tuple[int, np.ndarray] | None = None,
 ) -> tuple[MultiSessionDecoder, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """A new read-in for `d` under the donor's frozen core, fitted on training rows `rows`
     only: inputs and targets normalised with the shots' own statistics, a fixed budget of
     about `reach.fewshot.steps` steps at `multisession.adapt_lr`, last weights.
 
+    `init` (donor read-in index, `match_columns` of d's units into that session's): the
+    read-in starts as `matched_readin`; None: a fresh random read-in.
     Returns the model and the (mean, sd) of its inputs and of its target.
     """
     c = np.unique(rows[:, None] + np.arange(-d.history + 1, 1)[None, :])
@@ -286,6 +327,8 @@ def fit_readin_on_shots(
     y = d.target()[rows]
     tm, ts = y.mean(axis=0), np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
     model = readin_model(donor, d.session_id, d.n_units, seed)
+    if init is not None:
+        matched_readin(model, donor, *init)
     bs = params.train.batch_size
     epochs = max(1, int(round(params.reach.fewshot.steps / max(1, -(-len(rows) // bs)))))
     opts = options(params, d, lr=params.multisession.adapt_lr, schedule="constant",
@@ -300,22 +343,30 @@ def transfer_later_day(
     params: Params,
     minutes: tuple[float, ...],
     full: dict[str, dict[str, Any]] | None = None,
+    ids: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Transfer to one monkey's latest day (see the module docstring): per k minutes the
     R² of every draw on the held-out day's test rows, their mean, and (with `full`, the
-    `shared_vs_single` results) the ratio to that day's full-data single-session R²."""
+    `shared_vs_single` results) the ratio to that day's full-data single-session R².
+
+    With `ids` (`unit_ids` per session) each new read-in starts from the latest earlier
+    day's read-in on the units both days share (`matched_readin`); else it starts random.
+    """
     by_name = {d.session_id: d for d in sessions}
     earlier, held = held_out_by_date(list(by_name), 1)
     target = by_name[held[0]]
     donor, info = train([by_name[n] for n in earlier], params)
     fs = params.reach.fewshot
+    init = None
+    if ids is not None:
+        init = (len(earlier) - 1, match_columns(ids[target.session_id], ids[earlier[-1]]))
     curve: dict[str, Any] = {}
     for k in minutes:
         draws = []
         for r in range(fs.repeats):
             rows = shot_rows(target, k, fs.seed, r)
             seed = fs.seed * 1000 + r
-            model, norm, tstats = fit_readin_on_shots(donor, target, rows, params, seed)
+            model, norm, tstats = fit_readin_on_shots(donor, target, rows, params, seed, init)
             m = score(target, predict(model, 0, target, norm=norm, target=tstats))
             draws.append({"repeat": r, "n_shots": len(rows), "r2": m["r2"], "r2_lo": m["r2_lo"],
                           "r2_hi": m["r2_hi"]})  # fmt: skip
@@ -325,4 +376,5 @@ def transfer_later_day(
             entry["ratio_to_single"] = mean / full[target.session_id]["single"]["r2"]
         curve[f"{k:g}"] = entry
     return {"session": target.session_id, "core_sessions": earlier, "core_epochs": info["epochs"],
-            "protocol": "strict", "curve": curve}  # fmt: skip
+            "protocol": "strict", "readin_init": "random" if init is None else f"matched to {earlier[-1]}",
+            "curve": curve}  # fmt: skip

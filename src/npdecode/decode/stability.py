@@ -27,27 +27,10 @@ import pandas as pd
 from npdecode.decode import crossday
 from npdecode.decode.shared import readin_model
 from npdecode.decode.training import fit_batches
-from npdecode.formats.macaque_truth import MacaqueTruth
 from npdecode.formats.reach_split import ReachData
 from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.params import Params
-from npdecode.reaching.decoders import truth_for_units
 from npdecode.sources.macaque_sessions import days_apart, session
-
-
-def unit_ids(d: ReachData, truth: MacaqueTruth | None) -> np.ndarray:
-    """Persistent ids of `d`'s units: the twin's neuron ids where its truth covers every
-    unit, else the split's `unit_id` (`<channel>/<row>`, what a real recording offers)."""
-    matched = None if truth is None else truth_for_units(truth, d.units)
-    if matched is not None:
-        return np.array([f"neuron/{int(n)}" for n in matched.neuron_id])
-    return d.units["unit_id"].to_numpy().astype(str)
-
-
-def match_columns(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """(len(src),) the column in `dst` of each id in `src`, -1 where absent."""
-    where = {u: j for j, u in enumerate(dst.tolist())}
-    return np.array([where.get(u, -1) for u in src.tolist()], dtype=np.int64)
 
 
 def recalibrate(model: MultiSessionDecoder, e: ReachData, params: Params) -> MultiSessionDecoder:
@@ -70,7 +53,7 @@ def stability(
     ordered = sorted(sessions, key=lambda s: (session(s.session_id).date, s.session_id))
     for i, d in enumerate(ordered):
         for e in ordered[i + 1 :]:
-            cols = match_columns(ids[d.session_id], ids[e.session_id])
+            cols = crossday.match_columns(ids[d.session_id], ids[e.session_id])
             arms = {
                 "fixed": crossday.predict(singles[d.session_id], 0, e, norm=(d.mean, d.sd),
                                           target=(d.target_mean, d.target_sd), cols=cols),

@@ -4,7 +4,8 @@ The sessions of params `reach_sessions` are grouped by monkey (`crossday.group_b
 Per monkey: one shared decoder (per-session read-ins, the `multisession` core) and each
 session's own decoder of the same core, both scored on the session's test blocks with the
 paired gain shared - single (`npdecode.decode.crossday`); transfer to the monkey's latest
-day (a core trained on the earlier days, frozen; a new read-in on `reach.fewshot.minutes`
+day (a core trained on the earlier days, frozen; a new read-in, started from the latest
+earlier day's read-in on the units both days share, fitted on `reach.fewshot.minutes`
 minutes of that day's training windows, strict protocol, `reach.fewshot.repeats` draws);
 stability over days (`npdecode.decode.stability`: fixed, read-in recalibrated,
 retrained). A monkey with one session has no transfer or stability (recorded as skipped).
@@ -56,7 +57,7 @@ def main(params: Params, root: Path = Path(".")) -> None:
     data = {n: load_reach(layout.reach_split_dir(n), n) for n in names}
     truths = {n: layout.reach_truth(n) for n in names}
     ids = {
-        n: stability.unit_ids(data[n], read_macaque_truth(t) if t.exists() else None)
+        n: crossday.unit_ids(data[n], read_macaque_truth(t) if t.exists() else None)
         for n, t in truths.items()
     }
     metrics: dict[str, dict[str, Any]] = {}
@@ -69,7 +70,7 @@ def main(params: Params, root: Path = Path(".")) -> None:
         per, singles = crossday.shared_vs_single(sessions, params)
         transfer: dict[str, Any] = {"skipped": f"{monkey} has one session: no earlier day"}
         if len(group) > 1:
-            transfer = crossday.transfer_later_day(sessions, params, minutes, per)
+            transfer = crossday.transfer_later_day(sessions, params, minutes, per, ids)
             stab = stability.stability(sessions, singles, ids, params)
             tables.append(stab)
             plots[monkey] = stab
