@@ -2,8 +2,8 @@
 stability over days (issue 23; `npdecode.decode.crossday`, `npdecode.decode.stability`).
 
     OMP_NUM_THREADS=1 nice python bench/macaque_crossday.py --out /tmp/crossday \
-        --sessions indy_20160622_01 indy_20160624_03 indy_20160627_01 indy_20160630_01 \
-        indy_20160915_01 --twin-minutes 4 --minutes 0.25 0.5 1
+        --sessions indy_20160622_01 indy_20160624_03 indy_20160627_01 indy_20160915_01 \
+        --twin-minutes 3 --minutes 0.5 1 --max-epochs 15
 
 Every session's twin (`--twin-minutes` long) is written, read back (sorted units), binned
 and split as the reach split stage does (params.yaml's `reach` section: bins, history,
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def main() -> None:
         default="matched",
         help="transfer read-in: from the latest earlier day's on shared units, or random",
     )
+    ap.add_argument("--max-epochs", type=int, default=None, help="cap (reach.max_epochs)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -79,6 +81,11 @@ def main() -> None:
     if a.steps is not None:
         fs = dataclasses.replace(params.reach.fewshot, steps=a.steps)
         params = dataclasses.replace(params, reach=dataclasses.replace(params.reach, fewshot=fs))
+    if a.max_epochs is not None:
+        params = dataclasses.replace(
+            params, reach=dataclasses.replace(params.reach, max_epochs=a.max_epochs)
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     a.out.mkdir(parents=True, exist_ok=True)
     data, ids = {}, {}
     for name in a.sessions:
