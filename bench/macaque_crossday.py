@@ -1,0 +1,140 @@
+"""Per monkey across days on the macaque twin: shared vs single, transfer to a later day,
+stability over days (issue 23; `npdecode.decode.crossday`, `npdecode.decode.stability`).
+
+    OMP_NUM_THREADS=1 nice python bench/macaque_crossday.py --out /tmp/crossday \
+        --sessions indy_20160622_01 indy_20160624_03 indy_20160627_01 indy_20160915_01 \
+        --twin-minutes 3 --minutes 0.5 1 --max-epochs 15
+
+Every session's twin (`--twin-minutes` long) is written, read back (sorted units), binned
+and split as the reach split stage does (params.yaml's `reach` section: bins, history,
+blocks, still periods), cached under `--out`. Models: params.yaml's `multisession`
+(latent, unit dropout, optimiser) on `train.<multisession.core>`'s architecture, epochs
+capped at `reach.max_epochs`; transfer read-ins: `reach.fewshot.steps` (or `--steps`)
+steps at `multisession.adapt_lr`, `reach.fewshot.repeats` draws per k. Writes
+`crossday.csv` (per session: single, shared, gain [95 %] with its paired p; transfer at
+each k and its ratio to the full single-session R²), `stability.csv`, one
+`stability_<monkey>.png` per monkey and `crossday.json`, and prints the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from npdecode.decode import crossday, stability
+from npdecode.formats.macaque_truth import read_macaque_truth
+from npdecode.formats.reach_split import ReachData, load_reach, write_reach_split
+from npdecode.mat.read import read_mat
+from npdecode.params import load_params
+from npdecode.reaching.session import split_arrays
+from npdecode.sources.macaque_sessions import session
+from npdecode.sources.macaque_twin import TwinSettings, write_twin
+
+
+def prepare(name: str, out: Path, minutes: float, params) -> tuple[ReachData, np.ndarray]:  # type: ignore[no-untyped-def]
+    """The session's split folder (cached) and its units' persistent ids."""
+    reach = params.reach
+    mat, tru, split = out / f"{name}.mat", out / f"{name}.truth.npz", out / "split" / name
+    if not split.exists():
+        write_twin(name, mat, tru, TwinSettings(duration_s=minutes * 60.0))
+        arrays, rows, units, _ = split_arrays(read_mat(mat, name, reach.units), name, reach)
+        s = session(name)
+        meta = {"session_id": name, "dataset": "macaque", "monkey": s.monkey,
+                "date": s.date.isoformat(), "bin_width_s": reach.bin_width_s,
+                "history": reach.history, "target": reach.target, "units": reach.units}  # fmt: skip
+        write_reach_split(split, arrays, rows, units, meta)
+    d = load_reach(split, name)
+    return d, crossday.unit_ids(d, read_macaque_truth(tru))
+
+
+def fmt(m: dict, key: str = "r2") -> str:
+    lo, hi = ("lo", "hi") if key == "diff" else (f"{key}_lo", f"{key}_hi")
+    return f"{m[key]:+.3f} [{m[lo]:+.3f}, {m[hi]:+.3f}]"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", nargs="+", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--twin-minutes", type=float, default=4.0)
+    ap.add_argument("--minutes", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    ap.add_argument("--steps", type=int, default=None, help="read-in budget (reach.fewshot.steps)")
+    ap.add_argument(
+        "--readin-init",
+        choices=["matched", "random"],
+        default="matched",
+        help="transfer read-in: from the latest earlier day's on shared units, or random",
+    )
+    ap.add_argument("--max-epochs", type=int, default=None, help="cap (reach.max_epochs)")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    params = load_params(a.params)
+    if a.steps is not None:
+        fs = dataclasses.replace(params.reach.fewshot, steps=a.steps)
+        params = dataclasses.replace(params, reach=dataclasses.replace(params.reach, fewshot=fs))
+    if a.max_epochs is not None:
+        params = dataclasses.replace(
+            params, reach=dataclasses.replace(params.reach, max_epochs=a.max_epochs)
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    a.out.mkdir(parents=True, exist_ok=True)
+    data, ids = {}, {}
+    for name in a.sessions:
+        data[name], ids[name] = prepare(name, a.out, a.twin_minutes, params)
+    rows, report = [], {}
+    for monkey, names in crossday.group_by_subject(a.sessions).items():
+        t0 = time.process_time()
+        sessions = [data[n] for n in names]
+        per, singles = crossday.shared_vs_single(sessions, params)
+        t1 = time.process_time()
+        tr = crossday.transfer_later_day(
+            sessions, params, tuple(a.minutes), per, ids if a.readin_init == "matched" else None
+        )
+        t2 = time.process_time()
+        stab = stability.stability(sessions, singles, ids, params)
+        t3 = time.process_time()
+        stab.to_csv(a.out / f"stability_{monkey}.csv", index=False, float_format="%.4f")
+        stability.plot(stab, monkey, a.out / f"stability_{monkey}.png")
+        for n in names:
+            r = per[n]
+            row = {"session": n, "monkey": monkey, "date": r["date"], "units": r["n_units"],
+                   "single": fmt(r["single"]), "shared": fmt(r["shared"]),
+                   "gain": fmt(r["gain"], "diff"), "gain_p": round(r["gain"]["p"], 4)}  # fmt: skip
+            if n == tr["session"]:
+                for k, e in tr["curve"].items():
+                    lo = min(x["r2_lo"] for x in e["draws"])
+                    hi = max(x["r2_hi"] for x in e["draws"])
+                    row[f"transfer_{k}min"] = (
+                        f"{e['r2_mean']:+.3f} (draws' 95 % from {lo:+.3f} to {hi:+.3f})"
+                    )
+                    row[f"ratio_{k}min"] = round(e["ratio_to_single"], 3)
+            rows.append(row)
+        gains = [per[n]["gain"]["diff"] for n in names]
+        report[monkey] = {"per_session": per, "transfer": tr,
+                          "stability": stab.to_dict("records"),
+                          "median_gain": float(np.median(gains)),
+                          "cpu_s": {"shared_single": t1 - t0, "transfer": t2 - t1,
+                                    "stability": t3 - t2}}  # fmt: skip
+        print(f"\n== {monkey}: median gain shared - single {np.median(gains):+.3f} "
+              f"(sessions with paired p < 0.05 and gain > 0: "
+              f"{sum(per[n]['gain']['p'] < 0.05 and per[n]['gain']['diff'] > 0 for n in names)}"
+              f"/{len(names)}); CPU s {report[monkey]['cpu_s']}")  # fmt: skip
+        print(stab[["day", "later", "days_apart", "units_kept", "fixed_r2", "readin_r2",
+                    "retrained_r2", "recovered"]].to_string(index=False, float_format="%.3f"))  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.to_csv(a.out / "crossday.csv", index=False)
+    (a.out / "crossday.json").write_text(json.dumps(report, indent=1, default=str))
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Per monkey across days (decode/crossday.py, decode/stability.py) on tiny macaque twins."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from npdecode.decode import crossday, stability
+from npdecode.errors import ParamsError
+from npdecode.formats.macaque_truth import read_macaque_truth
+from npdecode.formats.reach_split import ReachData, load_reach, write_reach_split
+from npdecode.formats.scores import read_scores
+from npdecode.mat.read import read_mat
+from npdecode.params import Params, ReachParams, params_from_dict
+from npdecode.paths import Layout
+from npdecode.reaching.session import split_arrays
+from npdecode.sources.macaque_sessions import session
+from npdecode.sources.macaque_twin import TwinSettings, write_twin
+from npdecode.stages import crossday as stage
+
+DAYS = ("indy_20160622_01", "indy_20160624_03", "indy_20160627_01")
+
+
+def small_params() -> Params:
+    return params_from_dict(
+        {
+            "train": {"lstm": {"hidden": 16, "layers": 1}, "batch_size": 64},
+            "multisession": {"latent": 8, "max_epochs": 3, "patience": 2},
+            "reach": {"history": 4, "max_epochs": 3, "fewshot": {"steps": 6, "repeats": 1}},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[ReachData], dict, Path]:
+    """Three 60 s twins of one monkey, split as the split stage does, in a project root."""
+    root = tmp_path_factory.mktemp("crossday")
+    layout = Layout(root)
+    reach = ReachParams(history=4)
+    out, ids = [], {}
+    for name in DAYS:
+        mat, truth = layout.reach_mat(name), layout.reach_truth(name)
+        mat.parent.mkdir(parents=True)
+        write_twin(name, mat, truth, TwinSettings(duration_s=60.0))
+        arrays, rows, units, _ = split_arrays(read_mat(mat, name), name, reach)
+        meta = {"session_id": name, "dataset": "macaque", "bin_width_s": 0.04, "history": 4,
+                "target": "velocity", "units": "sorted"}  # fmt: skip
+        write_reach_split(layout.reach_split_dir(name), arrays, rows, units, meta)
+        d = load_reach(layout.reach_split_dir(name), name)
+        out.append(d)
+        ids[name] = crossday.unit_ids(d, read_macaque_truth(truth))
+    return out, ids, root
+
+
+def test_groups_and_held_out_days_partition_by_subject_and_date() -> None:
+    names = [*DAYS, "loco_20170210_03", "loco_20170215_02", "indy_20160407_02"]
+    groups = crossday.group_by_subject(names)
+    assert sorted(groups) == ["indy", "loco"]
+    assert sorted(n for g in groups.values() for n in g) == sorted(names)
+    for monkey, g in groups.items():
+        assert all(session(n).monkey == monkey for n in g)
+        earlier, held = crossday.held_out_by_date(g)
+        assert not set(earlier) & set(held) and held == [g[-1]]
+        assert max(session(n).date for n in earlier) < session(held[0]).date
+    assert crossday.held_out_by_date(groups["indy"])[1] == ["indy_20160627_01"]
+    # two sessions on one day: both held out, neither trains the core
+    same_day = ["indy_20160927_04", "indy_20160927_06", "indy_20160921_01"]
+    earlier, held = crossday.held_out_by_date(same_day, 2)
+    assert earlier == ["indy_20160921_01"] and held == ["indy_20160927_04", "indy_20160927_06"]
+    with pytest.raises(ParamsError, match="mix"):
+        crossday.held_out_by_date(names)
+    with pytest.raises(ParamsError, match="earlier days"):
+        crossday.held_out_by_date(["indy_20160927_04", "indy_20160927_06"])
+
+
+def test_windows_match_the_split_and_missing_units_read_zero(days: tuple) -> None:
+    sessions, ids, _ = days
+    d = sessions[0]
+    rows = d.rows["test"][:7]
+    np.testing.assert_allclose(crossday.windows(d, rows, d.mean, d.sd), d.windows("test", rows),
+                               atol=1e-5)  # fmt: skip
+    cols = np.array([2, -1, 0])
+    x = crossday.windows(d, rows, d.mean[[2, 0, 0]], d.sd[[2, 0, 0]], cols)
+    assert np.all(x[:, :, 1] == 0)
+    np.testing.assert_allclose(x[:, :, 2], d.windows("test", rows)[:, :, 0], atol=1e-5)
+    np.testing.assert_allclose(x[:, :, 0], d.windows("test", rows)[:, :, 2], atol=1e-5)
+    # persistent ids: neighbouring days share most neurons, and matching finds them
+    a, b = ids[DAYS[0]], ids[DAYS[1]]
+    cols = crossday.match_columns(a, b)
+    assert 0.3 < np.mean(cols >= 0) < 1.0 or np.mean(cols >= 0) == 1.0
+    assert all(b[j] == a[i] for i, j in enumerate(cols) if j >= 0)
+    assert not set(a[cols < 0]) & set(b)
+
+
+def test_transfer_trains_only_the_readin(days: tuple) -> None:
+    sessions, _, _ = days
+    params = small_params()
+    donor, _ = crossday.train(sessions[:2], params)
+    core = {k: v.clone() for k, v in donor.core_state().items()}
+    target = sessions[2]
+    rows = crossday.shot_rows(target, 0.5, 0, 0)
+    assert len(rows) == 750 and np.all(np.diff(rows) >= 1)
+    assert set(rows) <= set(target.rows["train"])
+    model, _, _ = crossday.fit_readin_on_shots(donor, target, rows, params, seed=3)
+    for k, v in model.core_state().items():
+        assert torch.equal(v, core[k]), k  # the core is bitwise the donor's
+    for k, v in donor.core_state().items():
+        assert torch.equal(v, core[k]), k  # and the donor is untouched
+    fresh = crossday.readin_model(donor, target.session_id, target.n_units, 3)
+    assert not torch.equal(fresh.readin(0).weight, model.readin(0).weight)  # the read-in trained
+
+
+def test_matched_readin_starts_from_the_earlier_days_units(days: tuple) -> None:
+    sessions, ids, _ = days
+    donor, _ = crossday.train(sessions[:2], small_params())
+    target = sessions[2]
+    cols = crossday.match_columns(ids[target.session_id], ids[sessions[1].session_id])
+    assert (cols >= 0).any() and (cols < 0).any()
+    model = crossday.readin_model(donor, target.session_id, target.n_units, 0)
+    crossday.matched_readin(model, donor, 1, cols)
+    w, src = model.readin(0).weight, donor.readin(1).weight
+    for j in np.flatnonzero(cols >= 0)[:5]:
+        assert torch.equal(w[:, j], src[:, cols[j]])
+    assert torch.all(w[:, torch.from_numpy(np.flatnonzero(cols < 0))] == 0)
+    assert torch.equal(model.readin(0).bias, donor.readin(1).bias)
+
+
+def test_shared_transfer_and_stability_arms(days: tuple, tmp_path: Path) -> None:
+    sessions, ids, _ = days
+    params = small_params()
+    two = sessions[:2]
+    per, singles = crossday.shared_vs_single(two, params)
+    for d in two:
+        r = per[d.session_id]
+        for arm in ("shared", "single"):
+            assert r[arm]["r2_lo"] <= r[arm]["r2_hi"] and np.isfinite(r[arm]["r2"])
+        assert r["gain"]["lo"] <= r["gain"]["hi"] and 0 <= r["gain"]["p"] <= 1
+        assert r["gain"]["diff"] == pytest.approx(r["shared"]["r2"] - r["single"]["r2"])
+    t = stability.stability(two, singles, ids, params)
+    assert len(t) == 1 and t["days_apart"].iloc[0] == 2
+    assert 0 < t["units_kept"].iloc[0] <= 1
+    for arm in ("fixed", "readin", "retrained"):
+        assert np.isfinite(t[f"{arm}_r2"]).all()
+    assert t["retrained_r2"].iloc[0] == pytest.approx(per[DAYS[1]]["single"]["r2"])
+    # with every unit gone, the fixed arm predicts one constant: R² <= 0
+    e = two[1]
+    blind = crossday.predict(singles[DAYS[0]], 0, e, norm=(two[0].mean, two[0].sd),
+                             target=(two[0].target_mean, two[0].target_sd),
+                             cols=np.full(two[0].n_units, -1))  # fmt: skip
+    assert np.ptp(blind, axis=0).max() < 1e-6
+    assert crossday.score(e, blind)["r2"] <= 1e-9
+    stability.plot(t, "indy", tmp_path / "stability_indy.png")
+    assert (tmp_path / "stability_indy.png").stat().st_size > 1000
+    tr = crossday.transfer_later_day(sessions, dataclasses.replace(params), (0.5,), None)
+    assert tr["session"] == DAYS[2] and tr["core_sessions"] == list(DAYS[:2])
+    assert len(tr["curve"]["0.5"]["draws"]) == 1
+
+
+def test_stage_writes_per_session_metrics_results_plot_and_scores(days: tuple) -> None:
+    _, _, root = days
+    params = dataclasses.replace(small_params(), reach_sessions=DAYS)
+    params = dataclasses.replace(
+        params,
+        reach=dataclasses.replace(
+            params.reach, fewshot=dataclasses.replace(params.reach.fewshot, minutes=(0.25,))
+        ),
+    )
+    stage.main(params, root)
+    layout = Layout(root)
+    for name in DAYS:
+        assert (root / "metrics" / "reach" / "crossday" / f"{name}.json").exists()
+    table = pd.read_csv(layout.results_dir / "reach_crossday.csv")
+    assert list(table["session"]) == list(DAYS)
+    held = table[table["session"] == DAYS[-1]].iloc[0]
+    assert np.isfinite(held["transfer_0.25min"]) and np.isfinite(held["ratio_0.25min"])
+    assert table[table["session"] != DAYS[-1]]["transfer_0.25min"].isna().all()
+    assert (table["gain"] - (table["shared"] - table["single"])).abs().max() < 1e-9
+    stab = pd.read_csv(layout.results_dir / "reach_stability.csv")
+    assert len(stab) == 3 and list(stab.columns) == list(stage.stability_columns())
+    assert (layout.plots_dir / "stability_indy.png").exists()
+    scores = read_scores(layout.scores("reach_crossday"))
+    assert sorted(scores["r2"]["reach_shared"]) == sorted(DAYS)
+    assert scores["r2"]["reach_single"][DAYS[0]] == pytest.approx(table["single"].iloc[0])
