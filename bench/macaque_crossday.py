@@ -35,6 +35,7 @@ from npdecode.formats.reach_split import ReachData, load_reach, write_reach_spli
 from npdecode.mat.read import read_mat
 from npdecode.params import load_params
 from npdecode.reaching.session import split_arrays
+from npdecode.report.reach import plot_stability
 from npdecode.sources.macaque_sessions import session
 from npdecode.sources.macaque_twin import TwinSettings, write_twin
 
@@ -103,7 +104,7 @@ def main() -> None:
         stab = stability.stability(sessions, singles, ids, params)
         t3 = time.process_time()
         stab.to_csv(a.out / f"stability_{monkey}.csv", index=False, float_format="%.4f")
-        stability.plot(stab, monkey, a.out / f"stability_{monkey}.png")
+        plot_stability(stab, monkey, a.out / f"stability_{monkey}.png")
         for n in names:
             r = per[n]
             row = {"session": n, "monkey": monkey, "date": r["date"], "units": r["n_units"],

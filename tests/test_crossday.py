@@ -19,9 +19,11 @@ from npdecode.mat.read import read_mat
 from npdecode.params import Params, ReachParams, params_from_dict
 from npdecode.paths import Layout
 from npdecode.reaching.session import split_arrays
+from npdecode.report.reach import plot_stability
 from npdecode.sources.macaque_sessions import session
 from npdecode.sources.macaque_twin import TwinSettings, write_twin
 from npdecode.stages import crossday as stage
+from npdecode.stages.report import write_reach
 
 DAYS = ("indy_20160622_01", "indy_20160624_03", "indy_20160627_01")
 
@@ -154,7 +156,7 @@ def test_shared_transfer_and_stability_arms(days: tuple, tmp_path: Path) -> None
                              cols=np.full(two[0].n_units, -1))  # fmt: skip
     assert np.ptp(blind, axis=0).max() < 1e-6
     assert crossday.score(e, blind)["r2"] <= 1e-9
-    stability.plot(t, "indy", tmp_path / "stability_indy.png")
+    plot_stability(t, "indy", tmp_path / "stability_indy.png")
     assert (tmp_path / "stability_indy.png").stat().st_size > 1000
     tr = crossday.transfer_later_day(sessions, dataclasses.replace(params), (0.5,), None)
     assert tr["session"] == DAYS[2] and tr["core_sessions"] == list(DAYS[:2])
@@ -174,15 +176,19 @@ def test_stage_writes_per_session_metrics_results_plot_and_scores(days: tuple) -
     layout = Layout(root)
     for name in DAYS:
         assert (root / "metrics" / "reach" / "crossday" / f"{name}.json").exists()
-    table = pd.read_csv(layout.results_dir / "reach_crossday.csv")
+    folder = root / "metrics" / "reach" / "crossday"
+    table = pd.read_csv(folder / "sessions.csv")
     assert list(table["session"]) == list(DAYS)
     held = table[table["session"] == DAYS[-1]].iloc[0]
     assert np.isfinite(held["transfer_0.25min"]) and np.isfinite(held["ratio_0.25min"])
     assert table[table["session"] != DAYS[-1]]["transfer_0.25min"].isna().all()
     assert (table["gain"] - (table["shared"] - table["single"])).abs().max() < 1e-9
-    stab = pd.read_csv(layout.results_dir / "reach_stability.csv")
+    stab = pd.read_csv(folder / "stability.csv")
     assert len(stab) == 3 and list(stab.columns) == list(stage.stability_columns())
-    assert (layout.plots_dir / "stability_indy.png").exists()
+    write_reach(layout, params)  # the report stage's part: results and one plot per monkey
+    assert pd.read_csv(layout.results_dir / "reach_crossday.csv").equals(table)
+    assert len(pd.read_csv(layout.results_dir / "reach_stability.csv")) == 3
+    assert (layout.plots_dir / "stability" / "indy.png").stat().st_size > 1000
     scores = read_scores(layout.scores("reach_crossday"))
     assert sorted(scores["r2"]["reach_shared"]) == sorted(DAYS)
     assert scores["r2"]["reach_single"][DAYS[0]] == pytest.approx(table["single"].iloc[0])

@@ -32,6 +32,7 @@ from npdecode.decode.training import (
     FitOptions,
     fit_batches,
     fit_fixed,
+    fit_options,
     predict_logits,
     seed_everything,
 )
@@ -39,7 +40,7 @@ from npdecode.errors import ParamsError
 from npdecode.formats.macaque_truth import MacaqueTruth
 from npdecode.formats.reach_split import ReachData
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.params import FitParams, Params
+from npdecode.params import Params
 from npdecode.reaching.decoders import task_of, truth_for_units
 from npdecode.sources.macaque_sessions import session
 
@@ -196,7 +197,7 @@ def build(sessions: list[ReachData], params: Params, seed: int) -> MultiSessionD
     p = params.multisession
     return MultiSessionDecoder(
         p,
-        getattr(params.train, p.core),
+        getattr(params.train, p.core).arch,  # train.lstm or train.transformer
         session_ids=tuple(d.session_id for d in sessions),
         n_units=tuple(d.n_units for d in sessions),
         n_bins=hist.pop(),
@@ -207,12 +208,8 @@ def build(sessions: list[ReachData], params: Params, seed: int) -> MultiSessionD
 def options(params: Params, d: ReachData, **change: Any) -> FitOptions:
     """`multisession`'s optimiser and stopping settings (epochs capped at
     `reach.max_epochs`) under session `d`'s regression task."""
-    p = params.multisession
-    fields = {f.name: getattr(p, f.name) for f in dataclasses.fields(FitParams)}
-    fields["max_epochs"] = min(fields["max_epochs"], params.reach.max_epochs)
-    t = params.train
-    opts = FitOptions(**fields, batch_size=t.batch_size, seed=t.seed, device=t.device,
-                      amp=t.amp, key="multisession", task=task_of(d))  # fmt: skip
+    opts = fit_options(params.train, params.multisession.fit, key="multisession", task=task_of(d))
+    opts = dataclasses.replace(opts, max_epochs=min(opts.max_epochs, params.reach.max_epochs))
     return dataclasses.replace(opts, **change)
 
 

@@ -18,7 +18,6 @@ rows with R² and its 95 % block-bootstrap interval:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,33 +72,3 @@ def stability(
             row["recovered"] = row["readin_r2"] / row["retrained_r2"]
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def plot(table: pd.DataFrame, monkey: str, path: Path) -> None:
-    """R² [95 %] of the three arms against days apart, for one monkey."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = table[table["monkey"] == monkey].sort_values(["days_apart", "day"])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    styles = {"fixed": ("tab:red", "no recalibration"), "readin": ("tab:blue", "read-in recalibrated"),
-              "retrained": ("k", "retrained")}  # fmt: skip
-    for arm, (color, label) in styles.items():
-        x = t["days_apart"].to_numpy(float)
-        y = t[f"{arm}_r2"].to_numpy()
-        err = np.vstack([y - t[f"{arm}_lo"].to_numpy(), t[f"{arm}_hi"].to_numpy() - y])
-        ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o", color=color, label=label,
-                    alpha=0.8, capsize=2)  # fmt: skip
-        means = t.groupby("days_apart")[f"{arm}_r2"].mean()
-        ax.plot(means.index, means.to_numpy(), color=color, alpha=0.5)
-    ax.set_xlabel("days between fitting and use")
-    ax.set_ylabel("velocity R² on the later day's test blocks [95 %]")
-    ax.set_title(f"{monkey}: a decoder fitted on day d, used on day d + Δ")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)

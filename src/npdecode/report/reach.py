@@ -169,3 +169,36 @@ def plot_fewshot(table: pd.DataFrame, path: Path) -> None:
     ax.set_title("Few-shot decoding of cursor velocity (strict protocol)")
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_stability(table: pd.DataFrame, monkey: str, path: Path) -> None:
+    """R² [95 %] of the three arms against days apart, for one monkey."""
+    t = table[table["monkey"] == monkey].sort_values(["days_apart", "day"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if t.empty:  # one session of this monkey in reach_sessions: nothing to compare yet
+        ax.text(0.5, 0.5, f"{monkey}: one session in reach_sessions\nadd later days for a "
+                "stability curve", ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.set_axis_off()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, metadata={"Software": None})
+        plt.close(fig)
+        return
+    styles = {"fixed": ("tab:red", "no recalibration"), "readin": ("tab:blue", "read-in recalibrated"),
+              "retrained": ("k", "retrained")}  # fmt: skip
+    for arm, (color, label) in styles.items():
+        x = t["days_apart"].to_numpy(float)
+        y = t[f"{arm}_r2"].to_numpy()
+        err = np.vstack([y - t[f"{arm}_lo"].to_numpy(), t[f"{arm}_hi"].to_numpy() - y])
+        ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o", color=color, label=label,
+                    alpha=0.8, capsize=2)  # fmt: skip
+        means = t.groupby("days_apart")[f"{arm}_r2"].mean()
+        ax.plot(means.index, means.to_numpy(), color=color, alpha=0.5)
+    ax.set_xlabel("days between fitting and use")
+    ax.set_ylabel("velocity R² on the later day's test blocks [95 %]")
+    ax.set_title(f"{monkey}: a decoder fitted on day d, used on day d + Δ")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)

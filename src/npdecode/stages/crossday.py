@@ -35,7 +35,8 @@ from npdecode.formats.scores import model_scores, write_scores
 from npdecode.params import Params
 from npdecode.paths import Layout
 
-PARAMS = (
+# a reaching-only stage: what reach_crossday declares (tests/test_dvc_yaml.py)
+REACH_PARAMS = (
     "reach_sessions",
     "multisession",
     "reach",
@@ -63,7 +64,6 @@ def main(params: Params, root: Path = Path(".")) -> None:
     metrics: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     tables: list[pd.DataFrame] = []
-    plots: dict[str, pd.DataFrame] = {}
     minutes = tuple(params.reach.fewshot.minutes)
     for monkey, group in crossday.group_by_subject(names).items():
         sessions = [data[n] for n in group]
@@ -73,7 +73,6 @@ def main(params: Params, root: Path = Path(".")) -> None:
             transfer = crossday.transfer_later_day(sessions, params, minutes, per, ids)
             stab = stability.stability(sessions, singles, ids, params)
             tables.append(stab)
-            plots[monkey] = stab
         for n in group:
             metrics[n] = {**per[n], "group": monkey, "group_sessions": group}
             if transfer.get("session") == n:
@@ -83,16 +82,15 @@ def main(params: Params, root: Path = Path(".")) -> None:
                      per[n]["single"]["r2"])  # fmt: skip
     columns = list(stability_columns()) if not tables else list(tables[0].columns)
     stab_all = pd.concat(tables) if tables else pd.DataFrame(columns=columns)
+    # tables beside the per-session metrics; the report stage turns them into
+    # results/reach_crossday.csv, results/reach_stability.csv and plots/stability/<monkey>.png
     folder = layout.root / "metrics" / "reach" / "crossday"
     with atomic_path(folder) as tmp:  # the folder whole, or not at all
         tmp.mkdir(parents=True)
         for n, m in metrics.items():
             write_json(tmp / f"{n}.json", m)
-    layout.results_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(pd.DataFrame(rows), layout.results_dir / "reach_crossday.csv")
-    write_csv(stab_all, layout.results_dir / "reach_stability.csv")
-    for monkey, stab in plots.items():
-        stability.plot(stab, monkey, layout.plots_dir / f"stability_{monkey}.png")
+        write_csv(pd.DataFrame(rows), tmp / "sessions.csv")
+        write_csv(stab_all, tmp / "stability.csv")
     write_scores(
         layout.scores(NAME),
         *(

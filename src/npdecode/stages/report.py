@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from npdecode.cli import run_stage
-from npdecode.formats.files import write_csv, write_json
+from npdecode.formats.files import read_csv, write_csv, write_json
 from npdecode.params import Params
 from npdecode.paths import Layout
 from npdecode.report import reach
@@ -52,6 +52,7 @@ from npdecode.report.tables import (
     multisession_table,
     summary_table,
 )
+from npdecode.sources.macaque_sessions import BY_NAME
 
 PARAMS = ("sessions", "reach_sessions", "report", "bin.stimulus", "multisession.core")
 log = logging.getLogger(__name__)
@@ -129,6 +130,13 @@ def write_reach(layout: Layout, params: Params) -> None:
     write_csv(fewshot, layout.results_dir / "reach_fewshot.csv")
     if len(fewshot):
         reach.plot_fewshot(fewshot, layout.plots_dir / "reach_fewshot.png")
+    crossday = layout.root / "metrics" / "reach" / "crossday"  # the reach_crossday stage's
+    if (crossday / "sessions.csv").is_file():
+        write_csv(read_csv(crossday / "sessions.csv"), layout.results_dir / "reach_crossday.csv")
+        stab = read_csv(crossday / "stability.csv")
+        write_csv(stab, layout.results_dir / "reach_stability.csv")
+        for monkey in sorted({BY_NAME[n].monkey for n in names}):
+            reach.plot_stability(stab, monkey, layout.plots_dir / "stability" / f"{monkey}.png")
 
 
 def write_neurometric(layout: Layout, params: Params) -> dict:
