@@ -74,7 +74,7 @@ class NpySessions(Sequence):
         return self.n
 
     def __getitem__(self, i):  # type: ignore[no-untyped-def,override]
-        from npdecode.models.poyo_fit import SessionWindows
+        from npdecode.decode.poyo import SessionWindows
         from npdecode.models.poyo_tokens import SpikeTable
 
         if not 0 <= i < self.n:
@@ -111,8 +111,8 @@ def single(args: argparse.Namespace) -> dict:
     chunks = [order[i : i + batch] for i in range(0, len(order), batch)]
     ce = torch.nn.functional.cross_entropy
     if args.child == "poyo":
+        from npdecode.decode.poyo import build_poyo, session_batch
         from npdecode.models.poyo import POYOParams
-        from npdecode.models.poyo_fit import build_poyo, session_batch
 
         model = build_poyo(POYOParams(), [d], "class", N_CLASSES)
 
@@ -148,8 +148,8 @@ def multi(args: argparse.Namespace) -> dict:
     """POYO on sessions 1..n for one epoch (`fit_poyo`); eager: all sessions loaded first."""
     import torch
 
+    from npdecode.decode.poyo import POYOFit, build_poyo, fit_poyo
     from npdecode.models.poyo import POYOParams
-    from npdecode.models.poyo_fit import POYOFit, build_poyo, fit_poyo
 
     torch.set_num_threads(args.threads)
     n = int(args.child.split(":")[1])

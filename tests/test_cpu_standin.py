@@ -4,7 +4,7 @@ Mixed precision (autocast in bf16, fp16 with its gradient scaler) runs on the CP
 `FitOptions.cpu_autocast` asks for it; a k's draws trained as one vmapped batch
 (`fewshot.batch_draws: on`) run through the few-shot loop; the read-ahead thread of the
 shared decoder's batches is in tests/stages/test_multisession.py (`prefetch=True`), POYO's
-mixed precision in tests/models/test_poyo_fit.py, every model through bench/gpu_check.py at
+mixed precision in tests/test_poyo_fit.py, every model through bench/gpu_check.py at
 CPU smoke size in tests/test_bench.py. None of these is marked gpu: only the device itself
 is left untested on a CPU.
 """

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from npdecode.models.poyo import EMBEDDINGS, POYODecoder
-from npdecode.models.poyo_fit import (
+from npdecode.decode.poyo import (
     POYOFit,
     SessionWindows,
     adapt_poyo,
@@ -20,8 +19,9 @@ from npdecode.models.poyo_fit import (
     predict_poyo,
     train_poyo,
 )
+from npdecode.models.poyo import EMBEDDINGS, POYODecoder
 
-from .test_poyo import TINY
+from .models.test_poyo import TINY
 
 QUIET = TINY.__class__(
     **{**TINY.__dict__, "ffn_dropout": 0.0, "lin_dropout": 0.0, "atn_dropout": 0.0}

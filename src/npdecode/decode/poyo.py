@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from npdecode.decode.training import optimiser_step
 from npdecode.errors import TrainingError
 from npdecode.models.poyo import POYODecoder, POYOParams, Readout, TokenBatch
 from npdecode.models.poyo_tokens import SpikeTable, check_windows, tokenize
@@ -181,14 +182,7 @@ def fit_poyo(
                     f"POYO's loss became {loss.item()} in epoch {epoch + 1} on session "
                     f"{d.session}: lower the learning rate (now {fit.lr})"
                 )
-            opt.zero_grad()
-            if scaler is not None:  # fp16: scale the loss so small gradients do not vanish
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            optimiser_step(loss, opt, scaler, None)  # fp16: the scaler keeps gradients alive
             total, n = total + loss.item() * len(idx), n + len(idx)
         losses.append(total / max(n, 1))
         log.info("POYO epoch %d: loss %.4f", epoch + 1, losses[-1])
