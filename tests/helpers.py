@@ -199,3 +199,23 @@ def write_split_folder(
     )
     write_split(out_dir, data, extra)
     return data
+
+
+# A split stage that writes its first file, marks it and hangs: the process a test then
+# kills (SIGKILL, SIGINT) mid-write, to check what a killed run leaves behind.
+BLOCKING_SPLIT = """
+import os, runpy, sys, time
+import npdecode.formats.split as split_format
+
+real = split_format.save_npz
+
+def save_then_wait(path, **arrays):
+    real(path, **arrays)
+    with open(os.environ["NPDECODE_TEST_MARK"], "w") as mark:
+        mark.write(str(path))
+    time.sleep(600)
+
+split_format.save_npz = save_then_wait
+sys.argv = ["split", "1"]
+runpy.run_module("npdecode.stages.split", run_name="__main__")
+"""

@@ -36,7 +36,7 @@ from npdecode.nwb.write import write_session_nwb
 from npdecode.params import SyntheticParams, load_params
 from npdecode.sources.synthetic import as_record, make_session
 
-from .helpers import command_env, make_project, sh
+from .helpers import BLOCKING_SPLIT, command_env, make_project, sh
 
 SMALL = SyntheticParams(n_units=12, n_images=4, n_repeats=6, n_blocks=2, seed=0)
 
@@ -304,23 +304,6 @@ def test_each_value_yaml_reads_two_ways_is_refused_naming_the_key(
 
 
 # --- Ctrl-C --------------------------------------------------------------------------------
-
-BLOCKING_SPLIT = """
-import os, runpy, sys, time
-import npdecode.formats.split as split_format
-
-real = split_format.save_npz
-
-def save_then_wait(path, **arrays):
-    real(path, **arrays)
-    with open(os.environ["NPDECODE_TEST_MARK"], "w") as mark:
-        mark.write(str(path))
-    time.sleep(600)
-
-split_format.save_npz = save_then_wait
-sys.argv = ["split", "1"]
-runpy.run_module("npdecode.stages.split", run_name="__main__")
-"""
 
 
 def test_ctrl_c_prints_one_line_and_leaves_nothing_behind(project: Path, tmp_path: Path) -> None:

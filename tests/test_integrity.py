@@ -15,7 +15,7 @@ import pytest
 
 from npdecode.formats.files import TMP_DIR
 
-from .helpers import command_env, sh
+from .helpers import BLOCKING_SPLIT, command_env, sh
 
 
 def _flip_in_place(path: Path, offset: int) -> None:
@@ -66,24 +66,6 @@ def test_each_kind_of_damaged_input_stops_the_stage_reading_it(
     proc = sh(["dvc", "repro", "--force", "--single-item", stage], project, check=False)
     assert proc.returncode != 0
     assert f"{rel} is damaged" in proc.stderr and "dvc checkout --force" in proc.stderr
-
-
-BLOCKING_SPLIT = """
-import os, runpy, sys, time
-import npdecode.formats.split as split_format
-
-real = split_format.save_npz
-
-def save_then_hang(path, **arrays):
-    real(path, **arrays)
-    with open(os.environ["NPDECODE_TEST_MARK"], "w") as mark:
-        mark.write(str(path))
-    time.sleep(600)
-
-split_format.save_npz = save_then_hang
-sys.argv = ["split", "1"]
-runpy.run_module("npdecode.stages.split", run_name="__main__")
-"""
 
 
 def _temporaries(project: Path) -> list[Path]:
