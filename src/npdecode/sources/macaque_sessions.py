@@ -91,6 +91,25 @@ def session(name: str) -> MacaqueSession:
         ) from None
 
 
+# Sessions of the record's monkeys published elsewhere: the Neural Latents Benchmark's
+# MC_RTT (DANDI 000129, `npdecode.nwb.nlb`), Indy on 2017-02-02 (M1 array only), and the
+# file that holds it. Read with `reach.source: local` only (no twin, no Zenodo file).
+NLB_SESSIONS = {
+    "indy_20170202_02": MacaqueSession("indy_20170202_02", "indy", dt.date(2017, 2, 2), 96)
+}
+NLB_FILES = {"indy_20170202_02": "sub-Indy_desc-train_behavior+ecephys.nwb"}
+
+
+def any_session(name: str) -> MacaqueSession:
+    """A record session or an NLB one (`NLB_SESSIONS`); ValueError naming both otherwise."""
+    if name in NLB_SESSIONS:
+        return NLB_SESSIONS[name]
+    try:
+        return session(name)
+    except ValueError as err:
+        raise ValueError(f"{err}, or the NLB MC_RTT session {', '.join(NLB_SESSIONS)}") from None
+
+
 def days_apart(a: MacaqueSession, b: MacaqueSession) -> int:
     """Calendar days between two sessions (0 for two sessions on one day)."""
     return abs((a.date - b.date).days)
