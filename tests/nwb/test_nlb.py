@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from npdecode.decode.crossday import group_by_subject
 from npdecode.errors import DataError
 from npdecode.formats.files import read_json
 from npdecode.mat.read import read_mat
@@ -19,7 +20,7 @@ from npdecode.nwb.nlb import read_nlb, write_nlb
 from npdecode.params import Params, ReachParams
 from npdecode.paths import Layout
 from npdecode.reaching.prepare import prepare
-from npdecode.sources.macaque_sessions import NLB_FILES
+from npdecode.sources.macaque_sessions import NLB_FILES, record_session, session
 from npdecode.sources.macaque_twin import TwinSettings, generate
 from npdecode.stages import fetch, reference, split
 
@@ -155,3 +156,15 @@ def test_other_bad_inputs(files: dict[str, Path], tmp_path: Path) -> None:
     junk.write_bytes(files["nwb"].read_bytes()[:5000])
     with pytest.raises(DataError, match=f"session {NAME}: {junk}: truncated or not an NWB"):
         read_nlb(junk, NAME)
+
+
+def test_the_nlb_session_is_known_to_every_stage_but_not_the_record() -> None:
+    s = session(NAME)
+    assert (s.monkey, s.date.isoformat(), s.channels) == ("indy", "2017-02-02", 96)
+    # the cross-day and report stages look sessions up by name: MC_RTT is Indy's last day
+    assert group_by_subject([NAME, TWIN, "loco_20170210_03"]) == {
+        "indy": [TWIN, NAME],
+        "loco": ["loco_20170210_03"],
+    }
+    with pytest.raises(ValueError, match="NLB MC_RTT's, not one of the Zenodo record's 47"):
+        record_session(NAME)

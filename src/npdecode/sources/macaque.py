@@ -23,7 +23,13 @@ import requests
 
 from npdecode.errors import DataError
 from npdecode.sources import download
-from npdecode.sources.macaque_sessions import FILE_URL, KNOWN_MD5, RECORD, RECORD_API, session
+from npdecode.sources.macaque_sessions import (
+    FILE_URL,
+    KNOWN_MD5,
+    RECORD,
+    RECORD_API,
+    record_session,
+)
 
 MAX_DEPTH = 6
 MAX_FOLDERS = 10_000
@@ -81,7 +87,7 @@ def download_session(
     An existing `dest` with the right md5 is kept. `file_url` / `api_url` are format
     strings with `{record}` and `{name}` (tests point them at a local server).
     """
-    session(name)  # ValueError for a name the record does not have
+    record_session(name)  # ValueError for a name the record does not have
     expected = md5 or KNOWN_MD5.get(name) or _listed_md5(name, api_url.format(record=record))
     if dest.exists() and md5sum(dest) == expected:
         return dest

@@ -77,20 +77,7 @@ def _session(monkey: str, stem: str) -> MacaqueSession:
 SESSIONS: tuple[MacaqueSession, ...] = tuple(
     [_session("indy", s) for s in _INDY] + [_session("loco", s) for s in _LOCO]
 )
-BY_NAME = {s.name: s for s in SESSIONS}
-
-
-def session(name: str) -> MacaqueSession:
-    """The session called `name`; ValueError naming the valid form otherwise."""
-    try:
-        return BY_NAME[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown macaque session {name!r}: expected one of the record's 47 names, "
-            f"e.g. {SESSIONS[0].name!r} (see npdecode.sources.macaque_sessions.SESSIONS)"
-        ) from None
-
-
+RECORD_BY_NAME = {s.name: s for s in SESSIONS}
 # Sessions of the record's monkeys published elsewhere: the Neural Latents Benchmark's
 # MC_RTT (DANDI 000129, `npdecode.nwb.nlb`), Indy on 2017-02-02 (M1 array only), and the
 # file that holds it. Read with `reach.source: local` only (no twin, no Zenodo file).
@@ -98,16 +85,28 @@ NLB_SESSIONS = {
     "indy_20170202_02": MacaqueSession("indy_20170202_02", "indy", dt.date(2017, 2, 2), 96)
 }
 NLB_FILES = {"indy_20170202_02": "sub-Indy_desc-train_behavior+ecephys.nwb"}
+BY_NAME = {**RECORD_BY_NAME, **NLB_SESSIONS}  # every session a stage may be given
 
 
-def any_session(name: str) -> MacaqueSession:
-    """A record session or an NLB one (`NLB_SESSIONS`); ValueError naming both otherwise."""
-    if name in NLB_SESSIONS:
-        return NLB_SESSIONS[name]
+def session(name: str) -> MacaqueSession:
+    """The session called `name` (the record's or NLB's); ValueError naming the valid form
+    otherwise."""
     try:
-        return session(name)
-    except ValueError as err:
-        raise ValueError(f"{err}, or the NLB MC_RTT session {', '.join(NLB_SESSIONS)}") from None
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown macaque session {name!r}: expected one of the record's 47 names, "
+            f"e.g. {SESSIONS[0].name!r} (see npdecode.sources.macaque_sessions.SESSIONS), "
+            f"or NLB MC_RTT's {', '.join(NLB_SESSIONS)}"
+        ) from None
+
+
+def record_session(name: str) -> MacaqueSession:
+    """One of the Zenodo record's 47 sessions; ValueError otherwise (NLB's included)."""
+    found = session(name)
+    if name not in RECORD_BY_NAME:
+        raise ValueError(f"session {name} is NLB MC_RTT's, not one of the Zenodo record's 47")
+    return found
 
 
 def days_apart(a: MacaqueSession, b: MacaqueSession) -> int:

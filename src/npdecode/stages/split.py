@@ -24,7 +24,7 @@ from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 from npdecode.preprocess import make_split
 from npdecode.reaching.session import read_reaching, split_arrays
-from npdecode.sources.macaque_sessions import any_session
+from npdecode.sources.macaque_sessions import session
 
 PARAMS = ("data", "split", "bin.timesteps_per_frame")
 REACH_PARAMS = (
@@ -86,7 +86,7 @@ def split_reaching(params: Params, name: str, layout: Layout) -> None:
     reach = params.reach
     r = read_reaching(layout, name, reach.units)
     arrays, rows, units, report = split_arrays(r, name, reach)
-    s = any_session(name)
+    s = session(name)
     meta = {
         "session_id": name,
         "dataset": "macaque",
