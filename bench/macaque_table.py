@@ -2,6 +2,7 @@
 through the pipeline's own stage functions, with each stage's CPU time.
 
     OMP_NUM_THREADS=1 nice python bench/macaque_table.py --sessions indy_20160622_01 loco_20170210_03 [--minutes 10 --models lstm --fewshot]
+    ... --set reach.history=12 train.lstm.input_dropout=0.2   # params.yaml with these keys changed
 
 For each session, in a temporary project root, the stages' `main`s run in this process
 with the committed params but `reach_sessions = [session]`, `reach.twin_minutes =
@@ -22,8 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from npdecode.formats.files import read_json
-from npdecode.params import load_params
+from npdecode.params import Params, params_from_dict
 from npdecode.paths import Layout
 from npdecode.report import reach as reach_report
 from npdecode.stages import fetch, fewshot, reference, split, train
@@ -32,8 +35,24 @@ from npdecode.threads import configure_threads
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def one(name: str, root: Path, minutes: float, models: tuple[str, ...], shots: bool) -> dict:
-    base = load_params(PROJECT / "params.yaml")
+def committed_params(overrides: list[str]) -> Params:
+    """params.yaml with each `dotted.key=value` (a YAML value) of `overrides` set."""
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    for item in overrides:
+        key, _, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = raw
+        for k in parents:
+            node = node[k]
+        if leaf not in node:
+            raise SystemExit(f"--set {item}: params.yaml has no key {key}")
+        node[leaf] = yaml.safe_load(value)
+    return params_from_dict(raw, source="params.yaml with --set")
+
+
+def one(
+    name: str, root: Path, minutes: float, models: tuple[str, ...], shots: bool, base: Params
+) -> dict:
     params = dataclasses.replace(
         base,
         reach_sessions=(name,),
@@ -75,8 +94,13 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--models", nargs="+", default=["lstm"], choices=["lstm", "transformer"])
     ap.add_argument("--fewshot", action="store_true", help="also run the few-shot stage")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="change params.yaml keys for this run (e.g. reach.history=12)")  # fmt: skip
     a = ap.parse_args()
     configure_threads(1)
+    base = committed_params(a.set)
+    if a.set:
+        print("params.yaml with " + ", ".join(a.set))
     decoders = ["wiener", "kalman", *a.models, "ideal"]
     print("| session | monkey | units | " + " | ".join(f"{d} R² [95 %]" for d in decoders)
           + " | " + " | ".join(f"{m} − Wiener (paired)" for m in a.models)
@@ -84,7 +108,7 @@ def main() -> None:
     print("|---" * (4 + len(decoders) + len(a.models)) + "|")
     for name in a.sessions:
         with tempfile.TemporaryDirectory() as tmp:
-            o = one(name, Path(tmp), a.minutes, tuple(a.models), a.fewshot)
+            o = one(name, Path(tmp), a.minutes, tuple(a.models), a.fewshot, base)
         cells = [
             f"{o['r2'][d][0]:.3f} [{o['r2'][d][1]:.3f}, {o['r2'][d][2]:.3f}]"
             if d in o["r2"]

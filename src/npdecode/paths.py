@@ -124,6 +124,10 @@ class Layout:
     def reach_mat(self, name: str) -> Path:
         return self.reach_raw_dir(name) / f"{name}.mat"
 
+    def reach_nwb(self, name: str) -> Path:
+        """An NLB session's NWB (npdecode/nwb/nlb.py), placed instead of a `.mat`."""
+        return self.reach_raw_dir(name) / f"{name}.nwb"
+
     def reach_truth(self, name: str) -> Path:
         """The twin's truth (formats/macaque_truth.py); absent for real sessions."""
         return self.reach_raw_dir(name) / f"{name}.truth.npz"

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npdecode.binning import bin_edges
-from npdecode.reaching.bins import bin_counts, bin_targets, history, samples_per_bin
+from npdecode.reaching.bins import (
+    bin_counts,
+    bin_targets,
+    history,
+    overlapping,
+    samples_per_bin,
+)
 
 
 def _naive(trains: list[np.ndarray], edges: np.ndarray) -> np.ndarray:
@@ -74,3 +80,13 @@ def test_history_windows() -> None:
     assert w.shape == (4, 3, 2)
     np.testing.assert_array_equal(w[3], x[1:4])
     np.testing.assert_array_equal(w[0], [[0, 0], [0, 0], [0, 1]])
+
+
+def test_bins_overlapping_gaps_widened_by_one_sample() -> None:
+    # bins of 40 ms from t0 = 10 s; a gap [10.1, 10.2) touches bins 2..4 and, widened by
+    # 4 ms each side, bins 2 ([10.08, 10.12)) and 5 ([10.2, 10.24)) too
+    got = overlapping(np.array([[10.1, 10.2]]), 10.0, 8, 0.04)
+    assert np.flatnonzero(got).tolist() == [2, 3, 4, 5]
+    # a gap before the first bin or after the last touches nothing; none given: none
+    assert not overlapping(np.array([[0.0, 9.9], [11.0, 12.0]]), 10.0, 8, 0.04).any()
+    assert not overlapping(np.zeros((0, 2)), 10.0, 8, 0.04).any()

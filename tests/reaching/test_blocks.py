@@ -52,3 +52,16 @@ def test_still_periods_only_when_longer_than_the_limit() -> None:
 def test_bad_roles() -> None:
     with pytest.raises(ValueError, match="block roles"):
         block_labels(10, ("train", "dev"))
+
+
+def test_unobserved_bins_are_excluded_and_counted() -> None:
+    speed = np.full(40, 50.0)
+    gap = np.zeros(40, dtype=bool)
+    gap[10:13] = True  # bins 10-12 were not recorded
+    rows, report = split(speed, 0.1, 3, roles=("train", "val"), unobserved=gap)
+    # windows ending at 10..14 read a gap bin; 0, 1 are incomplete; 20, 21 cross the edge
+    assert rows["train"].tolist() == [2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 18, 19]
+    assert rows["val"].tolist() == list(range(22, 40))
+    assert report["unobserved_bins_excluded"] == 3
+    assert report["windows_dropped_at_edges"] == 2 + 2 + 2  # 0, 1; 13, 14; 20, 21
+    assert "unobserved_bins_excluded" not in split(speed, 0.1, 3, roles=("train", "val"))[1]

@@ -14,7 +14,7 @@ allocated, so a damaged header cannot ask for gigabytes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +45,9 @@ class Reaching:
             threshold crossings per channel (see `read_mat`).
         unit_channel: (U,) index into `chan_names` of each train.
         unit_row: (U,) row of `spikes` a sorted unit came from (1..); 0 for crossings.
+        unobserved: (G, 2) [start, stop) s not recorded (empty for a `.mat`: one
+            continuous recording; the NLB NWB's gaps, `npdecode.nwb.nlb`), whose bins
+            `npdecode.reaching.prepare` excludes.
     """
 
     t: np.ndarray
@@ -54,6 +57,7 @@ class Reaching:
     spike_times: list[np.ndarray]
     unit_channel: np.ndarray
     unit_row: np.ndarray
+    unobserved: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
 class _Bad(Exception):

@@ -65,3 +65,15 @@ def history(x: np.ndarray, h: int) -> np.ndarray:
     # (B, h, U) view on the padded array: window k = pad[k : k + h]
     win = np.lib.stride_tricks.sliding_window_view(pad, h, axis=0)  # (B, U, h)
     return np.ascontiguousarray(win.transpose(0, 2, 1))  # (B, U, h) -> (B, h, U)
+
+
+def overlapping(intervals: np.ndarray, t0: float, n: int, width_s: float) -> np.ndarray:
+    """(n,) True for the bins `[t0 + k w, t0 + (k + 1) w)` that overlap one of the (G, 2)
+    `[start, stop)` intervals widened by one 4 ms sample each side (the velocity of a
+    sample next to a gap is a difference across it)."""
+    out = np.zeros(n, dtype=bool)
+    for a, b in np.asarray(intervals, dtype=np.float64).reshape(-1, 2):
+        lo = int(np.floor((a - SAMPLE_S - t0) / width_s))
+        hi = int(np.ceil((b + SAMPLE_S - t0) / width_s))
+        out[max(lo, 0) : max(min(hi, n), 0)] = True
+    return out

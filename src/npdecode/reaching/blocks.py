@@ -74,6 +74,7 @@ def split(
     roles: Sequence[str] = DEFAULT_ROLES,
     still_speed: float = 10.0,
     still_min_s: float = 10.0,
+    unobserved: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Row indices (windows ending at those bins) of each split, and a report.
 
@@ -91,7 +92,8 @@ def split(
     """
     role, block = block_labels(speed.size, roles)
     still = still_mask(speed, width_s, still_speed, still_min_s)
-    label = np.where(still, EXCLUDED, role)
+    gap = np.zeros(speed.size, dtype=bool) if unobserved is None else np.asarray(unobserved)
+    label = np.where(still | gap, EXCLUDED, role)
     ok = valid_rows(label, block, h)
     rows = {r: np.flatnonzero(ok & (label == i)) for i, r in enumerate(ROLES)}
     n_runs = int(np.count_nonzero(np.diff(np.concatenate([[0], still.astype(np.int8)])) == 1))
@@ -103,7 +105,9 @@ def split(
         "still_periods": n_runs,
         "still_bins_excluded": int(still.sum()),
         "still_seconds_excluded": float(still.sum() * width_s),
-        "windows_dropped_at_edges": int(np.count_nonzero(~ok & ~still)),
+        "windows_dropped_at_edges": int(np.count_nonzero(~ok & ~still & ~gap)),
         "rows": {r: int(v.size) for r, v in rows.items()},
     }
+    if unobserved is not None:
+        report["unobserved_bins_excluded"] = int(np.count_nonzero(gap & ~still))
     return rows, report

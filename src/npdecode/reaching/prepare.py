@@ -1,8 +1,9 @@
 """One reaching session from its `.mat` contents to decoder-ready arrays (pure; no I/O).
 
 Counts (`bins.bin_counts`), per-bin kinematics (`bins.bin_targets` of `np.gradient`
-velocity and acceleration), and the contiguous block split (`blocks.split`). The caller
-reads the file (`npdecode.mat.read.read_mat`) and writes what it needs.
+velocity and acceleration), and the contiguous block split (`blocks.split`; bins in the
+recording's unobserved gaps excluded). The caller reads the file
+(`npdecode.mat.read.read_mat`, or `npdecode.nwb.nlb.read_nlb`) and writes what it needs.
 """
 
 from __future__ import annotations
@@ -53,5 +54,8 @@ def prepare(
     vel, acc = kinematics(r.t, r.cursor_pos)
     pos_b, vel_b, acc_b = (bins.bin_targets(a, width_s) for a in (r.cursor_pos, vel, acc))
     speed = np.linalg.norm(vel_b, axis=1)
-    rows, report = blocks.split(speed, width_s, history, roles, still_speed, still_min_s)
+    gaps = None  # a .mat is one continuous recording; an NLB file may have gaps
+    if r.unobserved.size:
+        gaps = bins.overlapping(r.unobserved, float(r.t[0]), counts.shape[0], width_s)
+    rows, report = blocks.split(speed, width_s, history, roles, still_speed, still_min_s, gaps)
     return Prepared(counts, pos_b, vel_b, acc_b, rows, report, width_s, history)

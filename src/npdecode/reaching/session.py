@@ -1,7 +1,8 @@
 """One reaching session through the pipeline's data steps: fetch, then bin/clean/split.
 
 `fetch_reach` places `<name>.mat` (the twin, a Zenodo download or a local file) under
-`data/raw/reach/<name>/`, read back by our reader before anything downstream runs.
+`data/raw/reach/<name>/`, or `<name>.nwb` for the NLB MC_RTT session (a local file);
+`read_reaching` reads whichever is there with its reader, before anything downstream runs.
 `split_arrays` turns the file's contents into the reaching split folder's arrays
 (`npdecode.formats.reach_split`): counts and kinematics per bin, the contiguous block
 split with still periods removed, and the clean report of what was dropped.
@@ -18,13 +19,14 @@ import pandas as pd
 
 from npdecode.errors import DataError
 from npdecode.formats.files import atomic_path
-from npdecode.mat.read import Reaching
+from npdecode.mat.read import Reaching, Units, read_mat
+from npdecode.nwb.nlb import read_nlb
 from npdecode.params import FetchParams, ReachParams
 from npdecode.paths import Layout
 from npdecode.reaching.prepare import prepare
 from npdecode.sources import download
-from npdecode.sources.macaque import download_session, find_mat
-from npdecode.sources.macaque_sessions import session
+from npdecode.sources.macaque import download_session, find_file, find_mat
+from npdecode.sources.macaque_sessions import NLB_FILES, NLB_SESSIONS, session
 from npdecode.sources.macaque_twin import TwinSettings, write_twin
 
 
@@ -37,10 +39,14 @@ def record_session(name: str) -> None:
 
 
 def fetch_reach(reach: ReachParams, fetch: FetchParams, name: str, layout: Layout) -> Path:
-    """Place session `name`'s `.mat` (and a twin's truth) under `layout.reach_raw_dir`."""
+    """Place session `name`'s `.mat` (and a twin's truth) under `layout.reach_raw_dir`, or
+    an NLB session's NWB; return the placed file."""
+    if name in NLB_SESSIONS:
+        return _fetch_nlb(reach, name, layout)
     record_session(name)
     mat = layout.reach_mat(name)
     mat.parent.mkdir(parents=True, exist_ok=True)
+    layout.reach_nwb(name).unlink(missing_ok=True)
     for stale in (mat, layout.reach_truth(name)):  # a source switch leaves nothing behind
         if reach.source != "zenodo" or stale != mat:
             stale.unlink(missing_ok=True)
@@ -57,6 +63,33 @@ def fetch_reach(reach: ReachParams, fetch: FetchParams, name: str, layout: Layou
         with atomic_path(mat) as tmp:
             shutil.copyfile(found, tmp)
     return mat
+
+
+def _fetch_nlb(reach: ReachParams, name: str, layout: Layout) -> Path:
+    """Copy NLB session `name`'s NWB (`NLB_FILES`) from below `reach.path`."""
+    if reach.source != "local":
+        raise DataError(
+            f"session {name} is NLB MC_RTT's (DANDI 000129), not the Zenodo record's: it has "
+            f"no twin and no Zenodo file; set reach.source: local and reach.path to the "
+            f"folder holding {NLB_FILES[name]} (docs/macaque.md)"
+        )
+    folder = Path(reach.path or "")
+    found = find_file(folder if folder.is_absolute() else layout.root / folder,
+                      NLB_FILES[name], name)  # fmt: skip
+    nwb = layout.reach_nwb(name)
+    for stale in (layout.reach_mat(name), layout.reach_truth(name)):
+        stale.unlink(missing_ok=True)
+    with atomic_path(nwb) as tmp:
+        shutil.copyfile(found, tmp)
+    return nwb
+
+
+def read_reaching(layout: Layout, name: str, units: Units = "sorted") -> Reaching:
+    """Session `name` as fetched: its `.mat` (`read_mat`) or NLB NWB (`read_nlb`)."""
+    nwb = layout.reach_nwb(name)
+    if nwb.exists():
+        return read_nlb(nwb, name, units)
+    return read_mat(layout.reach_mat(name), name, units)
 
 
 def unit_table(r: Reaching) -> pd.DataFrame:

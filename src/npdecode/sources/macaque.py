@@ -7,7 +7,7 @@ Download (`download_session`): the record's md5 of the file comes from
 the complete file's md5 is checked before it is moved onto `<dest>` in one rename, so a
 failed or corrupt download never leaves a file where a session is expected.
 
-Local (`find_mat`): `<name>.mat` under a folder, by a breadth-first walk bounded in depth
+Local (`find_mat`, `find_file`): `<name>.mat` (or an NLB session's NWB) under a folder, by a breadth-first walk bounded in depth
 and in folders visited, following no symlinked folder (a link cycle cannot loop it).
 """
 
@@ -23,7 +23,13 @@ import requests
 
 from npdecode.errors import DataError
 from npdecode.sources import download
-from npdecode.sources.macaque_sessions import FILE_URL, KNOWN_MD5, RECORD, RECORD_API, session
+from npdecode.sources.macaque_sessions import (
+    FILE_URL,
+    KNOWN_MD5,
+    RECORD,
+    RECORD_API,
+    record_session,
+)
 
 MAX_DEPTH = 6
 MAX_FOLDERS = 10_000
@@ -81,7 +87,7 @@ def download_session(
     An existing `dest` with the right md5 is kept. `file_url` / `api_url` are format
     strings with `{record}` and `{name}` (tests point them at a local server).
     """
-    session(name)  # ValueError for a name the record does not have
+    record_session(name)  # ValueError for a name the record does not have
     expected = md5 or KNOWN_MD5.get(name) or _listed_md5(name, api_url.format(record=record))
     if dest.exists() and md5sum(dest) == expected:
         return dest
@@ -112,7 +118,11 @@ def find_mat(root: Path, name: str, max_depth: int = MAX_DEPTH) -> Path:
     Raises:
         DataError: none found, several found, or the walk exceeded MAX_FOLDERS folders.
     """
-    target = f"{name}.mat"
+    return find_file(root, f"{name}.mat", name, max_depth)
+
+
+def find_file(root: Path, target: str, name: str, max_depth: int = MAX_DEPTH) -> Path:
+    """The one file called `target` under `root`, for session `name` (as `find_mat`)."""
     found: list[Path] = []
     queue: deque[tuple[Path, int]] = deque([(Path(root), 0)])
     seen = 0

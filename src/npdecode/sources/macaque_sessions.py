@@ -77,18 +77,36 @@ def _session(monkey: str, stem: str) -> MacaqueSession:
 SESSIONS: tuple[MacaqueSession, ...] = tuple(
     [_session("indy", s) for s in _INDY] + [_session("loco", s) for s in _LOCO]
 )
-BY_NAME = {s.name: s for s in SESSIONS}
+RECORD_BY_NAME = {s.name: s for s in SESSIONS}
+# Sessions of the record's monkeys published elsewhere: the Neural Latents Benchmark's
+# MC_RTT (DANDI 000129, `npdecode.nwb.nlb`), Indy on 2017-02-02 (M1 array only), and the
+# file that holds it. Read with `reach.source: local` only (no twin, no Zenodo file).
+NLB_SESSIONS = {
+    "indy_20170202_02": MacaqueSession("indy_20170202_02", "indy", dt.date(2017, 2, 2), 96)
+}
+NLB_FILES = {"indy_20170202_02": "sub-Indy_desc-train_behavior+ecephys.nwb"}
+BY_NAME = {**RECORD_BY_NAME, **NLB_SESSIONS}  # every session a stage may be given
 
 
 def session(name: str) -> MacaqueSession:
-    """The session called `name`; ValueError naming the valid form otherwise."""
+    """The session called `name` (the record's or NLB's); ValueError naming the valid form
+    otherwise."""
     try:
         return BY_NAME[name]
     except KeyError:
         raise ValueError(
             f"unknown macaque session {name!r}: expected one of the record's 47 names, "
-            f"e.g. {SESSIONS[0].name!r} (see npdecode.sources.macaque_sessions.SESSIONS)"
+            f"e.g. {SESSIONS[0].name!r} (see npdecode.sources.macaque_sessions.SESSIONS), "
+            f"or NLB MC_RTT's {', '.join(NLB_SESSIONS)}"
         ) from None
+
+
+def record_session(name: str) -> MacaqueSession:
+    """One of the Zenodo record's 47 sessions; ValueError otherwise (NLB's included)."""
+    found = session(name)
+    if name not in RECORD_BY_NAME:
+        raise ValueError(f"session {name} is NLB MC_RTT's, not one of the Zenodo record's 47")
+    return found
 
 
 def days_apart(a: MacaqueSession, b: MacaqueSession) -> int:

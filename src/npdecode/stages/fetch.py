@@ -12,7 +12,8 @@ Real sessions get `sessions/probes/channels/units.csv` (Allen's columns) and `fe
 
 A session of params `reach_sessions` (the macaque reaching data set, dvc.yaml's
 `reach_fetch`) comes from `reach.source` instead: its twin, the Zenodo record or a local
-`.mat`, placed under data/raw/reach/<name>/ and read back by our reader (docs/macaque.md).
+`.mat` (or the NLB MC_RTT NWB), placed under data/raw/reach/<name>/ and read back by our
+reader (docs/macaque.md).
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ from pathlib import Path
 
 from npdecode.cli import run_stage
 from npdecode.formats.files import write_json
-from npdecode.mat.read import read_mat
 from npdecode.nwb import read as nwb_read
 from npdecode.params import Params, SessionId, integer_id
 from npdecode.paths import Layout
-from npdecode.reaching.session import fetch_reach
+from npdecode.reaching.session import fetch_reach, read_reaching
 from npdecode.sources import allen, synthetic, twin
 from npdecode.sources.local import fetch_local
 
@@ -81,9 +81,9 @@ def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
 
 
 def fetch_reaching(params: Params, name: str, layout: Layout) -> None:
-    """Fetch reaching session `name` and read it back (every check of `read_mat`)."""
+    """Fetch reaching session `name` and read it back (every check of its reader)."""
     mat = fetch_reach(params.reach, params.fetch, name, layout)
-    r = read_mat(mat, name)  # every check of the file (sorted units counted)
+    r = read_reaching(layout, name)  # every check of the file (sorted units counted)
     summary = {
         "session_id": name,
         "source": params.reach.source,

@@ -20,11 +20,10 @@ from npdecode.formats.binned import per_presentation, read_counts, read_meta
 from npdecode.formats.files import read_json, write_json
 from npdecode.formats.reach_split import write_reach_split
 from npdecode.formats.split import write_split
-from npdecode.mat.read import read_mat
 from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 from npdecode.preprocess import make_split
-from npdecode.reaching.session import split_arrays
+from npdecode.reaching.session import read_reaching, split_arrays
 from npdecode.sources.macaque_sessions import session
 
 PARAMS = ("data", "split", "bin.timesteps_per_frame")
@@ -85,7 +84,7 @@ def main(params: Params, session_id: SessionId, root: Path = Path(".")) -> None:
 def split_reaching(params: Params, name: str, layout: Layout) -> None:
     """Bin, clean and split reaching session `name` into data/reach/<name>/."""
     reach = params.reach
-    r = read_mat(layout.reach_mat(name), name, reach.units)
+    r = read_reaching(layout, name, reach.units)
     arrays, rows, units, report = split_arrays(r, name, reach)
     s = session(name)
     meta = {
