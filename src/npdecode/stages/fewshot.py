@@ -25,7 +25,7 @@ import numpy as np
 
 from npdecode.cli import run_stage
 from npdecode.decode.fewshot import Draw, fewshot_curve, session_curve
-from npdecode.decode.session import MODELS, TRAIN_PARAMS
+from npdecode.decode.session import MODELS, SHARED_TRAIN_PARAMS, TRAIN_PARAMS
 from npdecode.formats.files import write_json
 from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
 from npdecode.formats.reach_split import load_reach
@@ -41,6 +41,9 @@ PARAMS = {
     model: ("fewshot", *keys, *(("split.graph",) if model == "stgat" else ()))
     for model, keys in TRAIN_PARAMS.items()
 }
+# POYO (optional) runs in the same stage group as ST-GAT (fewshot_stgat), which declares
+# split.graph for every model it runs
+PARAMS["poyo"] = ("fewshot", *SHARED_TRAIN_PARAMS, "train.poyo", "split.graph")
 REACH_PARAMS = {
     model: ("reach.fewshot", "train.device", "train.seed", "train.batch_size", "train.amp",
             f"train.{model}")
@@ -57,7 +60,15 @@ def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".
         return
     data = load_session(layout.split_dir(session_id), session_id)
     graph = params.split.graph if model == "stgat" else None
-    result, predicted, seeds = session_curve(model, data, params.train, params.fewshot, graph)
+    if model == "poyo":  # optional (the `poyo` extra): spike tokens, the same draws
+        from npdecode.decode import poyo_allen, poyo_fewshot
+
+        windows = poyo_allen.session_windows(layout, data)
+        result, predicted, seeds = poyo_fewshot.session_curve(
+            data, windows, params.train, params.fewshot
+        )
+    else:
+        result, predicted, seeds = session_curve(model, data, params.train, params.fewshot, graph)
     result.update(chance=1.0 / data.n_classes)
     table = fewshot_predictions_table(
         predicted, seeds, data.test.presentation_id, data.test.y, data.frames
@@ -109,7 +120,7 @@ def reach_fewshot(params: Params, model: str, name: str, layout: Layout) -> None
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=MODELS)
+    parser.add_argument("model", choices=(*MODELS, "poyo"))
 
 
 if __name__ == "__main__":

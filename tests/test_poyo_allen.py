@@ -1,0 +1,121 @@
+"""POYO on an Allen split through the train and few-shot stages (optional model `poyo`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch_brain")
+
+from npdecode.decode import poyo_allen  # noqa: E402
+from npdecode.decode.fewshot import draw_seed, session_curve  # noqa: E402
+from npdecode.decode.poyo import predict_poyo  # noqa: E402
+from npdecode.formats.binned import read_meta  # noqa: E402
+from npdecode.formats.files import read_csv, read_json  # noqa: E402
+from npdecode.formats.split import SPLITS, load_session  # noqa: E402
+from npdecode.models.poyo_tokens import SPIKE, tokenize  # noqa: E402
+from npdecode.params import Params, params_from_dict  # noqa: E402
+from npdecode.paths import Layout  # noqa: E402
+from npdecode.stages import clean, split  # noqa: E402
+from npdecode.stages import fewshot as fewshot_stage  # noqa: E402
+from npdecode.stages import train as train_stage  # noqa: E402
+from tests.helpers import SPLIT_SESSION, copy_split_session  # noqa: E402
+
+TINY_POYO = {
+    "dim": 16,
+    "depth": 1,
+    "dim_head": 8,
+    "cross_heads": 1,
+    "self_heads": 2,
+    "latents_per_step": 4,
+    "max_epochs": 3,
+    "patience": 2,
+}
+
+
+def tiny_params(**extra: Any) -> Params:
+    d: dict[str, Any] = {**SPLIT_SESSION, "train": {"poyo": TINY_POYO, "batch_size": 16}}
+    return params_from_dict({**d, **extra})
+
+
+def binned(tokens_unit, tokens_time, tokens_kind, mask, length, n_bins, n_units) -> np.ndarray:
+    """The spike tokens of one window counted in n_bins equal bins: (n_bins, n_units)."""
+    keep = mask & (tokens_kind == SPIKE)
+    bins = np.floor(tokens_time[keep] / length * n_bins).astype(int)
+    out = np.zeros((n_bins, n_units), np.int64)
+    np.add.at(out, (bins, tokens_unit[keep]), 1)
+    return out
+
+
+def test_tokens_carry_every_spike_of_each_presentation_once(split_session: Path, tmp_path: Path):
+    # keep the presentations that overlap invalid_times: their invalid spikes must go too
+    root = copy_split_session(split_session, tmp_path / "p")
+    params = params_from_dict({**SPLIT_SESSION, "clean": {"drop_invalid_presentations": False}})
+    clean.main(params, 1, root)
+    split.main(params, 1, root)
+    data = load_session(Layout(root).split_dir(1), 1)
+    windows = poyo_allen.session_windows(Layout(root), data)
+    for name in SPLITS:
+        w, part = windows[name], getattr(data, name)
+        t = tokenize(w.spikes, w.starts, w.stops)
+        for b in range(len(w.starts)):
+            got = binned(t.unit[b], t.time[b], t.kind[b], t.mask[b], t.length[b],
+                         data.n_bins, data.n_units)  # fmt: skip
+            assert np.array_equal(got, part.X[b]), (name, b)
+    # the check covered presentations whose invalid spikes the bin stage removed
+    table = read_meta(Layout(root).binned_presentations(1)).set_index("presentation_id")
+    ids = np.concatenate([getattr(data, s).presentation_id for s in SPLITS])
+    assert table.loc[ids, "overlaps_invalid"].any()
+
+
+def test_train_stage_writes_poyo_metrics_predictions_and_a_checkpoint_that_predicts(
+    split_session: Path, tmp_path: Path
+):
+    root = copy_split_session(split_session, tmp_path / "p")
+    params = tiny_params()
+    train_stage.main(params, "poyo", 1, root)
+    layout = Layout(root)
+    m = read_json(layout.metrics("poyo", 1))
+    assert m["model"] == "poyo" and 1 <= m["best_epoch"] <= m["epochs"] <= 3
+    assert m["test"]["accuracy_lo"] <= m["test"]["accuracy"] <= m["test"]["accuracy_hi"]
+    assert len(m["val_accuracy"]) == m["epochs"]
+    assert m["best_val_accuracy"] == pytest.approx(max(m["val_accuracy"]), abs=1e-5)
+    data = load_session(layout.split_dir(1), 1)
+    model, ckpt = poyo_allen.load_poyo(layout.model("poyo", 1))
+    assert np.array_equal(ckpt["frames"].numpy(), data.frames)
+    test = poyo_allen.session_windows(layout, data)["test"]
+    logits = predict_poyo(model, test)
+    table = read_csv(layout.predictions("poyo", 1))
+    assert len(table) == len(data.test)
+    predicted = data.frames[np.argmax(logits, axis=1)]
+    assert np.array_equal(table["predicted"].to_numpy(), predicted)
+    assert (layout.live_dir("poyo", 1) / "metrics.json").exists()
+
+
+def test_fewshot_stage_poyo_uses_the_same_draws_as_our_models(split_session: Path, tmp_path: Path):
+    root = copy_split_session(split_session, tmp_path / "p")
+    params = tiny_params(fewshot={"shots": [1, 2], "repeats": 2, "steps": 4})
+    fewshot_stage.main(params, "poyo", 1, root)
+    layout = Layout(root)
+    poyo = read_json(layout.fewshot("poyo", 1))
+    data = load_session(layout.split_dir(1), 1)
+    ours, _, _ = session_curve("logreg", data, params.train, params.fewshot)
+    for k in ("1", "2"):
+        a, b = poyo["shots"][k]["repeats"], ours["shots"][k]["repeats"]
+        assert [r["seed"] for r in a] == [r["seed"] for r in b]
+        assert [r["seed"] for r in a] == [draw_seed(0, int(k), r) for r in range(2)]
+        assert [r["n_train"] for r in a] == [int(k) * data.n_classes] * 2
+    predicted = read_csv(layout.fewshot_predictions("poyo", 1))
+    assert len(predicted) == 2 * 2 * len(data.test)  # every draw's test predictions
+
+
+def test_strict_protocol_only(split_session: Path):
+    from npdecode.decode.poyo_fewshot import session_curve as poyo_curve
+
+    params = tiny_params(fewshot={"protocol": "transductive"})
+    data = load_session(Layout(split_session).split_dir(1), 1)
+    with pytest.raises(ValueError, match="strict protocol only"):
+        poyo_curve(data, {}, params.train, params.fewshot)
