@@ -312,7 +312,7 @@ class STGATSection:
 
 
 # POYO's fit: AdamW with no decay on its embeddings (decode/poyo.py), a constant rate
-POYO_FIT = FitParams(lr=1e-3, weight_decay=1e-4, max_epochs=60, patience=12)
+POYO_FIT = FitParams(lr=1e-3, weight_decay=1e-4, max_epochs=200, patience=12)
 
 
 @dataclass(frozen=True)
