@@ -19,7 +19,7 @@ CMD = re.compile(
     r"(?: \$\{item(?:\.session)?\})?$"
 )
 OPTIONAL = typing.get_args(OptionalModel)
-REACH_MODELS = ("lstm", "transformer")  # what params `reach.models` may list
+REACH_MODELS = ("lstm", "transformer", "poyo")  # what params `reach.models` may list
 
 
 def _stages() -> dict[str, dict]:

@@ -498,7 +498,7 @@ class ReachParams:
     target: Literal["velocity", "position", "acceleration"] = "velocity"
     still_speed: float = _p(10.0, lo=0.0)
     still_min_s: float = _p(10.0, lo=0.0)
-    models: tuple[Literal["lstm", "transformer"], ...] = ("lstm",)
+    models: tuple[Literal["lstm", "transformer", "poyo"], ...] = ("lstm",)
     max_epochs: int = _p(40, lo=1)  # deep models: their train.<model> settings, this cap
     fewshot: ReachFewshotParams = _section(ReachFewshotParams)
 

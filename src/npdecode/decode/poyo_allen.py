@@ -6,7 +6,7 @@ session's NWB file (`data/raw/session_<id>/`) with the windows the bin stage use
 (`data/binned/<id>.presentations.parquet`, stops snapped as binning.py snaps them), and
 with the spikes inside the NWB's invalid_times removed per probe, as the bin stage removes
 them (binning.invalid_spikes). So a presentation's tokens binned into the split's bins
-are its counts in the split (tests/test_poyo_allen.py checks that on a real split).
+are its counts in the split (tests/test_poyo_pipeline.py checks that on a real split).
 
 Training follows our models' protocol: the train split fits, the validation split picks
 the epoch (early stopping with `train.poyo.patience`), the test split is scored once.

@@ -18,6 +18,7 @@ validation data), test R² mean ± interval over draws.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from pathlib import Path
 
@@ -47,7 +48,7 @@ PARAMS["poyo"] = ("fewshot", *SHARED_TRAIN_PARAMS, "train.poyo", "split.graph")
 REACH_PARAMS = {
     model: ("reach.fewshot", "train.device", "train.seed", "train.batch_size", "train.amp",
             f"train.{model}")
-    for model in ("lstm", "transformer")
+    for model in ("lstm", "transformer", "poyo")
 }  # fmt: skip
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,15 @@ def reach_fewshot(params: Params, model: str, name: str, layout: Layout) -> None
     per_min = 60.0 / data.width_s
     shots = tuple(max(1, int(round(m * per_min))) for m in fs.minutes)
 
+    fit_one = functools.partial(decoders.fit_shots, model, data)
+    if model == "poyo":  # optional (the `poyo` extra): spike tokens of each window
+        from npdecode.decode import poyo_reach
+
+        spikes = poyo_reach.read_spikes(layout, data, params.reach.units)
+        fit_one = functools.partial(poyo_reach.fit_shots, data, spikes)
+
     def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
-        return [
-            decoders.fit_shots(model, data, params.train, idx, fs.steps, d.train_seed)
-            for idx, d in group
-        ]
+        return [fit_one(params.train, idx, fs.steps, d.train_seed) for idx, d in group]
 
     curve, _ = fewshot_curve(
         fit_group,

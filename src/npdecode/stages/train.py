@@ -44,7 +44,7 @@ PARAMS = {**TRAIN_PARAMS, "poyo": (*SHARED_TRAIN_PARAMS, "train.poyo")}
 REACH_PARAMS = {
     model: ("reach.max_epochs", "train.device", "train.seed", "train.batch_size", "train.amp",
             f"train.{model}")
-    for model in ("lstm", "transformer")
+    for model in ("lstm", "transformer", "poyo")
 }  # fmt: skip
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,15 @@ def poyo_train(params: Params, data: SessionData, layout: Layout) -> None:
 def reach_train(params: Params, model: str, name: str, layout: Layout) -> None:
     """Train deep `model` on reaching session `name`; score it against the references."""
     data = load_reach(layout.reach_split_dir(name), name)
-    net, info = decoders.fit_deep(model, data, params.train, params.reach.max_epochs)
-    pred = {s: decoders.predict(net, data, s) for s in ("val", "test")}
+    if model == "poyo":  # optional (the `poyo` extra): spike tokens of each window
+        from npdecode.decode import poyo_reach
+
+        spikes = poyo_reach.read_spikes(layout, data, params.reach.units)
+        poyo, info = poyo_reach.train_reach(data, spikes, params.train, params.reach.max_epochs)
+        pred = {s: poyo_reach.predict_split(poyo, data, spikes, s) for s in ("val", "test")}
+    else:
+        net, info = decoders.fit_deep(model, data, params.train, params.reach.max_epochs)
+        pred = {s: decoders.predict(net, data, s) for s in ("val", "test")}
     task = decoders.task_of(data)
     ref = read_csv(layout.reach_predictions("reference", name))
     others = {c[:-2] for c in ref.columns if c.endswith("_x") and c != "true_x"}

@@ -1,4 +1,5 @@
-"""POYO on an Allen split through the train and few-shot stages (optional model `poyo`)."""
+"""POYO through the train and few-shot stages: Allen (optional_models: [poyo]) and macaque
+(reach.models: [poyo]), on tiny twins of both data sets."""
 
 from __future__ import annotations
 
@@ -119,3 +120,72 @@ def test_strict_protocol_only(split_session: Path):
     data = load_session(Layout(split_session).split_dir(1), 1)
     with pytest.raises(ValueError, match="strict protocol only"):
         poyo_curve(data, {}, params.train, params.fewshot)
+
+
+# --- the macaque reaching twin: a velocity per bin ----------------------------------------
+
+REACH = "indy_20160622_01"
+
+
+@pytest.fixture(scope="module")
+def reach_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root with a 1-minute reaching twin fetched, split and its references scored."""
+    from npdecode.stages import fetch, reference
+
+    root = tmp_path_factory.mktemp("reach")
+    params = reach_params()
+    for stage in (fetch, split, reference):
+        stage.main(params, REACH, root)
+    return root
+
+
+def reach_params(**fewshot: Any) -> Params:
+    return params_from_dict(
+        {
+            "reach_sessions": [REACH],
+            "train": {"poyo": TINY_POYO, "batch_size": 64},
+            "reach": {
+                "twin_minutes": 1.0,
+                "max_epochs": 2,
+                "fewshot": {"minutes": [0.1], "repeats": 2, "steps": 3, **fewshot},
+            },
+        }
+    )
+
+
+def test_reach_tokens_carry_every_spike_of_each_window_once(reach_root: Path):
+    from npdecode.decode import poyo_reach
+    from npdecode.formats.reach_split import load_reach
+
+    layout = Layout(reach_root)
+    data = load_reach(layout.reach_split_dir(REACH), REACH)
+    spikes = poyo_reach.read_spikes(layout, data, "sorted")
+    rows = data.rows["test"]
+    w = poyo_reach.windows(data, spikes, rows, data.target_mean, data.target_sd)
+    t = tokenize(w.spikes, w.starts, w.stops)
+    h, offsets = data.history, np.arange(-data.history + 1, 1)
+    for b in range(len(rows)):
+        got = binned(t.unit[b], t.time[b], t.kind[b], t.mask[b], t.length[b], h, data.n_units)
+        assert np.array_equal(got, data.counts[rows[b] + offsets]), b
+    # the targets are every bin's, z-scored: the last bin's is the scored row's
+    last = w.y[:, -1] * data.target_sd + data.target_mean
+    assert np.allclose(last, data.y("test"), atol=1e-4)
+
+
+def test_reach_train_and_fewshot_stages_score_poyo_beside_ours(reach_root: Path, tmp_path: Path):
+    import shutil
+
+    root = Path(shutil.copytree(reach_root, tmp_path / "p"))
+    layout = Layout(root)
+    params = reach_params()
+    train_stage.main(params, "poyo", REACH, root)
+    m = read_json(layout.reach_metrics("poyo", REACH))
+    assert m["test"]["r2_lo"] <= m["test"]["r2"] <= m["test"]["r2_hi"]
+    assert 1 <= m["fit"]["best_epoch"] <= m["fit"]["epochs"] <= 2
+    assert {p["b"] for p in m["paired"]} == {"wiener", "kalman", "ideal"}
+    for model in ("poyo", "lstm"):
+        fewshot_stage.main(params, model, REACH, root)
+    poyo, lstm = (read_json(layout.reach_fewshot(m, REACH)) for m in ("poyo", "lstm"))
+    a, b = poyo["minutes"]["0.1"]["repeats"], lstm["minutes"]["0.1"]["repeats"]
+    assert [r["seed"] for r in a] == [r["seed"] for r in b] and len(a) == 2
+    assert [r["n_train"] for r in a] == [r["n_train"] for r in b]
