@@ -189,3 +189,26 @@ def test_reach_train_and_fewshot_stages_score_poyo_beside_ours(reach_root: Path,
     a, b = poyo["minutes"]["0.1"]["repeats"], lstm["minutes"]["0.1"]["repeats"]
     assert [r["seed"] for r in a] == [r["seed"] for r in b] and len(a) == 2
     assert [r["n_train"] for r in a] == [r["n_train"] for r in b]
+
+
+def test_adapt_command_adapts_poyo_to_a_macaque_session(reach_root: Path, tmp_path: Path):
+    from npdecode.decode import adapt, poyo_reach
+    from npdecode.decode.poyo_adapt import save_reach
+    from npdecode.formats.checkpoint import read_checkpoint
+    from npdecode.formats.reach_split import load_reach
+
+    layout = Layout(reach_root)
+    params = reach_params()
+    data = load_reach(layout.reach_split_dir(REACH), REACH)
+    spikes = poyo_reach.read_spikes(layout, data, "sorted")
+    donor, _ = poyo_reach.train_reach(data, spikes, params.train, 1)
+    donor_ckpt = tmp_path / "donor.pt"
+    save_reach(donor_ckpt, donor, data.target_mean, data.target_sd)
+    out = tmp_path / "adapted.pt"
+    adapt.main([str(donor_ckpt), str(layout.reach_split_dir(REACH)), "--session-id", REACH,
+                "--out", str(out), "--root", str(reach_root), "--params", "/nonexistent"])  # fmt: skip
+    ckpt = read_checkpoint(out)
+    model, _ = poyo_allen.load_poyo(out)
+    assert ckpt["provenance"]["test"]["r2_lo"] <= ckpt["provenance"]["test"]["r2_hi"]
+    pred = poyo_reach.predict_split(model, data, spikes, "test")
+    assert pred.shape == (len(data.rows["test"]), 2) and np.isfinite(pred).all()

@@ -322,6 +322,9 @@ class POYOSection:
 
     fit: FitParams = _flat(POYO_FIT)
     arch: POYOParams = _flat(POYOParams())
+    # adapting to a new session (transfer, the adapt command): after the unit and session
+    # embeddings alone, this many epochs of every weight (0: embeddings only)
+    adapt_full_epochs: int = _p(0, lo=0)
 
     def __post_init__(self) -> None:
         if self.fit.schedule != "constant":
@@ -547,6 +550,9 @@ class Params:
     reach_sessions: tuple[str, ...] = ("indy_20160622_01",)
     # models dvc.yaml trains (train_stgat, fewshot_stgat) only when listed here
     optional_models: tuple[OptionalModel, ...] = ()
+    # shared decoders beside ours that dvc.yaml trains (train_multisession_poyo) only when
+    # listed here: POYO across sessions and its transfer on our folds (docs/poyo.md)
+    optional_shared: tuple[Literal["poyo"], ...] = ()
     fetch: FetchParams = _section(FetchParams)
     bin: BinParams = _section(BinParams)
     clean: CleanParams = _section(CleanParams)

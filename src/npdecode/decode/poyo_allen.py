@@ -174,21 +174,23 @@ def write_curves(live_dir: Path, info: Mapping[str, Any]) -> None:
 # --- checkpoint -----------------------------------------------------------------------
 
 
-def save_poyo(path: Path, model: POYODecoder, data: SessionData) -> None:
+def save_poyo(
+    path: Path, model: POYODecoder, data: SessionData, provenance: dict[str, Any] | None = None
+) -> None:
     """A POYO checkpoint: its spec, its weights as plain tensors and the classes' frames
-    (`npdecode.formats.checkpoint`'s content hash and atomic write; no pickled objects)."""
+    (`npdecode.formats.checkpoint`'s content hash and atomic write; no pickled objects);
+    `provenance`: plain values saying where an adapted model came from."""
     from npdecode.formats.checkpoint import write_state
 
-    write_state(
-        path,
-        {
-            "model": "poyo",
-            "spec": model.spec(),
-            "tensors": {k: v.detach().cpu() for k, v in model.tensors().items()},
-            "frames": torch.from_numpy(np.asarray(data.frames)),
-            "session_id": str(data.session_id),
-        },
-    )
+    state: dict[str, Any] = {
+        "model": "poyo",
+        "spec": model.spec(),
+        "tensors": {k: v.detach().cpu() for k, v in model.tensors().items()},
+        "frames": torch.from_numpy(np.asarray(data.frames)),
+    }
+    if provenance is not None:
+        state["provenance"] = provenance
+    write_state(path, state)
 
 
 def load_poyo(path: str | Path, device: str = "cpu") -> tuple[POYODecoder, dict[str, Any]]:
