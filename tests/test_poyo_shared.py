@@ -23,7 +23,7 @@ from npdecode.paths import Layout  # noqa: E402
 from tests.helpers import SPLIT_SESSION  # noqa: E402
 from tests.test_poyo_pipeline import TINY_POYO  # noqa: E402
 
-SESSIONS = [1, 2, 3, 4]  # synthetic: one mouse each
+SESSIONS = [1, 2, 3]  # synthetic: one mouse each
 
 
 def shared_params(**extra: Any) -> Params:
@@ -40,12 +40,12 @@ def shared_params(**extra: Any) -> Params:
 
 
 @pytest.fixture(scope="module")
-def four_sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A root with four tiny synthetic sessions fetched, binned, cleaned, split, referenced."""
+def three_sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root with three tiny synthetic sessions fetched, binned, cleaned, split, referenced."""
     from npdecode.stages import bin as bin_stage
     from npdecode.stages import clean, fetch, reference, split
 
-    root = tmp_path_factory.mktemp("four")
+    root = tmp_path_factory.mktemp("three")
     params = shared_params()
     for sid in SESSIONS:
         for stage in (fetch, bin_stage, clean, split, reference):
@@ -54,10 +54,10 @@ def four_sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shared_run(four_sessions: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shared_run(three_sessions: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from npdecode.stages import poyo_multisession
 
-    root = Path(shutil.copytree(four_sessions, tmp_path_factory.mktemp("run") / "p"))
+    root = Path(shutil.copytree(three_sessions, tmp_path_factory.mktemp("run") / "p"))
     poyo_multisession.main(shared_params(), root)
     return root
 
