@@ -18,6 +18,7 @@ from npdecode.decode.fewshot import Draw, fewshot_curve, strict_epochs
 from npdecode.decode.poyo import SessionWindows, build_poyo, fit_poyo, predict_poyo
 from npdecode.decode.poyo_allen import poyo_fit, subset
 from npdecode.decode.session import task_of
+from npdecode.errors import ParamsError
 from npdecode.formats.split import SessionData
 from npdecode.models.poyo import POYODecoder
 from npdecode.params import FewshotParams, TrainParams
@@ -45,7 +46,7 @@ def session_curve(
     (`npdecode.decode.fewshot.fewshot_curve`: the same shots, seeds and scoring), the
     result JSON in `npdecode.decode.fewshot.session_curve`'s schema."""
     if fs.protocol != "strict":
-        raise ValueError(
+        raise ParamsError(
             f"session {data.session_id}: POYO's few-shot curve runs the strict protocol only "
             f"(fewshot.protocol is {fs.protocol!r})"
         )
