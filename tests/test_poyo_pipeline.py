@@ -183,6 +183,22 @@ def test_reach_train_and_fewshot_stages_score_poyo_beside_ours(reach_root: Path,
     assert m["test"]["r2_lo"] <= m["test"]["r2"] <= m["test"]["r2_hi"]
     assert 1 <= m["fit"]["best_epoch"] <= m["fit"]["epochs"] <= 2
     assert {p["b"] for p in m["paired"]} == {"wiener", "kalman", "ideal"}
+    # the report pairs POYO with our LSTM on the same test blocks
+    from npdecode.report.reach import comparison_rows, summary_table
+
+    train_stage.main(params, "lstm", REACH, root)
+    rows = [
+        r
+        for r in comparison_rows(layout, (REACH,))
+        if {r["model_a"], r["model_b"]} == {"lstm", "poyo"}
+    ]
+    assert (
+        len(rows) == 1
+        and rows[0]["difference_lo"] <= rows[0]["difference"] <= rows[0]["difference_hi"]
+    )
+    lstm = read_json(layout.reach_metrics("lstm", REACH))["test"]["r2"]
+    assert rows[0]["difference"] == pytest.approx(lstm - m["test"]["r2"], abs=1e-6)
+    assert "poyo" in set(summary_table(layout, (REACH,))["decoder"])
     for model in ("poyo", "lstm"):
         fewshot_stage.main(params, model, REACH, root)
     poyo, lstm = (read_json(layout.reach_fewshot(m, REACH)) for m in ("poyo", "lstm"))
