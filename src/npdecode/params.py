@@ -313,6 +313,8 @@ class STGATSection:
 
 # POYO's fit: AdamW with no decay on its embeddings (decode/poyo.py), a constant rate
 POYO_FIT = FitParams(lr=1e-3, weight_decay=1e-4, max_epochs=200, patience=12)
+# poyo_1.3M made shallower for a CPU (a step costs 1/9: docs/poyo.md)
+POYO_CPU = POYOParams(depth=2, dim_head=32, cross_heads=1, self_heads=4)
 
 
 @dataclass(frozen=True)
@@ -321,7 +323,7 @@ class POYOSection:
     `poyo` extra, torch_brain). Its schedule is constant: POYO's loop has no other."""
 
     fit: FitParams = _flat(POYO_FIT)
-    arch: POYOParams = _flat(POYOParams())
+    arch: POYOParams = _flat(POYO_CPU)
     # adapting to a new session (transfer, the adapt command): after the unit and session
     # embeddings alone, this many epochs of every weight (0: embeddings only)
     adapt_full_epochs: int = _p(0, lo=0)
