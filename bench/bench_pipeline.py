@@ -45,6 +45,7 @@ def stage_commands(
     optional_models: list[str],
     reach_sessions: list[str] | None = None,
     reach_models: list[str] | None = None,
+    optional_shared: list[str] | None = None,
 ) -> list[tuple[str, list[str]]]:
     """(stage name as DVC names it, argv) for every stage of dvc.yaml, in file order, with
     `foreach` (over sessions, or reaching sessions) and `matrix` (optional models x
@@ -54,6 +55,7 @@ def stage_commands(
         "${optional_models}": optional_models,
         "${reach_sessions}": reach_sessions or [],
         "${reach.models}": reach_models or [],
+        "${optional_shared}": optional_shared or [],
     }
     out = []
     for name, stage in dvc_yaml["stages"].items():
@@ -141,7 +143,8 @@ def main() -> int:
     reach = [str(s) for s in params.get("reach_sessions", [])]
     reach_models = [str(m) for m in params.get("reach", {}).get("models", [])]
     dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
-    commands = stage_commands(dvc_yaml, sessions, optional, reach, reach_models)
+    shared = [str(m) for m in params.get("optional_shared", [])]
+    commands = stage_commands(dvc_yaml, sessions, optional, reach, reach_models, shared)
     if args.only:
         commands = [(n, a) for n, a in commands if re.search(args.only, n)]
     env = {

@@ -33,7 +33,9 @@ def test_gpu_check_runs_every_model_at_cpu_smoke_size(tmp_path) -> None:
 def test_pipeline_bench_runs_every_dvc_yaml_stage_as_dvc_would(tmp_path) -> None:
     dvc_yaml = yaml.safe_load((PROJECT / "dvc.yaml").read_text())
     commands = dict(
-        bench_pipeline.stage_commands(dvc_yaml, [1, 2], ["stgat"], ["indy_20160622_01"], ["lstm"])
+        bench_pipeline.stage_commands(
+            dvc_yaml, [1, 2], ["stgat"], ["indy_20160622_01"], ["lstm"], ["poyo"]
+        )
     )
     assert commands["reach_train@lstm-indy_20160622_01"][1:] == [
         "-m",
@@ -44,8 +46,14 @@ def test_pipeline_bench_runs_every_dvc_yaml_stage_as_dvc_would(tmp_path) -> None
     assert commands["train_lstm@2"][1:] == ["-m", "npdecode.stages.train", "lstm", "2"]
     assert commands["train_stgat@stgat-1"][1:] == ["-m", "npdecode.stages.train", "stgat", "1"]
     assert commands["report"][1:] == ["-m", "npdecode.stages.report"]
+    assert commands["train_multisession_poyo@poyo"][1:] == [
+        "-m",
+        "npdecode.stages.poyo_multisession",
+    ]
     expected = sum(
-        (1 if n.startswith("reach_") else 2) if "foreach" in s or "matrix" in s else 1
+        (1 if n.startswith("reach_") or s.get("foreach") == "${optional_shared}" else 2)
+        if "foreach" in s or "matrix" in s
+        else 1
         for n, s in dvc_yaml["stages"].items()
     )
     assert len(commands) == expected

@@ -270,15 +270,18 @@ ARTIFACT = re.compile(
 
 @cache
 def out_paths() -> list[str]:
-    """Every output path of dvc.yaml for session 1 (optional models: stgat)."""
+    """Every output path of dvc.yaml for session 1 (optional models: stgat, poyo; the
+    optional shared decoder's foreach item: poyo)."""
     paths = []
     for stage in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"].values():
         body = stage.get("do", stage)
         for kind in ("outs", "metrics", "plots"):
             for out in body.get(kind, []):
                 path = next(iter(out)) if isinstance(out, dict) else out
-                path = path.replace("${item.model}", "stgat")
-                paths.append(re.sub(r"\$\{[^}]*\}", "1", path))
+                for model in ("stgat", "poyo"):
+                    named = path.replace("${item.model}", model)
+                    paths.append(re.sub(r"\$\{[^}]*\}", "1", named))
+                    paths.append(named.replace("${item}", "poyo"))
     return paths
 
 

@@ -43,7 +43,7 @@ def test_defaults_match_params_yaml():
         ({"sessions": []}, r"sessions is empty"),
         ({"sessions": [1, 1]}, r"lists a session twice"),
         ({"sessions": [2.5]}, r"sessions\[0\] must be int or str, got float"),
-        ({"optional_models": ["gat"]}, r"optional_models\[0\] must be one of \['stgat'\]"),
+        ({"optional_models": ["gat"]}, r"optional_models\[0\] must be one of \['stgat', 'poyo'\]"),
         ({"optional_models": ["stgat", "stgat"]}, r"optional_models lists a model twice"),
         ({"data": {"include_blank": "yes"}}, r"data.include_blank must be bool"),
         (

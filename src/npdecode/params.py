@@ -256,6 +256,33 @@ class STGATParams:
     edge_weight: bool = False
 
 
+@dataclass(frozen=True)
+class POYOParams:
+    """POYO's architecture (models/poyo.py); the defaults are torch_brain's smallest published
+    configuration (examples/poyo/configs/model/poyo_1.3M.yaml: dim 64, depth 6, 16 latents
+    per 0.125 s).
+
+    latent_step is in s: a window of length W has ceil(W / latent_step) steps of
+    `latents_per_step` latents each.
+    """
+
+    dim: int = _p(64, lo=2)
+    depth: int = _p(6, lo=0)
+    dim_head: int = _p(64, lo=2)
+    cross_heads: int = _p(2, lo=1)
+    self_heads: int = _p(8, lo=1)
+    latents_per_step: int = _p(16, lo=1)
+    latent_step: float = _p(0.125, lo=0.0, lo_open=True)
+    ffn_dropout: float = _p(0.2, lo=0.0, hi=0.95)
+    lin_dropout: float = _p(0.4, lo=0.0, hi=0.95)
+    atn_dropout: float = _p(0.2, lo=0.0, hi=0.95)
+    emb_init_scale: float = _p(0.02, lo=0.0, lo_open=True)
+
+    def __post_init__(self) -> None:
+        if self.dim_head % 4:  # rotary embeddings turn half the head, in pairs
+            raise ParamsError(f"poyo dim_head ({self.dim_head}) must be a multiple of 4")
+
+
 # ST-GAT's fit defaults differ: each epoch costs far more, so a short cosine schedule
 STGAT_FIT = FitParams(lr=3e-3, max_epochs=12, patience=6, schedule="cosine")
 
@@ -284,6 +311,28 @@ class STGATSection:
     arch: STGATParams = _flat(STGATParams())
 
 
+# POYO's fit: AdamW with no decay on its embeddings (decode/poyo.py), a constant rate
+POYO_FIT = FitParams(lr=1e-3, weight_decay=1e-4, max_epochs=200, patience=12)
+# poyo_1.3M made shallower for a CPU (a step costs 1/9: docs/poyo.md)
+POYO_CPU = POYOParams(depth=2, dim_head=32, cross_heads=1, self_heads=4)
+
+
+@dataclass(frozen=True)
+class POYOSection:
+    """params `train.poyo`: POYO's architecture and its fit (an optional model: it needs the
+    `poyo` extra, torch_brain). Its schedule is constant: POYO's loop has no other."""
+
+    fit: FitParams = _flat(POYO_FIT)
+    arch: POYOParams = _flat(POYO_CPU)
+    # adapting to a new session (transfer, the adapt command): after the unit and session
+    # embeddings alone, this many epochs of every weight (0: embeddings only)
+    adapt_full_epochs: int = _p(0, lo=0)
+
+    def __post_init__(self) -> None:
+        if self.fit.schedule != "constant":
+            raise ParamsError("train.poyo.schedule must be constant (POYO's loop has no other)")
+
+
 # a deep model's params section: `.arch` builds the model, `.fit` drives the training loop
 DeepSection = LSTMSection | TransformerSection | STGATSection
 
@@ -298,6 +347,7 @@ class TrainParams:
     lstm: LSTMSection = _section(LSTMSection)
     transformer: TransformerSection = _section(TransformerSection)
     stgat: STGATSection = _section(STGATSection)
+    poyo: POYOSection = _section(POYOSection)  # an optional model (`optional_models`)
 
     def deep(self, name: str) -> DeepSection:
         """The section `train.<name>` of deep model `name`: `.arch` builds the model, `.fit`
@@ -453,7 +503,7 @@ class ReachParams:
     target: Literal["velocity", "position", "acceleration"] = "velocity"
     still_speed: float = _p(10.0, lo=0.0)
     still_min_s: float = _p(10.0, lo=0.0)
-    models: tuple[Literal["lstm", "transformer"], ...] = ("lstm",)
+    models: tuple[Literal["lstm", "transformer", "poyo"], ...] = ("lstm",)
     max_epochs: int = _p(40, lo=1)  # deep models: their train.<model> settings, this cap
     fewshot: ReachFewshotParams = _section(ReachFewshotParams)
 
@@ -475,7 +525,7 @@ class ReportParams:
 MAX_SESSION_ID = 10**12
 
 
-OptionalModel = Literal["stgat"]  # models without a stage of their own in dvc.yaml
+OptionalModel = Literal["stgat", "poyo"]  # models without a stage of their own in dvc.yaml
 SESSION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # safe in paths and dvc.yaml stage names
 
 
@@ -502,6 +552,9 @@ class Params:
     reach_sessions: tuple[str, ...] = ("indy_20160622_01",)
     # models dvc.yaml trains (train_stgat, fewshot_stgat) only when listed here
     optional_models: tuple[OptionalModel, ...] = ()
+    # shared decoders beside ours that dvc.yaml trains (train_multisession_poyo) only when
+    # listed here: POYO across sessions and its transfer on our folds (docs/poyo.md)
+    optional_shared: tuple[Literal["poyo"], ...] = ()
     fetch: FetchParams = _section(FetchParams)
     bin: BinParams = _section(BinParams)
     clean: CleanParams = _section(CleanParams)

@@ -11,6 +11,11 @@ fitted on (the strict few-shot protocol: no validation data). The written checkp
 that one session, so `npdecode.formats.checkpoint.predict(out, counts, unit_ids,
 session_id=<id>)` serves it like any other. The session's split folder comes from the pipeline's split stage (run the pipeline
 up to `split@<id>` for a new session); its images and bins must be the checkpoint's.
+
+A POYO checkpoint (the optional `poyo` extra) is adapted its authors' way, on a session of
+either data set (an Allen split folder, or a macaque one `data/reach/<name>` with
+`--session-id <name>`), reading the session's spikes under `--root`:
+npdecode.decode.poyo_adapt.
 """
 
 from __future__ import annotations
@@ -28,10 +33,10 @@ from npdecode.decode.fewshot import shot_view
 from npdecode.decode.session import task_of
 from npdecode.decode.shared import adapted_logits, fit_readin
 from npdecode.errors import DataError, NpdecodeError
-from npdecode.formats.checkpoint import load_checkpoint, save_shared
+from npdecode.formats.checkpoint import load_checkpoint, read_checkpoint, save_shared
 from npdecode.formats.split import SessionData, load_session
 from npdecode.models.multisession import MultiSessionDecoder
-from npdecode.params import Params, SessionId, load_params
+from npdecode.params import Params, SessionId, load_params, session_id_of
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +98,39 @@ def adapt(
     return model, adapted, summary
 
 
+def poyo_checkpoint(path: Path) -> bool:
+    """Whether `path` holds POYO (`npdecode.decode.poyo_adapt` adapts it), its hash checked."""
+    return bool(read_checkpoint(path).get("model") == "poyo")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m npdecode.decode.adapt", description=__doc__)
     parser.add_argument("checkpoint", type=Path, help="a shared decoder, models/multisession/*.pt")
     parser.add_argument("split_dir", type=Path, help="the new session's split folder")
-    parser.add_argument("--session-id", type=int, required=True)
+    parser.add_argument("--session-id", type=session_id_of, required=True, help="an id or name")
     parser.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
     parser.add_argument("--shots", type=int, default=None, help="presentations per image")
     parser.add_argument("--seed", type=int, default=0, help="draws the shots, seeds the fit")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument(
+        "--root", type=Path, default=Path("."), help="POYO: the project whose data/raw it reads"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s adapt: %(message)s")
     try:
         if args.shots is not None and args.shots < 1:
             raise DataError(f"--shots must be >= 1, got {args.shots}")
         params = load_params(args.params) if args.params.exists() else Params()
+        if poyo_checkpoint(args.checkpoint):  # POYO (optional extra): either data set
+            from npdecode.decode import poyo_adapt
+
+            summary = poyo_adapt.adapt(
+                args.checkpoint, args.split_dir, args.session_id, params, args.root, args.out,
+                args.shots, args.seed,
+            )  # fmt: skip
+            log.info("session %s: POYO adapted; test %s; wrote %s", args.session_id,
+                     summary["test"], args.out)  # fmt: skip
+            return
         model, data, summary = adapt(
             args.checkpoint, args.split_dir, args.session_id, params, args.shots, args.seed
         )
@@ -116,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"npdecode adapt: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     log.info(
-        "session %d: read-in fitted on %d presentations; val accuracy %.3f, test accuracy "
+        "session %s: read-in fitted on %d presentations; val accuracy %.3f, test accuracy "
         "%.3f; wrote %s",
         args.session_id,
         summary["n_train"],

@@ -25,7 +25,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -145,12 +145,15 @@ def fit_poyo(
     sessions: Sequence[SessionWindows],
     fit: POYOFit,
     params: Sequence[nn.Parameter] | None = None,
+    after_epoch: Callable[[int, float], bool] | None = None,
 ) -> list[float]:
     """Train `params` (default: every parameter) of `model` on `sessions` in place, on
     `fit.device` (the model moves there) under `fit.amp`.
 
     Each epoch cuts every session's windows into shuffled batches and runs all sessions'
-    batches in one seeded order. Returns the mean training loss of each epoch.
+    batches in one seeded order. `after_epoch(epoch, loss)` (1-based), when given, runs
+    after each epoch (e.g. a validation score) and stops training by returning True; the
+    model is back in training mode after it. Returns the mean training loss of each epoch.
     """
     device = torch.device(fit.device)
     model.to(device)
@@ -186,6 +189,11 @@ def fit_poyo(
             total, n = total + loss.item() * len(idx), n + len(idx)
         losses.append(total / max(n, 1))
         log.info("POYO epoch %d: loss %.4f", epoch + 1, losses[-1])
+        if after_epoch is not None:
+            stop = after_epoch(epoch + 1, losses[-1])
+            model.train()
+            if stop:
+                break
     return losses
 
 

@@ -116,6 +116,17 @@ def _save(
         tmp.write_bytes(buffer.getvalue())
 
 
+def write_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint dict of tensors and plain values (a model outside the registry,
+    e.g. POYO: npdecode.decode.poyo_allen) with its content hash, atomically."""
+    state = {**state, HASH_KEY: None}
+    state[HASH_KEY] = content_hash(state)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint dict, its content hash verified (CorruptError if the bytes changed)."""
     path = Path(path)

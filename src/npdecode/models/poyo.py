@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -34,40 +34,10 @@ except ImportError as err:  # an optional extra: say how to get it
     ) from err
 
 from npdecode.models.poyo_tokens import Tokens, query_times
+from npdecode.params import POYOParams as POYOParams  # declared with the params sections
 
 Readout = Literal["class", "bins"]
 EMBEDDINGS = ("poyo.unit_emb.", "poyo.session_emb.")  # what adapting to a new session trains
-
-
-def _p(default: Any, lo: float, hi: float | None = None, lo_open: bool = False) -> Any:
-    # the bound metadata `npdecode.params.section_from_dict` checks
-    return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open})
-
-
-@dataclass(frozen=True)
-class POYOParams:
-    """POYO's architecture; the defaults are torch_brain's smallest published configuration
-    (examples/poyo/configs/model/poyo_1.3M.yaml: dim 64, depth 6, 16 latents per 0.125 s).
-
-    latent_step is in s: a window of length W has ceil(W / latent_step) steps of
-    `latents_per_step` latents each.
-    """
-
-    dim: int = _p(64, lo=2)
-    depth: int = _p(6, lo=0)
-    dim_head: int = _p(64, lo=2)
-    cross_heads: int = _p(2, lo=1)
-    self_heads: int = _p(8, lo=1)
-    latents_per_step: int = _p(16, lo=1)
-    latent_step: float = _p(0.125, lo=0.0, lo_open=True)
-    ffn_dropout: float = _p(0.2, lo=0.0, hi=0.95)
-    lin_dropout: float = _p(0.4, lo=0.0, hi=0.95)
-    atn_dropout: float = _p(0.2, lo=0.0, hi=0.95)
-    emb_init_scale: float = _p(0.02, lo=0.0, lo_open=True)
-
-    def __post_init__(self) -> None:
-        if self.dim_head % 4:  # rotary embeddings turn half the head, in pairs
-            raise ValueError(f"poyo dim_head ({self.dim_head}) must be a multiple of 4")
 
 
 @dataclass(frozen=True)

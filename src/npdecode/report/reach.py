@@ -15,11 +15,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from npdecode.evaluation import BLOCK_S, paired_r2
 from npdecode.formats.files import atomic_path, read_csv, read_json
 from npdecode.paths import Layout
 from npdecode.sources.macaque_sessions import BY_NAME
 
-DEEP = ("lstm", "transformer")
+DEEP = ("lstm", "transformer", "poyo")  # poyo: optional (reach.models, docs/poyo.md)
 TRACE_S = 20.0  # seconds of the test split drawn in the traces figure
 
 
@@ -67,6 +68,7 @@ def comparison_rows(layout: Layout, names: tuple[str, ...]) -> list[dict]:
             path = layout.reach_metrics(model, name)
             if path.exists():
                 pairs += read_json(path)["paired"]
+        pairs += deep_pairs(layout, name)
         for p in pairs:
             rows.append({"session_id": name, "specimen_id": BY_NAME[name].monkey,
                          "kind": "reach_r2", "model_a": p["a"], "model_b": p["b"],
@@ -75,6 +77,31 @@ def comparison_rows(layout: Layout, names: tuple[str, ...]) -> list[dict]:
                          "p_value": p["p"], "verdict": _verdict(p),
                          "method": "R² a - b, paired block bootstrap (5 s blocks)"})  # fmt: skip
     return rows
+
+
+def deep_pairs(layout: Layout, name: str) -> list[dict]:
+    """Every pair of deep models trained on session `name` (e.g. the LSTM and POYO), R²(a) -
+    R²(b) on the same resampled test blocks (`evaluation.paired_r2`, blocks of `BLOCK_S`),
+    from their test predictions."""
+    tables = {}
+    for model in DEEP:
+        path = layout.reach_predictions(model, name)
+        if path.exists():
+            tables[model] = read_csv(path)
+    out = []
+    models = list(tables)
+    for i, a in enumerate(models):
+        for b in models[i + 1 :]:
+            ta, tb = tables[a], tables[b]
+            if not np.array_equal(ta["bin"].to_numpy(), tb["bin"].to_numpy()):
+                continue  # not the same test bins (a stale file): no paired comparison
+            width = float(np.median(np.diff(ta["time_s"].to_numpy()))) if len(ta) > 1 else 1.0
+            block = max(1, int(round(BLOCK_S / width)))
+            y = ta[["true_x", "true_y"]].to_numpy(np.float64)
+            pa = ta[[f"{a}_x", f"{a}_y"]].to_numpy(np.float64)
+            pb = tb[[f"{b}_x", f"{b}_y"]].to_numpy(np.float64)
+            out.append({"a": a, "b": b, **paired_r2(y, pa, pb, block)})
+    return out
 
 
 def _verdict(p: dict) -> str:

@@ -18,6 +18,7 @@ validation data), test R² mean ± interval over draws.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from npdecode.cli import run_stage
 from npdecode.decode.fewshot import Draw, fewshot_curve, session_curve
-from npdecode.decode.session import MODELS, TRAIN_PARAMS
+from npdecode.decode.session import MODELS, SHARED_TRAIN_PARAMS, TRAIN_PARAMS
 from npdecode.formats.files import write_json
 from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
 from npdecode.formats.reach_split import load_reach
@@ -41,10 +42,13 @@ PARAMS = {
     model: ("fewshot", *keys, *(("split.graph",) if model == "stgat" else ()))
     for model, keys in TRAIN_PARAMS.items()
 }
+# POYO (optional) runs in the same stage group as ST-GAT (fewshot_stgat), which declares
+# split.graph for every model it runs
+PARAMS["poyo"] = ("fewshot", *SHARED_TRAIN_PARAMS, "train.poyo", "split.graph")
 REACH_PARAMS = {
     model: ("reach.fewshot", "train.device", "train.seed", "train.batch_size", "train.amp",
             f"train.{model}")
-    for model in ("lstm", "transformer")
+    for model in ("lstm", "transformer", "poyo")
 }  # fmt: skip
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,15 @@ def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".
         return
     data = load_session(layout.split_dir(session_id), session_id)
     graph = params.split.graph if model == "stgat" else None
-    result, predicted, seeds = session_curve(model, data, params.train, params.fewshot, graph)
+    if model == "poyo":  # optional (the `poyo` extra): spike tokens, the same draws
+        from npdecode.decode import poyo_allen, poyo_fewshot
+
+        windows = poyo_allen.session_windows(layout, data)
+        result, predicted, seeds = poyo_fewshot.session_curve(
+            data, windows, params.train, params.fewshot
+        )
+    else:
+        result, predicted, seeds = session_curve(model, data, params.train, params.fewshot, graph)
     result.update(chance=1.0 / data.n_classes)
     table = fewshot_predictions_table(
         predicted, seeds, data.test.presentation_id, data.test.y, data.frames
@@ -76,11 +88,15 @@ def reach_fewshot(params: Params, model: str, name: str, layout: Layout) -> None
     per_min = 60.0 / data.width_s
     shots = tuple(max(1, int(round(m * per_min))) for m in fs.minutes)
 
+    fit_one = functools.partial(decoders.fit_shots, model, data)
+    if model == "poyo":  # optional (the `poyo` extra): spike tokens of each window
+        from npdecode.decode import poyo_reach
+
+        spikes = poyo_reach.read_spikes(layout, data, params.reach.units)
+        fit_one = functools.partial(poyo_reach.fit_shots, data, spikes)
+
     def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
-        return [
-            decoders.fit_shots(model, data, params.train, idx, fs.steps, d.train_seed)
-            for idx, d in group
-        ]
+        return [fit_one(params.train, idx, fs.steps, d.train_seed) for idx, d in group]
 
     curve, _ = fewshot_curve(
         fit_group,
@@ -109,7 +125,7 @@ def reach_fewshot(params: Params, model: str, name: str, layout: Layout) -> None
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=MODELS)
+    parser.add_argument("model", choices=(*MODELS, "poyo"))
 
 
 if __name__ == "__main__":

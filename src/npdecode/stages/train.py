@@ -23,6 +23,7 @@ from typing import Any
 from npdecode.cli import run_stage
 from npdecode.decode.session import (
     MODELS,
+    SHARED_TRAIN_PARAMS,
     TRAIN_PARAMS,
     eval_batch,
     model_metrics,
@@ -34,16 +35,16 @@ from npdecode.formats.checkpoint import save_checkpoint
 from npdecode.formats.files import read_csv, read_json, write_csv, write_json
 from npdecode.formats.reach_split import load_reach
 from npdecode.formats.scores import model_scores, reach_scores, write_scores
-from npdecode.formats.split import load_session
+from npdecode.formats.split import SessionData, load_session
 from npdecode.params import Params, SessionId
 from npdecode.paths import Layout
 from npdecode.reaching import decoders
 
-PARAMS = TRAIN_PARAMS
+PARAMS = {**TRAIN_PARAMS, "poyo": (*SHARED_TRAIN_PARAMS, "train.poyo")}
 REACH_PARAMS = {
     model: ("reach.max_epochs", "train.device", "train.seed", "train.batch_size", "train.amp",
             f"train.{model}")
-    for model in ("lstm", "transformer")
+    for model in ("lstm", "transformer", "poyo")
 }  # fmt: skip
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".
         reach_train(params, model, session_id, layout)
         return
     data = load_session(layout.split_dir(session_id), session_id)
+    if model == "poyo":
+        poyo_train(params, data, layout)
+        return
     batch = eval_batch(model, params.train)
     net, info = train_model(model, data, params.train, layout.live_dir(model, session_id))
     scores = {s: split_logits(net, data, s, batch) for s in ("train", "val", "test")}
@@ -75,11 +79,39 @@ def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".
     )
 
 
+def poyo_train(params: Params, data: SessionData, layout: Layout) -> None:
+    """POYO (optional: the `poyo` extra) on an Allen session: spike tokens of the split's
+    presentations (npdecode.decode.poyo_allen), the same metrics, scores and predictions."""
+    from npdecode.decode import poyo_allen
+
+    sid = data.session_id
+    windows = poyo_allen.session_windows(layout, data)
+    net, info = poyo_allen.train_split(windows, data.n_classes, params.train)
+    batch = params.train.batch_size
+    scores = {s: poyo_allen.predict_poyo(net, windows[s], batch) for s in ("train", "val", "test")}
+    metrics = model_metrics("poyo", data, scores, read_json(layout.reference(sid)), info)
+    poyo_allen.save_poyo(layout.model("poyo", sid), net, data)
+    poyo_allen.write_curves(layout.live_dir("poyo", sid), info)
+    write_json(layout.metrics("poyo", sid), metrics)
+    write_scores(layout.scores(f"poyo_{sid}"), model_scores("poyo", sid, metrics))
+    write_csv(predictions_table(data, scores["test"]), layout.predictions("poyo", sid))
+    log.info("poyo on session %s: test accuracy %.3f (val %.3f, %d epochs, %.0f CPU-s)", sid,
+             metrics["test"]["accuracy"], metrics["val"]["accuracy"], info["epochs"],
+             info["fit_cpu_s"])  # fmt: skip
+
+
 def reach_train(params: Params, model: str, name: str, layout: Layout) -> None:
     """Train deep `model` on reaching session `name`; score it against the references."""
     data = load_reach(layout.reach_split_dir(name), name)
-    net, info = decoders.fit_deep(model, data, params.train, params.reach.max_epochs)
-    pred = {s: decoders.predict(net, data, s) for s in ("val", "test")}
+    if model == "poyo":  # optional (the `poyo` extra): spike tokens of each window
+        from npdecode.decode import poyo_reach
+
+        spikes = poyo_reach.read_spikes(layout, data, params.reach.units)
+        poyo, info = poyo_reach.train_reach(data, spikes, params.train, params.reach.max_epochs)
+        pred = {s: poyo_reach.predict_split(poyo, data, spikes, s) for s in ("val", "test")}
+    else:
+        net, info = decoders.fit_deep(model, data, params.train, params.reach.max_epochs)
+        pred = {s: decoders.predict(net, data, s) for s in ("val", "test")}
     task = decoders.task_of(data)
     ref = read_csv(layout.reach_predictions("reference", name))
     others = {c[:-2] for c in ref.columns if c.endswith("_x") and c != "true_x"}
@@ -110,7 +142,7 @@ def reach_train(params: Params, model: str, name: str, layout: Layout) -> None:
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=MODELS)
+    parser.add_argument("model", choices=(*MODELS, "poyo"))
 
 
 if __name__ == "__main__":
