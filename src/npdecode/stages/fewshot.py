@@ -31,7 +31,7 @@ from npdecode.formats.predictions import fewshot_predictions_table, write_predic
 from npdecode.formats.reach_split import load_reach
 from npdecode.formats.scores import fewshot_scores, reach_fewshot_scores, write_scores
 from npdecode.formats.split import load_session
-from npdecode.params import Params, SessionId
+from npdecode.params import REACH_MODELS, Params, SessionId
 from npdecode.paths import Layout
 from npdecode.reaching import decoders
 
@@ -41,10 +41,12 @@ PARAMS = {
     model: ("fewshot", *keys, *(("split.graph",) if model == "stgat" else ()))
     for model, keys in TRAIN_PARAMS.items()
 }
+# one params list for every model of dvc.yaml's reach_fewshot matrix: ST-GAT's graph
+# settings (split.graph, the graph rebuilt from each draw's shots) are in it for all
 REACH_PARAMS = {
     model: ("reach.fewshot", "train.device", "train.seed", "train.batch_size", "train.amp",
-            f"train.{model}")
-    for model in ("lstm", "transformer")
+            f"train.{model}", "split.graph")
+    for model in REACH_MODELS
 }  # fmt: skip
 log = logging.getLogger(__name__)
 
@@ -74,11 +76,12 @@ def reach_fewshot(params: Params, model: str, name: str, layout: Layout) -> None
     fs = params.reach.fewshot
     task = decoders.task_of(data)
     per_min = 60.0 / data.width_s
+    graph = params.split.graph if model == "stgat" else None
     shots = tuple(max(1, int(round(m * per_min))) for m in fs.minutes)
 
     def fit_group(group: list[tuple[np.ndarray, Draw]]) -> list[np.ndarray]:
         return [
-            decoders.fit_shots(model, data, params.train, idx, fs.steps, d.train_seed)
+            decoders.fit_shots(model, data, params.train, idx, fs.steps, d.train_seed, graph)
             for idx, d in group
         ]
 
