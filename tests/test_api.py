@@ -31,7 +31,8 @@ def test_the_readme_lines_run_in_a_reproduced_project(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code = readme_python()
-    assert len([line for line in code.splitlines() if line.strip()]) == 4  # import + three
+    # import + three lines for Allen + two for a reaching session
+    assert len([line for line in code.splitlines() if line.strip()]) == 6
     monkeypatch.chdir(project)
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
@@ -40,6 +41,9 @@ def test_the_readme_lines_run_in_a_reproduced_project(
     np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
     lstm = summary[(summary.model == "lstm") & (summary.session_id == 1)].iloc[0]
     assert np.mean(probs.argmax(axis=1) == split.test.y) == pytest.approx(lstm.accuracy)
+    reach, vel = scope["reach"], scope["vel"]
+    assert vel.shape == (len(reach.counts), 2)
+    assert np.isfinite(vel[reach.rows["test"]]).all()
 
 
 def test_units_and_classes_are_explicit(project: Path) -> None:
@@ -82,3 +86,4 @@ def test_the_example_notebook_runs(
     ).execute()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "lstm: test accuracy" in text and "presentations x bins x units" in text
+    assert "test velocity R²" in text and "pipeline: " in text

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from npdecode.devtools import code_deps
-from npdecode.params import OptionalModel
+from npdecode.params import OptionalModel, ReachDeepModel
 from npdecode.paths import Layout
 from tests.helpers import committed_text
 
@@ -19,7 +19,7 @@ CMD = re.compile(
     r"(?: \$\{item(?:\.session)?\})?$"
 )
 OPTIONAL = typing.get_args(OptionalModel)
-REACH_MODELS = ("lstm", "transformer", "poyo")  # what params `reach.models` may list
+REACH_MODELS = typing.get_args(ReachDeepModel)  # what params `reach.models` may list
 
 
 def _stages() -> dict[str, dict]:

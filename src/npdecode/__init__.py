@@ -9,7 +9,7 @@ from importlib import import_module
 from typing import Any
 
 __version__ = "0.1.0"
-_API = ("Model", "load_model", "load_results", "load_split")
+_API = ("Model", "ReachModel", "load_model", "load_results", "load_split")
 
 
 def __getattr__(name: str) -> Any:

@@ -481,6 +481,11 @@ class ReachFewshotParams:
             )
 
 
+# the deep decoders a reaching session may train (params reach.models), regression heads
+ReachDeepModel = Literal["lstm", "transformer", "stgat", "poyo"]
+REACH_MODELS: tuple[str, ...] = typing.get_args(ReachDeepModel)
+
+
 @dataclass(frozen=True)
 class ReachParams:
     """The macaque reaching data set (O'Doherty & Sabes; docs/macaque.md).
@@ -503,7 +508,7 @@ class ReachParams:
     target: Literal["velocity", "position", "acceleration"] = "velocity"
     still_speed: float = _p(10.0, lo=0.0)
     still_min_s: float = _p(10.0, lo=0.0)
-    models: tuple[Literal["lstm", "transformer", "poyo"], ...] = ("lstm",)
+    models: tuple[ReachDeepModel, ...] = ("lstm",)
     max_epochs: int = _p(40, lo=1)  # deep models: their train.<model> settings, this cap
     fewshot: ReachFewshotParams = _section(ReachFewshotParams)
 

@@ -79,6 +79,11 @@ class ReachData:
         return int(self.meta["history"])
 
     @property
+    def unit_ids(self) -> np.ndarray:
+        """(U,) the unit id (`<channel>/<row>`) of each column of `counts`."""
+        return self.units["unit_id"].to_numpy(dtype=str)
+
+    @property
     def width_s(self) -> float:
         return float(self.meta["bin_width_s"])
 

@@ -6,7 +6,12 @@ its normalised count, so units keep their identity; GATv2 layers (`models.gat.De
 PyG's GATv2Conv computed as dense gathers over a neighbour table, on all B*T copies at once)
 mix each unit with its neighbours, with a residual connection; a linear readout of all U
 node vectors summarises each bin, an LSTM reads the T bin summaries, and its last hidden
-state feeds the classifier. `gat_layers: 0` is the same decoder without the graph.
+state feeds the head. `gat_layers: 0` is the same decoder without the graph.
+
+One model, two heads: the head is a linear layer of `n_classes` outputs, and the task
+(`npdecode.decode.task`) decides what they are: class logits under cross-entropy (an
+Allen image), or a z-scored continuous target under MSE (a reaching session's 2-D cursor
+velocity, `npdecode.reaching.decoders`, with `n_classes` = the task's output size).
 
 Cost scales with B*T*U*(k+1)*heads*hidden: every one of the B*T*U*(k+1) (copy, unit,
 neighbour) pairs takes ~20 elementwise operations of width heads*hidden forward and
@@ -27,7 +32,8 @@ from npdecode.params import STGATParams
 
 
 class STGAT(nn.Module):
-    """x (B, T, U) normalised counts -> logits (B, C), on a fixed unit graph."""
+    """x (B, T, U) normalised counts -> outputs (B, C) (logits, or a regression target), on
+    a fixed unit graph."""
 
     # Not trainable as a vmapped batch of draws (`npdecode.decode.batched`): the dense GATv2's
     # neighbour table has a data-dependent width and its attention is a custom autograd

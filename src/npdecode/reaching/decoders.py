@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from npdecode.decode.task import RegressionTask
@@ -26,11 +27,14 @@ from npdecode.decode.training import (
     predict_logits,
     seed_everything,
 )
+from npdecode.errors import ParamsError
 from npdecode.evaluation import BLOCK_S
 from npdecode.formats.macaque_truth import MacaqueTruth, in_unit_order
 from npdecode.formats.reach_split import ReachData
 from npdecode.models import build_model, kalman, wiener
-from npdecode.params import TrainParams
+from npdecode.models.stgat import STGAT
+from npdecode.params import GraphParams, TrainParams
+from npdecode.preprocess import unit_graph
 from npdecode.reaching import bins, ideal
 
 COLUMNS = {"position": slice(0, 2), "velocity": slice(2, 4), "acceleration": slice(4, 6)}
@@ -127,19 +131,72 @@ def _options(train: TrainParams, name: str, cap: int, task: RegressionTask) -> F
     return dataclasses.replace(opts, max_epochs=min(opts.max_epochs, cap))
 
 
-def build(name: str, data: ReachData, train: TrainParams) -> nn.Module:
-    """Model `name` (train.<name>'s architecture) mapping (B, h, U) windows to (B, 2)."""
+def window_bins(rows: np.ndarray, history: int) -> np.ndarray:
+    """Sorted bins read by the history windows ending at `rows` (each bin once)."""
+    return np.unique(rows[:, None] + np.arange(-history + 1, 1)[None, :])
+
+
+def reach_graph(
+    data: ReachData, rows: np.ndarray, graph: GraphParams, counts: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """ST-GAT's kNN unit graph (`split.graph`, `npdecode.preprocess.unit_graph`) from the
+    bins of the windows ending at `rows` only (the training rows, or a draw's shots):
+    ((2, E) edges, (E,) weights). `counts` (B, U) default the session's.
+
+    ParamsError for `geometry`: a reaching `.mat` names channels ("M1 001") but holds no
+    electrode positions (the Utah arrays' maps are not in the record), and channel order
+    is not distance on the array.
+    """
+    if graph.method != "correlation":
+        raise ParamsError(
+            f"session {data.session_id}: split.graph.method {graph.method!r} needs electrode "
+            "positions, which a reaching session does not have (its .mat names channels, "
+            "not where they sit on the array): use split.graph.method: correlation for "
+            "ST-GAT on reaching sessions"
+        )
+    c = data.counts if counts is None else counts
+    used = c[window_bins(rows, data.history)].astype(np.float32)  # (N, U)
+    return unit_graph(used[None], data.units, graph)
+
+
+def build(
+    name: str,
+    data: ReachData,
+    train: TrainParams,
+    graph: GraphParams | None = None,
+    rows: np.ndarray | None = None,
+) -> nn.Module:
+    """Model `name` (train.<name>'s architecture) mapping (B, h, U) windows to the task's
+    outputs (B, 2): the same model as for Allen, its head sized by the task. ST-GAT also
+    takes its unit graph (`graph` settings) from the windows ending at `rows` (default the
+    training rows)."""
+    dims = {"n_units": data.n_units, "n_bins": data.history,
+            "n_classes": task_of(data).output_size}  # fmt: skip
+    if name != "stgat":
+        seed_everything(train.seed)
+        return build_model(name, dims, train.deep(name).arch)
+    if graph is None:
+        raise ValueError("ST-GAT needs the unit graph's settings (params split.graph)")
+    edges, weights = reach_graph(data, data.rows["train"] if rows is None else rows, graph)
     seed_everything(train.seed)
-    dims = {"n_units": data.n_units, "n_bins": data.history, "n_classes": 2}
-    return build_model(name, dims, train.deep(name).arch)
+    model = build_model(name, {**dims, "n_edges": edges.shape[1]}, train.deep(name).arch)
+    assert isinstance(model, STGAT)
+    model.set_graph(torch.from_numpy(edges), torch.from_numpy(weights))
+    return model
 
 
 def fit_deep(
-    name: str, data: ReachData, train: TrainParams, cap: int, live_dir: Path | None = None
+    name: str,
+    data: ReachData,
+    train: TrainParams,
+    cap: int,
+    live_dir: Path | None = None,
+    graph: GraphParams | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train deep model `name` on the training windows (targets z-scored with the training
-    statistics), early stopping on validation R²; (model, fit facts)."""
-    net = build(name, data, train)
+    statistics), early stopping on validation R²; (model, fit facts). `graph`: ST-GAT's
+    unit graph settings (the graph from the training windows only)."""
+    net = build(name, data, train, graph)
     task = task_of(data)
     z = {s: (data.y(s) - data.target_mean) / data.target_sd for s in ("train", "val")}
     tr = (data.windows("train"), z["train"].astype(np.float32))
@@ -154,15 +211,20 @@ def predict(net: nn.Module, data: ReachData, split: str, batch_size: int = 256) 
 
 
 def fit_shots(
-    name: str, data: ReachData, train: TrainParams, idx: np.ndarray, steps: int, seed: int
+    name: str,
+    data: ReachData,
+    train: TrainParams,
+    idx: np.ndarray,
+    steps: int,
+    seed: int,
+    graph: GraphParams | None = None,
 ) -> np.ndarray:
     """Strict few-shot: fit `name` on training rows `idx` only (inputs and targets z-scored
-    with the shots' own statistics, a fixed budget of about `steps` optimiser steps, no
-    validation data) and return its test predictions (N, 2)."""
+    with the shots' own statistics, ST-GAT's unit graph from the shots' bins, a fixed
+    budget of about `steps` optimiser steps, no validation data) and return its test
+    predictions (N, 2)."""
     rows = data.rows["train"][idx]
-    offsets = np.arange(-data.history + 1, 1)
-    used = np.unique(rows[:, None] + offsets[None, :])
-    c = data.counts[used].astype(np.float64)
+    c = data.counts[window_bins(rows, data.history)].astype(np.float64)
     mean, sd = c.mean(axis=0), c.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     y = data.target()[rows]
@@ -172,7 +234,7 @@ def fit_shots(
     def windows(r: np.ndarray) -> np.ndarray:
         return shot.windows("train", r)
 
-    net = build(name, data, dataclasses.replace(train, seed=seed))
+    net = build(name, data, dataclasses.replace(train, seed=seed), graph, rows)
     task = task_of(data)
     epochs = max(1, int(round(steps / max(1, -(-len(rows) // train.batch_size)))))
     opts = dataclasses.replace(_options(train, name, epochs, task), seed=seed, max_epochs=epochs)

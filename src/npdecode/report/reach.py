@@ -17,10 +17,11 @@ import pandas as pd
 
 from npdecode.evaluation import BLOCK_S, paired_r2
 from npdecode.formats.files import atomic_path, read_csv, read_json
+from npdecode.params import REACH_MODELS
 from npdecode.paths import Layout
 from npdecode.sources.macaque_sessions import BY_NAME
 
-DEEP = ("lstm", "transformer", "poyo")  # poyo: optional (reach.models, docs/poyo.md)
+DEEP = REACH_MODELS  # every deep decoder params reach.models may list
 TRACE_S = 20.0  # seconds of the test split drawn in the traces figure
 
 

@@ -32,7 +32,7 @@ from npdecode.formats.predictions import fewshot_predictions_table, write_predic
 from npdecode.formats.reach_split import load_reach
 from npdecode.formats.scores import fewshot_scores, reach_fewshot_scores, write_scores
 from npdecode.formats.split import load_session
-from npdecode.params import Params, SessionId
+from npdecode.params import REACH_MODELS, Params, SessionId
 from npdecode.paths import Layout
 from npdecode.reaching import decoders
 
@@ -45,10 +45,12 @@ PARAMS = {
 # POYO (optional) runs in the same stage group as ST-GAT (fewshot_stgat), which declares
 # split.graph for every model it runs
 PARAMS["poyo"] = ("fewshot", *SHARED_TRAIN_PARAMS, "train.poyo", "split.graph")
+# one params list for every model of dvc.yaml's reach_fewshot matrix: ST-GAT's graph
+# settings (split.graph, the graph rebuilt from each draw's shots) are in it for all
 REACH_PARAMS = {
     model: ("reach.fewshot", "train.device", "train.seed", "train.batch_size", "train.amp",
-            f"train.{model}")
-    for model in ("lstm", "transformer", "poyo")
+            f"train.{model}", "split.graph")
+    for model in REACH_MODELS
 }  # fmt: skip
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,10 @@ def reach_fewshot(params: Params, model: str, name: str, layout: Layout) -> None
     fs = params.reach.fewshot
     task = decoders.task_of(data)
     per_min = 60.0 / data.width_s
+    graph = params.split.graph if model == "stgat" else None
     shots = tuple(max(1, int(round(m * per_min))) for m in fs.minutes)
 
-    fit_one = functools.partial(decoders.fit_shots, model, data)
+    fit_one = functools.partial(decoders.fit_shots, model, data, graph=graph)
     if model == "poyo":  # optional (the `poyo` extra): spike tokens of each window
         from npdecode.decode import poyo_reach
 

@@ -10,7 +10,8 @@ A session of params `reach_sessions` (dvc.yaml's `reach_train_<model>`): the mod
 history window (B, h, U) to the 2-D target through a regression head (RegressionTask:
 MSE, early stopping on validation R²), capped at `reach.max_epochs`; test R² per axis and
 overall with 95 % intervals, and paired differences against the reference decoders on
-the same test blocks.
+the same test blocks; the checkpoint (`models/reach/<model>/<name>.pt`,
+`npdecode.formats.reach_checkpoint`) is what `npdecode.load_model` reads.
 """
 
 from __future__ import annotations
@@ -33,18 +34,21 @@ from npdecode.decode.session import (
 )
 from npdecode.formats.checkpoint import save_checkpoint
 from npdecode.formats.files import read_csv, read_json, write_csv, write_json
+from npdecode.formats.reach_checkpoint import save_reach_checkpoint
 from npdecode.formats.reach_split import load_reach
 from npdecode.formats.scores import model_scores, reach_scores, write_scores
 from npdecode.formats.split import SessionData, load_session
-from npdecode.params import Params, SessionId
+from npdecode.params import REACH_MODELS, Params, SessionId
 from npdecode.paths import Layout
 from npdecode.reaching import decoders
 
 PARAMS = {**TRAIN_PARAMS, "poyo": (*SHARED_TRAIN_PARAMS, "train.poyo")}
+# dvc.yaml's reach_train declares one params list for every model of its matrix: ST-GAT's
+# unit graph settings (split.graph) are in it for all of them
 REACH_PARAMS = {
     model: ("reach.max_epochs", "train.device", "train.seed", "train.batch_size", "train.amp",
-            f"train.{model}")
-    for model in ("lstm", "transformer", "poyo")
+            f"train.{model}", "split.graph")
+    for model in REACH_MODELS
 }  # fmt: skip
 log = logging.getLogger(__name__)
 
@@ -104,14 +108,21 @@ def reach_train(params: Params, model: str, name: str, layout: Layout) -> None:
     """Train deep `model` on reaching session `name`; score it against the references."""
     data = load_reach(layout.reach_split_dir(name), name)
     if model == "poyo":  # optional (the `poyo` extra): spike tokens of each window
-        from npdecode.decode import poyo_reach
+        from npdecode.decode import poyo_adapt, poyo_reach
 
         spikes = poyo_reach.read_spikes(layout, data, params.reach.units)
         poyo, info = poyo_reach.train_reach(data, spikes, params.train, params.reach.max_epochs)
         pred = {s: poyo_reach.predict_split(poyo, data, spikes, s) for s in ("val", "test")}
+        poyo_adapt.save_reach(
+            layout.reach_model(model, name), poyo, data.target_mean, data.target_sd
+        )
     else:
-        net, info = decoders.fit_deep(model, data, params.train, params.reach.max_epochs)
+        graph = params.split.graph if model == "stgat" else None
+        net, info = decoders.fit_deep(
+            model, data, params.train, params.reach.max_epochs, None, graph
+        )
         pred = {s: decoders.predict(net, data, s) for s in ("val", "test")}
+        save_reach_checkpoint(layout.reach_model(model, name), model, net, data)
     task = decoders.task_of(data)
     ref = read_csv(layout.reach_predictions("reference", name))
     others = {c[:-2] for c in ref.columns if c.endswith("_x") and c != "true_x"}
