@@ -26,7 +26,15 @@ from npdecode.sources.macaque_twin import (
     reaches,
     shared_gain,
     spike_train,
+    write_twin,
 )
+
+
+def peak_speed_bound(s: TwinSettings) -> float:
+    """mm/s: the fastest reach the model draws (the grid's diagonal; a minimum-jerk path
+    peaks at 1.875 x its mean speed) plus a margin for the tracking jitter."""
+    d = 7 * s.grid_mm * np.sqrt(2)
+    return 1.875 * d / (s.move_base_s + d / s.move_speed_mm_s) + 25.0
 
 
 def test_the_47_sessions() -> None:
@@ -88,6 +96,40 @@ def test_reaches_are_bell_shaped_with_holds_and_long_still_periods() -> None:
     runs = np.diff(np.flatnonzero(np.diff(still)))[::2] * SAMPLE_S  # lengths of still runs
     assert runs.max() > 10
     assert np.quantile(runs, 0.9) < 5  # most are holds, well under a second or two
+
+
+def test_a_reach_cut_by_the_end_of_the_recording_is_its_first_samples() -> None:
+    """A recording that ends mid-reach ends partway along that reach: the cursor is the
+    longer recording's prefix, never the whole reach squeezed into the samples left."""
+    s = TwinSettings(duration_s=30.0)
+    full, _ = reaches(s, np.random.default_rng(7))
+    speed = np.linalg.norm(np.gradient(full, SAMPLE_S, axis=0), axis=1)
+    starts = np.flatnonzero((speed[:-1] < 20) & (speed[1:] >= 20)) + 1  # reaches starting
+    assert starts.size > 5
+    for k0 in starts[1:4]:
+        for j in (1, 3, 10, 60):
+            n = int(k0) + j
+            cut, _ = reaches(dataclasses.replace(s, duration_s=n * SAMPLE_S),
+                             np.random.default_rng(7))  # fmt: skip
+            assert cut.shape == (n, 2)
+            np.testing.assert_allclose(cut, full[:n], atol=1.0)  # the jitter differs (0.05 mm)
+            v = np.linalg.norm(np.gradient(cut, SAMPLE_S, axis=0), axis=1)
+            assert v.max() < peak_speed_bound(s), (k0, j)
+
+
+def test_a_twin_ending_mid_reach_has_bounded_speeds_and_plausible_rates(tmp_path: Path) -> None:
+    """The shortest twin that showed a cut reach squeezed (7070 mm/s; a unit's rate then
+    overflowed): its file's cursor stays within the reach model and its units' rates sane."""
+    name, s = "indy_20170123_02", TwinSettings(duration_s=1.3)
+    mat = tmp_path / f"{name}.mat"
+    write_twin(name, mat, tmp_path / f"{name}.truth.npz", s)
+    r = read_mat(mat, name)
+    vel, _ = kinematics(r.t, r.cursor_pos)
+    speed = np.linalg.norm(vel, axis=1)
+    assert np.isfinite(speed).all() and speed.max() < peak_speed_bound(s)
+    assert np.linalg.norm(r.cursor_pos[-1] - r.target_pos[-1]) > 20  # it ends before the target
+    rates = np.array([x.size for x in r.spike_times]) / (r.t[-1] - r.t[0] + SAMPLE_S)
+    assert rates.size > 100 and rates.max() < 300  # Hz: no unit runs away
 
 
 def test_units_persist_with_turnover_growing_with_days() -> None:

@@ -150,12 +150,14 @@ def reaches(settings: TwinSettings, rng: np.random.Generator) -> tuple[np.ndarra
         if rng.random() < settings.long_rest_p:
             steps.append(("still", rng.uniform(*settings.long_rest_s)))
         for kind, dur in steps:
-            m = max(1, int(round(dur / SAMPLE_S)))
-            m = min(m, n - k)
+            full = max(1, int(round(dur / SAMPLE_S)))
+            m = min(full, n - k)  # the recording may end mid-step
             if m <= 0:
                 break
             if kind == "move":
-                s = np.arange(1, m + 1) / m  # (m,) normalised time
+                # normalised time over the whole reach, so a reach that the end of the
+                # recording cuts is its first m samples, not the whole reach squeezed into them
+                s = np.arange(1, m + 1) / full  # (m,)
                 shape = 10 * s**3 - 15 * s**4 + 6 * s**5  # minimum jerk
                 cursor[k : k + m] = pos + np.outer(shape, goal - pos)
                 pos = goal.copy()
