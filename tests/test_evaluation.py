@@ -61,6 +61,12 @@ def test_wilson_interval_on_known_counts():
     assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0
 
 
+def test_z_is_scipys_normal_quantile_to_the_bit():
+    # evaluation.Z is a literal (scipy.stats is not imported at start-up); every interval
+    # written so far used scipy's value, so the literal must be that value exactly
+    assert float(stats.norm.ppf(0.5 + evaluation.LEVEL / 2)) == Z
+
+
 @pytest.mark.parametrize(("x", "n"), [(1, 7), (37, 119), (444, 1183), (1183, 1183), (0, 50)])
 def test_wilson_bounds_are_where_the_score_test_is_at_z(x, n):
     # the Wilson interval is every p whose score statistic |x/n - p| / sqrt(p(1-p)/n) <= z

@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 log = logging.getLogger(__name__)
 LEVEL = 0.95
-Z = float(stats.norm.ppf(0.5 + LEVEL / 2))  # 1.959964...
+# stats.norm.ppf(0.5 + LEVEL / 2) as scipy computes it (tests/test_evaluation.py checks it):
+# scipy.stats is imported only where a t or binomial quantile is needed, since importing it
+# costs every stage ~0.5 CPU-s at start-up (docs/cost.md)
+Z = 1.959963984540054
 BOOTSTRAP_SAMPLES = 4000
 BOOTSTRAP_SEED = 20240614  # paired bootstraps are seeded: same predictions, same interval
 
@@ -69,6 +71,8 @@ def mean_interval(
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 2:
         return float("nan"), float("nan")
+    from scipy import stats
+
     half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return float(v.mean() - half), float(v.mean() + half)
 
@@ -110,6 +114,8 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     n = a_only + b_only
     if n == 0:
         return 1.0
+    from scipy import stats
+
     return float(min(1.0, 2 * stats.binom.cdf(min(a_only, b_only), n, 0.5)))
 
 
