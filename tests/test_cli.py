@@ -82,3 +82,16 @@ def test_help_says_what_the_stage_does(stage, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert module.__doc__.strip().splitlines()[0] in out
     assert f"usage: python -m npdecode.stages.{stage}" in out
+
+
+def test_training_stages_start_without_sklearn_or_scipy_stats():
+    # every stage process pays its imports (docs/cost.md): sklearn (logreg's fit) and
+    # scipy.stats (t and binomial quantiles) are imported where they are used, not at start-up
+    code = (
+        "import sys, npdecode.stages.train, npdecode.stages.fewshot;"
+        "print(sorted(m for m in ('sklearn', 'scipy.stats') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

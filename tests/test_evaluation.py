@@ -59,6 +59,14 @@ def test_wilson_interval_on_known_counts():
     assert (lo, hi) == pytest.approx((centre - half, centre + half), abs=1e-12)
     assert (round(lo, 3), round(hi, 3)) == (0.490, 0.943)
     assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0
+    for n in (7, 119, 1183):  # exactly, not a rounding residue above the score itself
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+
+
+def test_z_is_scipys_normal_quantile_to_the_bit():
+    # evaluation.Z is a literal (scipy.stats is not imported at start-up); every interval
+    # written so far used scipy's value, so the literal must be that value exactly
+    assert float(stats.norm.ppf(0.5 + evaluation.LEVEL / 2)) == Z
 
 
 @pytest.mark.parametrize(("x", "n"), [(1, 7), (37, 119), (444, 1183), (1183, 1183), (0, 50)])

@@ -76,3 +76,23 @@ def test_protocol_detail_says_what_the_learner_saw():
     assert "draws" not in old
     logreg = protocol_detail("logreg", FewshotParams(protocol="transductive"), train, None, 119)
     assert logreg["labels"] == "the shots"
+
+
+def test_each_strict_draw_reports_its_progress(caplog):
+    # a strict draw trains with no validation pass and no epoch log: one line per draw is
+    # the progress a long few-shot stage shows between its per-k lines
+    from npdecode.decode import fewshot
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 6)
+    counts = rng.poisson(1.0 + 3.0 * (y[:, None, None] == np.arange(7) % 4), (24, 5, 7))
+    data = tiny_session(counts.astype(np.uint16), y, 4, ring_graph(7))
+    views = [shot_view(data, np.array([d, 6 + d, 12 + d, 18 + d]), "strict") for d in range(2)]
+    fs = FewshotParams(batch_draws="off", steps=2)
+    with caplog.at_level("INFO", logger="npdecode.decode.fewshot"):
+        fewshot.fit_on_shots("lstm", views, TrainParams(device="cpu", batch_size=4), fs, [0, 1])
+    lines = [r.getMessage() for r in caplog.records if "of this k trained" in r.getMessage()]
+    assert lines == [
+        "draw 1 / 2 of this k trained (4 shots)",
+        "draw 2 / 2 of this k trained (4 shots)",
+    ]

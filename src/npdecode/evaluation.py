@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 log = logging.getLogger(__name__)
 LEVEL = 0.95
-Z = float(stats.norm.ppf(0.5 + LEVEL / 2))  # 1.959964...
+# stats.norm.ppf(0.5 + LEVEL / 2) as scipy computes it (tests/test_evaluation.py checks it):
+# scipy.stats is imported only where a t or binomial quantile is needed, since importing it
+# costs every stage ~0.5 CPU-s at start-up (docs/cost.md)
+Z = 1.959963984540054
 BOOTSTRAP_SAMPLES = 4000
 BOOTSTRAP_SEED = 20240614  # paired bootstraps are seeded: same predictions, same interval
 
@@ -41,7 +43,10 @@ def wilson_interval(successes: int, n: int, z: float = Z) -> tuple[float, float]
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    # at 0 (or n) successes the bound is 0 (or 1) exactly; centre - half rounds to ~1e-17
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return float(lo), float(hi)
 
 
 def balanced_accuracy_interval(
@@ -69,6 +74,8 @@ def mean_interval(
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 2:
         return float("nan"), float("nan")
+    from scipy import stats
+
     half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return float(v.mean() - half), float(v.mean() + half)
 
@@ -110,6 +117,8 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     n = a_only + b_only
     if n == 0:
         return 1.0
+    from scipy import stats
+
     return float(min(1.0, 2 * stats.binom.cdf(min(a_only, b_only), n, 0.5)))
 
 

@@ -165,13 +165,15 @@ def fit_shot_learners(
     if fs.protocol == "strict" and batch_draws(fs, train) and batchable and len(models) > 1:
         fit_fixed_batched(list(models), [inputs(v, "train") for v in views], per_draw)
         return list(models)
-    for model, view, o in zip(models, views, per_draw, strict=True):
+    for i, (model, view, o) in enumerate(zip(models, views, per_draw, strict=True), start=1):
         if fs.protocol == "transductive":
             fit(model, inputs(view, "train"), inputs(view, "val"), o)
         elif fs.protocol == "strict":
             fit_fixed(model, inputs(view, "train"), o)
         else:
             raise ValueError(f"unknown few-shot protocol {fs.protocol!r}")
+        # progress within a k: a strict draw trains silently for up to a minute on a CPU
+        log.info("draw %d / %d of this k trained (%d shots)", i, len(models), len(view.train))
     return [m.eval() for m in models]
 
 

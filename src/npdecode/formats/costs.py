@@ -13,11 +13,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from npdecode.formats.files import read_json, write_json
 from npdecode.params import SessionId, session_id_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ("stage", "session_id", "wall_time_s", "cpu_time_s", "peak_rss_mb", "peak_gpu_mb")
 
@@ -34,6 +36,8 @@ def read_costs(folder: str | Path, sessions: tuple[SessionId, ...] | None = None
     An unreadable record (a run killed while writing it cannot leave one, but a hand edit
     can) becomes a row with its stage and no figures rather than stopping the report.
     """
+    import pandas as pd  # here: every stage imports this module (npdecode.cli), few read costs
+
     rows = []
     folder = Path(folder)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

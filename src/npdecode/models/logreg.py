@@ -13,8 +13,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from npdecode.params import LogregParams
@@ -67,6 +65,10 @@ def fit_logreg(model: LogReg, x: np.ndarray, y: np.ndarray) -> LogReg:
         feats = model.features(torch.from_numpy(x)).double().numpy()
     shift, scale = feats.mean(axis=0), feats.std(axis=0)
     scale[scale == 0] = 1.0
+    # imported here: sklearn costs every stage that imports the models ~0.5 CPU-s at start-up
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     clf = LogisticRegression(C=model.p.C, max_iter=model.p.max_iter)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)

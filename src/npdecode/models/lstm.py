@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from npdecode.models.dropout import Dropout
 from npdecode.params import LSTMParams
 
 
@@ -74,7 +75,7 @@ class LSTMDecoder(nn.Module):
         super().__init__()
         self.p = p  # architecture from params `train.lstm` (its fit settings go to the loop)
         self.dims = {"n_units": n_units, "n_bins": n_bins, "n_classes": n_classes}
-        self.input_dropout = nn.Dropout(p.input_dropout)
+        self.input_dropout = Dropout(p.input_dropout)
         self.proj = nn.Linear(n_units, p.hidden)
         self.lstm = nn.LSTM(
             p.hidden,
@@ -83,7 +84,7 @@ class LSTMDecoder(nn.Module):
             batch_first=True,
             dropout=p.dropout if p.layers > 1 else 0.0,
         )
-        self.dropout = nn.Dropout(p.dropout)
+        self.dropout = Dropout(p.dropout)
         self.head = nn.Linear(p.hidden, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

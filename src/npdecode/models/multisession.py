@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from npdecode.errors import DataError
+from npdecode.models.dropout import Dropout
 from npdecode.models.lstm import LSTMDecoder
 from npdecode.models.transformer import TransformerLSTM
 from npdecode.params import (
@@ -66,7 +67,7 @@ class MultiSessionDecoder(nn.Module):
             "n_classes": n_classes,
         }
         self.readins = nn.ModuleList(nn.Linear(n, p.latent) for n in self.n_units)
-        self.input_dropout = nn.Dropout(p.input_dropout)
+        self.input_dropout = Dropout(p.input_dropout)
         # the core's architecture is train.<core>'s; dropout acts on units, above
         core_p = dataclasses.replace(core, input_dropout=0.0)
         self.core = CORES[p.core](core_p, n_units=p.latent, n_bins=n_bins, n_classes=n_classes)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from npdecode.models.dropout import Dropout
 from npdecode.models.gat import DenseGATv2, neighbour_table
 from npdecode.models.lstm import lstm_fp32
 from npdecode.params import STGATParams
@@ -59,14 +60,14 @@ class STGAT(nn.Module):
         u, h = n_units, p.hidden
         self.register_buffer("edge_index", torch.zeros(2, n_edges, dtype=torch.long))
         self.register_buffer("edge_weight", torch.zeros(n_edges))
-        self.input_dropout = nn.Dropout(p.input_dropout)
+        self.input_dropout = Dropout(p.input_dropout)
         self.scale = nn.Parameter(torch.randn(u, h) / h**0.5)  # per-unit count -> node vector
         self.embed = nn.Parameter(0.1 * torch.randn(u, h))  # unit identity
         self.gats = nn.ModuleList(
             DenseGATv2(h, h, heads=p.heads, edge_dim=p.edge_weight) for _ in range(p.gat_layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(p.gat_layers))
-        self.dropout = nn.Dropout(p.dropout)
+        self.dropout = Dropout(p.dropout)
         self.readout = nn.Linear(u * h, p.readout)
         self.lstm = nn.LSTM(p.readout, p.lstm_hidden, batch_first=True)
         self.head = nn.Linear(p.lstm_hidden, n_classes)

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from npdecode.models.dropout import Dropout, replace_dropouts
 from npdecode.models.lstm import lstm_fp32
 from npdecode.params import TransformerParams
 
@@ -33,7 +34,7 @@ class TransformerLSTM(nn.Module):
         super().__init__()
         self.p = p  # architecture from params `train.transformer`
         self.dims = {"n_units": n_units, "n_bins": n_bins, "n_classes": n_classes}
-        self.input_dropout = nn.Dropout(p.input_dropout)
+        self.input_dropout = Dropout(p.input_dropout)
         self.proj = nn.Linear(n_units, p.d_model)
         if p.positions == "learned":
             self.pos = nn.Parameter(0.02 * torch.randn(n_bins, p.d_model))
@@ -48,9 +49,10 @@ class TransformerLSTM(nn.Module):
             norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, p.layers, enable_nested_tensor=False)
+        replace_dropouts(self.encoder)  # its feed-forward and residual dropouts
         self.norm = nn.LayerNorm(p.d_model)
         self.lstm = nn.LSTM(p.d_model, p.lstm_hidden, batch_first=True)
-        self.dropout = nn.Dropout(p.dropout)
+        self.dropout = Dropout(p.dropout)
         self.head = nn.Linear(p.lstm_hidden, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
