@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from npdecode.decode import crossday, stability
 from npdecode.formats.macaque_truth import read_macaque_truth
 from npdecode.formats.reach_split import ReachData, load_reach, write_reach_split
 from npdecode.mat.read import read_mat
-from npdecode.params import load_params
+from npdecode.params import params_from_dict
 from npdecode.reaching.session import split_arrays
 from npdecode.report.reach import plot_stability
 from npdecode.sources.macaque_sessions import session
@@ -61,6 +62,29 @@ def fmt(m: dict, key: str = "r2") -> str:
     return f"{m[key]:+.3f} [{m[lo]:+.3f}, {m[hi]:+.3f}]"
 
 
+def bench_params(a: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """params.yaml (`--params`) with the `--set` overrides, `--steps` and `--max-epochs`."""
+    raw = yaml.safe_load(a.params.read_text())
+    for item in a.set:
+        key, value = item.split("=", 1)
+        *path, last = key.split(".")
+        node = raw
+        for k in path:
+            if node.get(k) is None:
+                node[k] = {}
+            node = node[k]
+        node[last] = yaml.safe_load(value)
+    params = params_from_dict(raw, str(a.params))
+    if a.steps is not None:
+        fs = dataclasses.replace(params.reach.fewshot, steps=a.steps)
+        params = dataclasses.replace(params, reach=dataclasses.replace(params.reach, fewshot=fs))
+    if a.max_epochs is not None:
+        params = dataclasses.replace(
+            params, reach=dataclasses.replace(params.reach, max_epochs=a.max_epochs)
+        )
+    return params
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", nargs="+", required=True)
@@ -76,16 +100,18 @@ def main() -> None:
     )
     ap.add_argument("--max-epochs", type=int, default=None, help="cap (reach.max_epochs)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params overrides, e.g. reach.crossday.window_days=30 (YAML values)",
+    )
+    ap.add_argument("--no-transfer", action="store_true", help="shared vs single only ...")
+    ap.add_argument("--no-stability", action="store_true", help="... and/or no stability")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    params = load_params(a.params)
-    if a.steps is not None:
-        fs = dataclasses.replace(params.reach.fewshot, steps=a.steps)
-        params = dataclasses.replace(params, reach=dataclasses.replace(params.reach, fewshot=fs))
-    if a.max_epochs is not None:
-        params = dataclasses.replace(
-            params, reach=dataclasses.replace(params.reach, max_epochs=a.max_epochs)
-        )
+    params = bench_params(a)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     a.out.mkdir(parents=True, exist_ok=True)
     data, ids = {}, {}
@@ -97,19 +123,29 @@ def main() -> None:
         sessions = [data[n] for n in names]
         per, singles = crossday.shared_vs_single(sessions, params)
         t1 = time.process_time()
-        tr = crossday.transfer_later_day(
-            sessions, params, tuple(a.minutes), per, ids if a.readin_init == "matched" else None
-        )
+        tr: dict = {"session": None, "curve": {}}
+        if not a.no_transfer:
+            tr = crossday.transfer_later_day(
+                sessions, params, tuple(a.minutes), per, ids if a.readin_init == "matched" else None
+            )
         t2 = time.process_time()
-        stab = stability.stability(sessions, singles, ids, params)
+        stab = pd.DataFrame(columns=["day", "later", "days_apart", "units_kept", "fixed_r2",
+                                     "readin_r2", "retrained_r2", "recovered"])  # fmt: skip
+        if not a.no_stability:
+            stab = stability.stability(sessions, singles, ids, params)
+            stab.to_csv(a.out / f"stability_{monkey}.csv", index=False, float_format="%.4f")
+            plot_stability(stab, monkey, a.out / f"stability_{monkey}.png")
         t3 = time.process_time()
-        stab.to_csv(a.out / f"stability_{monkey}.csv", index=False, float_format="%.4f")
-        plot_stability(stab, monkey, a.out / f"stability_{monkey}.png")
         for n in names:
             r = per[n]
             row = {"session": n, "monkey": monkey, "date": r["date"], "units": r["n_units"],
                    "single": fmt(r["single"]), "shared": fmt(r["shared"]),
                    "gain": fmt(r["gain"], "diff"), "gain_p": round(r["gain"]["p"], 4)}  # fmt: skip
+            if "finetuned" in r:
+                row.update({"finetuned": fmt(r["finetuned"]),
+                            "ft_gain": fmt(r["finetune_gain"], "diff"),
+                            "ft_gain_p": round(r["finetune_gain"]["p"], 4),
+                            "ft_epochs": r["finetune_epochs"]})  # fmt: skip
             if n == tr["session"]:
                 for k, e in tr["curve"].items():
                     lo = min(x["r2_lo"] for x in e["draws"])
@@ -120,15 +156,20 @@ def main() -> None:
                     row[f"ratio_{k}min"] = round(e["ratio_to_single"], 3)
             rows.append(row)
         gains = [per[n]["gain"]["diff"] for n in names]
+        ft = [per[n]["finetune_gain"]["diff"] for n in names if "finetune_gain" in per[n]]
         report[monkey] = {"per_session": per, "transfer": tr,
                           "stability": stab.to_dict("records"),
                           "median_gain": float(np.median(gains)),
+                          "median_finetune_gain": float(np.median(ft)) if ft else None,
                           "cpu_s": {"shared_single": t1 - t0, "transfer": t2 - t1,
                                     "stability": t3 - t2}}  # fmt: skip
         print(f"\n== {monkey}: median gain shared - single {np.median(gains):+.3f} "
               f"(sessions with paired p < 0.05 and gain > 0: "
               f"{sum(per[n]['gain']['p'] < 0.05 and per[n]['gain']['diff'] > 0 for n in names)}"
-              f"/{len(names)}); CPU s {report[monkey]['cpu_s']}")  # fmt: skip
+              f"/{len(names)}); fine-tuned - single median "
+              f"{np.median(ft) if ft else float('nan'):+.3f} (p < 0.05 and > 0: "
+              f"{sum(per[n]['finetune_gain']['p'] < 0.05 and per[n]['finetune_gain']['diff'] > 0 for n in names if 'finetune_gain' in per[n])}"
+              f"/{len(ft)}); CPU s {report[monkey]['cpu_s']}")  # fmt: skip
         print(stab[["day", "later", "days_apart", "units_kept", "fixed_r2", "readin_r2",
                     "retrained_r2", "recovered"]].to_string(index=False, float_format="%.3f"))  # fmt: skip
     table = pd.DataFrame(rows)

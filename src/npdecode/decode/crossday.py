@@ -42,7 +42,7 @@ from npdecode.formats.reach_split import ReachData
 from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.params import Params
 from npdecode.reaching.decoders import task_of, truth_for_units
-from npdecode.sources.macaque_sessions import session
+from npdecode.sources.macaque_sessions import days_apart, session
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,20 @@ def held_out_by_date(names: list[str], n_held: int = 1) -> tuple[list[str], list
             "later day needs earlier days to train a core on"
         )
     return earlier, held
+
+
+def date_windows(names: list[str], days: float | None) -> list[list[str]]:
+    """One monkey's sessions in date order (then name), cut wherever two consecutive ones
+    are more than `days` days apart (None: one group): the groups of shared decoders."""
+    ordered = sorted(names, key=lambda n: (session(n).date, n))
+    if days is None or not ordered:
+        return [ordered] if ordered else []
+    groups = [[ordered[0]]]
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if days_apart(session(a), session(b)) > days:
+            groups.append([])
+        groups[-1].append(b)
+    return groups
 
 
 # --- persistent unit ids -----------------------------------------------------------------
@@ -261,30 +275,80 @@ def paired(d: ReachData, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     return task_of(d).paired(a, b, d.y("test").astype(np.float64))
 
 
+def val_r2(model: MultiSessionDecoder, index: int, d: ReachData) -> float:
+    """R² of read-in `index` on `d`'s validation rows, z-scored targets (what early
+    stopping compares)."""
+    z = predict(model, index, d, "val", target=(np.zeros(2), np.ones(2)))
+    return task_of(d).score(torch.from_numpy(z), torch.from_numpy(z_target(d, d.rows["val"])))
+
+
+def finetune(
+    shared: MultiSessionDecoder, index: int, d: ReachData, params: Params
+) -> tuple[MultiSessionDecoder, dict[str, Any]]:
+    """Session `d`'s own decoder started from the shared one (read-in `index` and the
+    core), every weight trained on d's training windows at `reach.crossday.finetune_lr`
+    for at most `finetune_epochs` epochs, early stopping on d's validation rows; the
+    shared weights are kept when no epoch beats them there."""
+    cd = params.reach.crossday
+    model = build([d], params, params.train.seed)
+    with torch.no_grad():
+        model.readin(0).load_state_dict(shared.readin(index).state_dict())
+        model.core.load_state_dict(shared.core_state())
+    start = val_r2(model.eval(), 0, d)
+    opts = options(params, d, lr=cd.finetune_lr, schedule="constant",
+                   max_epochs=cd.finetune_epochs, patience=min(cd.finetune_epochs, 3))  # fmt: skip
+    kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    _, info = fit_batches(model, ReachBatches([d]), opts)
+    if info["best_val_r2"] <= start:
+        model.load_state_dict(kept)
+    info = {**info, "start_val_r2": start, "kept_shared": info["best_val_r2"] <= start}
+    return model.eval(), info
+
+
 def shared_vs_single(
     sessions: list[ReachData], params: Params
 ) -> tuple[dict[str, dict[str, Any]], dict[str, MultiSessionDecoder]]:
     """Per session: single (its own decoder of the same core) and shared R² on its test
-    rows, and the paired gain shared - single; and the single-session models."""
-    shared, info = train(sessions, params)
+    rows, and the paired gain shared - single; with `reach.crossday.finetune`, the shared
+    decoder fine-tuned on the session too (`finetune`) and its paired gain over single;
+    and the single-session models.
+
+    The shared decoders are one per `date_windows` group (`reach.crossday.window_days`);
+    a session alone in its group has shared = single (and no fine-tuned arm)."""
+    cd = params.reach.crossday
+    by_name = {d.session_id: d for d in sessions}
+    groups = date_windows(list(by_name), cd.window_days)
     out: dict[str, dict[str, Any]] = {}
     singles: dict[str, MultiSessionDecoder] = {}
-    for i, d in enumerate(sessions):
-        singles[d.session_id], single_info = train([d], params)
-        a, b = predict(shared, i, d), predict(singles[d.session_id], 0, d)
-        out[d.session_id] = {
-            "session": d.session_id,
-            "monkey": session(d.session_id).monkey,
-            "date": session(d.session_id).date.isoformat(),
-            "n_units": d.n_units,
-            "n_test": len(d.rows["test"]),
-            "shared": score(d, a),
-            "single": score(d, b),
-            "gain": paired(d, a, b),
-            "shared_epochs": info["epochs"],
-            "single_epochs": single_info["epochs"],
-        }
-    return out, singles
+    for d in sessions:
+        singles[d.session_id], info = train([d], params)
+        out[d.session_id] = {"single_epochs": info["epochs"]}
+    for group in groups:
+        members = [by_name[n] for n in group]
+        shared, info = train(members, params) if len(group) > 1 else (None, {})
+        for i, d in enumerate(members):
+            b = predict(singles[d.session_id], 0, d)
+            a = b if shared is None else predict(shared, i, d)
+            r = out[d.session_id]
+            r.update({
+                "session": d.session_id,
+                "monkey": session(d.session_id).monkey,
+                "date": session(d.session_id).date.isoformat(),
+                "n_units": d.n_units,
+                "n_test": len(d.rows["test"]),
+                "shared_group": group,
+                "shared": score(d, a),
+                "single": score(d, b),
+                "gain": paired(d, a, b),
+                "shared_epochs": info.get("epochs", r["single_epochs"]),
+            })  # fmt: skip
+            if cd.finetune and shared is not None:
+                ft, ft_info = finetune(shared, i, d, params)
+                f = predict(ft, 0, d)
+                r.update({"finetuned": score(d, f), "finetune_gain": paired(d, f, b),
+                          "finetune_epochs": ft_info["epochs"],
+                          "finetune_kept_shared": ft_info["kept_shared"]})  # fmt: skip
+    return {n: out[n] for n in by_name}, singles
 
 
 # --- transfer to a later day ------------------------------------------------------------
