@@ -443,7 +443,7 @@ class ReachCrossdayParams:
     epoch beats them there), its own arm beside the plain shared decoder.
     """
 
-    window_days: float | None = None
+    window_days: float | None = 30.0
     finetune: bool = True
     finetune_lr: float = _p(0.0003, lo=0.0, lo_open=True)
     finetune_epochs: int = _p(10, lo=1)
