@@ -123,12 +123,17 @@ def main() -> None:
         sessions = [data[n] for n in names]
         per, singles = crossday.shared_vs_single(sessions, params)
         t1 = time.process_time()
+        # what is known so far, before transfer and stability (a long run can be cut short)
+        (a.out / f"partial_{monkey}.json").write_text(json.dumps(per, indent=1, default=str))
         tr: dict = {"session": None, "curve": {}}
         if not a.no_transfer:
             tr = crossday.transfer_later_day(
                 sessions, params, tuple(a.minutes), per, ids if a.readin_init == "matched" else None
             )
         t2 = time.process_time()
+        (a.out / f"partial_transfer_{monkey}.json").write_text(
+            json.dumps(tr, indent=1, default=str)
+        )
         stab = pd.DataFrame(columns=["day", "later", "days_apart", "units_kept", "fixed_r2",
                                      "readin_r2", "retrained_r2", "recovered"])  # fmt: skip
         if not a.no_stability:
