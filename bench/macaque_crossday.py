@@ -109,6 +109,11 @@ def main() -> None:
     )
     ap.add_argument("--no-transfer", action="store_true", help="shared vs single only ...")
     ap.add_argument("--no-stability", action="store_true", help="... and/or no stability")
+    ap.add_argument(
+        "--scratch-only",
+        action="store_true",
+        help="only the held-out day's decoder from scratch on the transfer's draws",
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
     params = bench_params(a)
@@ -117,6 +122,12 @@ def main() -> None:
     data, ids = {}, {}
     for name in a.sessions:
         data[name], ids[name] = prepare(name, a.out, a.twin_minutes, params)
+    if a.scratch_only:
+        for monkey, names in crossday.group_by_subject(a.sessions).items():
+            sc = crossday.scratch_later_day([data[n] for n in names], params, tuple(a.minutes))
+            (a.out / f"scratch_{monkey}.json").write_text(json.dumps(sc, indent=1))
+            print(monkey, {k: round(e["r2_mean"], 3) for k, e in sc["curve"].items()})
+        return
     rows, report = [], {}
     for monkey, names in crossday.group_by_subject(a.sessions).items():
         t0 = time.process_time()
@@ -159,6 +170,7 @@ def main() -> None:
                         f"{e['r2_mean']:+.3f} (draws' 95 % from {lo:+.3f} to {hi:+.3f})"
                     )
                     row[f"ratio_{k}min"] = round(e["ratio_to_single"], 3)
+                    row[f"scratch_{k}min"] = round(e["scratch_r2_mean"], 3)
             rows.append(row)
         gains = [per[n]["gain"]["diff"] for n in names]
         ft = [per[n]["finetune_gain"]["diff"] for n in names if "finetune_gain" in per[n]]

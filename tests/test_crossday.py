@@ -182,6 +182,8 @@ def test_shared_transfer_and_stability_arms(days: tuple, tmp_path: Path) -> None
     tr = crossday.transfer_later_day(sessions, dataclasses.replace(params), (0.5,), None)
     assert tr["session"] == DAYS[2] and tr["core_sessions"] == list(DAYS[:2])
     assert len(tr["curve"]["0.5"]["draws"]) == 1
+    assert len(tr["curve"]["0.5"]["scratch_draws"]) == 1
+    assert np.isfinite(tr["curve"]["0.5"]["scratch_r2_mean"])
 
 
 def test_stage_writes_per_session_metrics_results_plot_and_scores(days: tuple) -> None:
@@ -202,6 +204,7 @@ def test_stage_writes_per_session_metrics_results_plot_and_scores(days: tuple) -
     assert list(table["session"]) == list(DAYS)
     held = table[table["session"] == DAYS[-1]].iloc[0]
     assert np.isfinite(held["transfer_0.25min"]) and np.isfinite(held["ratio_0.25min"])
+    assert np.isfinite(held["scratch_0.25min"])  # the same draws' decoder from scratch
     assert table[table["session"] != DAYS[-1]]["transfer_0.25min"].isna().all()
     assert (table["gain"] - (table["shared"] - table["single"])).abs().max() < 1e-9
     stab = pd.read_csv(folder / "stability.csv")

@@ -41,7 +41,7 @@ from npdecode.formats.macaque_truth import MacaqueTruth
 from npdecode.formats.reach_split import ReachData
 from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.params import Params
-from npdecode.reaching.decoders import task_of, truth_for_units
+from npdecode.reaching.decoders import fit_shots, task_of, truth_for_units
 from npdecode.sources.macaque_sessions import days_apart, session
 
 log = logging.getLogger(__name__)
@@ -399,6 +399,30 @@ def fit_readin_on_shots(
     return model.eval(), (mean, sd), (tm, ts)
 
 
+def scratch_later_day(
+    sessions: list[ReachData], params: Params, minutes: tuple[float, ...]
+) -> dict[str, Any]:
+    """The baseline of transfer: on the same draws of k minutes of the monkey's latest day
+    (`shot_rows`), its own decoder (`reach.models[0]`, `train.<model>`) trained from
+    scratch on the shots alone (`reaching.decoders.fit_shots`: the shots' statistics,
+    `reach.fewshot.steps` steps), scored on that day's test rows."""
+    _, held = held_out_by_date([d.session_id for d in sessions], 1)
+    target = next(d for d in sessions if d.session_id == held[0])
+    fs = params.reach.fewshot
+    curve: dict[str, Any] = {}
+    for k in minutes:
+        draws = []
+        for r in range(fs.repeats):
+            idx = np.searchsorted(target.rows["train"], shot_rows(target, k, fs.seed, r))
+            pred = fit_shots(params.reach.models[0], target, params.train, idx, fs.steps,
+                             fs.seed * 1000 + r)  # fmt: skip
+            m = score(target, pred)
+            draws.append({"repeat": r, "r2": m["r2"], "r2_lo": m["r2_lo"], "r2_hi": m["r2_hi"]})
+        curve[f"{k:g}"] = {"minutes": k, "r2_mean": float(np.mean([x["r2"] for x in draws])),
+                           "draws": draws}  # fmt: skip
+    return {"session": target.session_id, "model": params.reach.models[0], "curve": curve}
+
+
 def transfer_later_day(
     sessions: list[ReachData],
     params: Params,
@@ -407,8 +431,9 @@ def transfer_later_day(
     ids: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Transfer to one monkey's latest day (see the module docstring): per k minutes the
-    R² of every draw on the held-out day's test rows, their mean, and (with `full`, the
-    `shared_vs_single` results) the ratio to that day's full-data single-session R².
+    R² of every draw on the held-out day's test rows, their mean, the same draws' decoder
+    trained from scratch (`scratch_later_day`), and (with `full`, the `shared_vs_single`
+    results) the ratio to that day's full-data single-session R².
 
     With `ids` (`unit_ids` per session) each new read-in starts from the latest earlier
     day's read-in on the units both days share (`matched_readin`); else it starts random.
@@ -436,6 +461,10 @@ def transfer_later_day(
         if full is not None:
             entry["ratio_to_single"] = mean / full[target.session_id]["single"]["r2"]
         curve[f"{k:g}"] = entry
+    scratch = scratch_later_day(sessions, params, minutes)["curve"]
+    for k, e in curve.items():
+        e["scratch_r2_mean"] = scratch[k]["r2_mean"]
+        e["scratch_draws"] = scratch[k]["draws"]
     return {"session": target.session_id, "core_sessions": earlier, "core_epochs": info["epochs"],
             "protocol": "strict", "readin_init": "random" if init is None else f"matched to {earlier[-1]}",
             "curve": curve}  # fmt: skip

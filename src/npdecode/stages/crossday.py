@@ -137,6 +137,7 @@ def _row(r: dict[str, Any], transfer: dict[str, Any] | None) -> dict[str, Any]:
         row[f"transfer_{k}min"] = e["r2_mean"]
         row[f"transfer_{k}min_min"], row[f"transfer_{k}min_max"] = min(r2), max(r2)
         row[f"ratio_{k}min"] = e.get("ratio_to_single", np.nan)
+        row[f"scratch_{k}min"] = e.get("scratch_r2_mean", np.nan)
     return row
 
 
