@@ -462,9 +462,9 @@ def transfer_later_day(
             entry["ratio_to_single"] = mean / full[target.session_id]["single"]["r2"]
         curve[f"{k:g}"] = entry
     scratch = scratch_later_day(sessions, params, minutes)["curve"]
-    for k, e in curve.items():
-        e["scratch_r2_mean"] = scratch[k]["r2_mean"]
-        e["scratch_draws"] = scratch[k]["draws"]
+    for key, e in curve.items():
+        e["scratch_r2_mean"] = scratch[key]["r2_mean"]
+        e["scratch_draws"] = scratch[key]["draws"]
     return {"session": target.session_id, "core_sessions": earlier, "core_epochs": info["epochs"],
             "protocol": "strict", "readin_init": "random" if init is None else f"matched to {earlier[-1]}",
             "curve": curve}  # fmt: skip
