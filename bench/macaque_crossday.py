@@ -11,9 +11,12 @@ blocks, still periods), cached under `--out`. Models: params.yaml's `multisessio
 (latent, unit dropout, optimiser) on `train.<multisession.core>`'s architecture, epochs
 capped at `reach.max_epochs`; transfer read-ins: `reach.fewshot.steps` (or `--steps`)
 steps at `multisession.adapt_lr`, `reach.fewshot.repeats` draws per k. Writes
-`crossday.csv` (per session: single, shared, gain [95 %] with its paired p; transfer at
-each k and its ratio to the full single-session R²), `stability.csv`, one
-`stability_<monkey>.png` per monkey and `crossday.json`, and prints the summary.
+`crossday.csv` (per session: single, shared, gain [95 %] with its paired p, the
+fine-tuned shared decoder and its gain; transfer at each k, its ratio to the full
+single-session R² and scratch on the same draws), `stability.csv`, one
+`stability_<monkey>.png` per monkey and `crossday.json`, and prints the summary. `--set KEY=VALUE` overrides params (e.g.
+`reach.crossday.window_days=null`); `--no-transfer`, `--no-stability` and
+`--scratch-only` run a part.
 """
 
 from __future__ import annotations
