@@ -11,9 +11,12 @@ blocks, still periods), cached under `--out`. Models: params.yaml's `multisessio
 (latent, unit dropout, optimiser) on `train.<multisession.core>`'s architecture, epochs
 capped at `reach.max_epochs`; transfer read-ins: `reach.fewshot.steps` (or `--steps`)
 steps at `multisession.adapt_lr`, `reach.fewshot.repeats` draws per k. Writes
-`crossday.csv` (per session: single, shared, gain [95 %] with its paired p; transfer at
-each k and its ratio to the full single-session R²), `stability.csv`, one
-`stability_<monkey>.png` per monkey and `crossday.json`, and prints the summary.
+`crossday.csv` (per session: single, shared, gain [95 %] with its paired p, the
+fine-tuned shared decoder and its gain; transfer at each k, its ratio to the full
+single-session R² and scratch on the same draws), `stability.csv`, one
+`stability_<monkey>.png` per monkey and `crossday.json`, and prints the summary. `--set KEY=VALUE` overrides params (e.g.
+`reach.crossday.window_days=null`); `--no-transfer`, `--no-stability` and
+`--scratch-only` run a part.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from npdecode.decode import crossday, stability
 from npdecode.formats.macaque_truth import read_macaque_truth
 from npdecode.formats.reach_split import ReachData, load_reach, write_reach_split
 from npdecode.mat.read import read_mat
-from npdecode.params import load_params
+from npdecode.params import params_from_dict
 from npdecode.reaching.session import split_arrays
 from npdecode.report.reach import plot_stability
 from npdecode.sources.macaque_sessions import session
@@ -61,6 +65,29 @@ def fmt(m: dict, key: str = "r2") -> str:
     return f"{m[key]:+.3f} [{m[lo]:+.3f}, {m[hi]:+.3f}]"
 
 
+def bench_params(a: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """params.yaml (`--params`) with the `--set` overrides, `--steps` and `--max-epochs`."""
+    raw = yaml.safe_load(a.params.read_text())
+    for item in a.set:
+        key, value = item.split("=", 1)
+        *path, last = key.split(".")
+        node = raw
+        for k in path:
+            if node.get(k) is None:
+                node[k] = {}
+            node = node[k]
+        node[last] = yaml.safe_load(value)
+    params = params_from_dict(raw, str(a.params))
+    if a.steps is not None:
+        fs = dataclasses.replace(params.reach.fewshot, steps=a.steps)
+        params = dataclasses.replace(params, reach=dataclasses.replace(params.reach, fewshot=fs))
+    if a.max_epochs is not None:
+        params = dataclasses.replace(
+            params, reach=dataclasses.replace(params.reach, max_epochs=a.max_epochs)
+        )
+    return params
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", nargs="+", required=True)
@@ -76,40 +103,68 @@ def main() -> None:
     )
     ap.add_argument("--max-epochs", type=int, default=None, help="cap (reach.max_epochs)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params overrides, e.g. reach.crossday.window_days=30 (YAML values)",
+    )
+    ap.add_argument("--no-transfer", action="store_true", help="shared vs single only ...")
+    ap.add_argument("--no-stability", action="store_true", help="... and/or no stability")
+    ap.add_argument(
+        "--scratch-only",
+        action="store_true",
+        help="only the held-out day's decoder from scratch on the transfer's draws",
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
-    params = load_params(a.params)
-    if a.steps is not None:
-        fs = dataclasses.replace(params.reach.fewshot, steps=a.steps)
-        params = dataclasses.replace(params, reach=dataclasses.replace(params.reach, fewshot=fs))
-    if a.max_epochs is not None:
-        params = dataclasses.replace(
-            params, reach=dataclasses.replace(params.reach, max_epochs=a.max_epochs)
-        )
+    params = bench_params(a)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     a.out.mkdir(parents=True, exist_ok=True)
     data, ids = {}, {}
     for name in a.sessions:
         data[name], ids[name] = prepare(name, a.out, a.twin_minutes, params)
+    if a.scratch_only:
+        for monkey, names in crossday.group_by_subject(a.sessions).items():
+            sc = crossday.scratch_later_day([data[n] for n in names], params, tuple(a.minutes))
+            (a.out / f"scratch_{monkey}.json").write_text(json.dumps(sc, indent=1))
+            print(monkey, {k: round(e["r2_mean"], 3) for k, e in sc["curve"].items()})
+        return
     rows, report = [], {}
     for monkey, names in crossday.group_by_subject(a.sessions).items():
         t0 = time.process_time()
         sessions = [data[n] for n in names]
         per, singles = crossday.shared_vs_single(sessions, params)
         t1 = time.process_time()
-        tr = crossday.transfer_later_day(
-            sessions, params, tuple(a.minutes), per, ids if a.readin_init == "matched" else None
-        )
+        # what is known so far, before transfer and stability (a long run can be cut short)
+        (a.out / f"partial_{monkey}.json").write_text(json.dumps(per, indent=1, default=str))
+        tr: dict = {"session": None, "curve": {}}
+        if not a.no_transfer:
+            tr = crossday.transfer_later_day(
+                sessions, params, tuple(a.minutes), per, ids if a.readin_init == "matched" else None
+            )
         t2 = time.process_time()
-        stab = stability.stability(sessions, singles, ids, params)
+        (a.out / f"partial_transfer_{monkey}.json").write_text(
+            json.dumps(tr, indent=1, default=str)
+        )
+        stab = pd.DataFrame(columns=["day", "later", "days_apart", "units_kept", "fixed_r2",
+                                     "readin_r2", "retrained_r2", "recovered"])  # fmt: skip
+        if not a.no_stability:
+            stab = stability.stability(sessions, singles, ids, params)
+            stab.to_csv(a.out / f"stability_{monkey}.csv", index=False, float_format="%.4f")
+            plot_stability(stab, monkey, a.out / f"stability_{monkey}.png")
         t3 = time.process_time()
-        stab.to_csv(a.out / f"stability_{monkey}.csv", index=False, float_format="%.4f")
-        plot_stability(stab, monkey, a.out / f"stability_{monkey}.png")
         for n in names:
             r = per[n]
             row = {"session": n, "monkey": monkey, "date": r["date"], "units": r["n_units"],
                    "single": fmt(r["single"]), "shared": fmt(r["shared"]),
                    "gain": fmt(r["gain"], "diff"), "gain_p": round(r["gain"]["p"], 4)}  # fmt: skip
+            if "finetuned" in r:
+                row.update({"finetuned": fmt(r["finetuned"]),
+                            "ft_gain": fmt(r["finetune_gain"], "diff"),
+                            "ft_gain_p": round(r["finetune_gain"]["p"], 4),
+                            "ft_epochs": r["finetune_epochs"]})  # fmt: skip
             if n == tr["session"]:
                 for k, e in tr["curve"].items():
                     lo = min(x["r2_lo"] for x in e["draws"])
@@ -118,17 +173,23 @@ def main() -> None:
                         f"{e['r2_mean']:+.3f} (draws' 95 % from {lo:+.3f} to {hi:+.3f})"
                     )
                     row[f"ratio_{k}min"] = round(e["ratio_to_single"], 3)
+                    row[f"scratch_{k}min"] = round(e["scratch_r2_mean"], 3)
             rows.append(row)
         gains = [per[n]["gain"]["diff"] for n in names]
+        ft = [per[n]["finetune_gain"]["diff"] for n in names if "finetune_gain" in per[n]]
         report[monkey] = {"per_session": per, "transfer": tr,
                           "stability": stab.to_dict("records"),
                           "median_gain": float(np.median(gains)),
+                          "median_finetune_gain": float(np.median(ft)) if ft else None,
                           "cpu_s": {"shared_single": t1 - t0, "transfer": t2 - t1,
                                     "stability": t3 - t2}}  # fmt: skip
         print(f"\n== {monkey}: median gain shared - single {np.median(gains):+.3f} "
               f"(sessions with paired p < 0.05 and gain > 0: "
               f"{sum(per[n]['gain']['p'] < 0.05 and per[n]['gain']['diff'] > 0 for n in names)}"
-              f"/{len(names)}); CPU s {report[monkey]['cpu_s']}")  # fmt: skip
+              f"/{len(names)}); fine-tuned - single median "
+              f"{np.median(ft) if ft else float('nan'):+.3f} (p < 0.05 and > 0: "
+              f"{sum(per[n]['finetune_gain']['p'] < 0.05 and per[n]['finetune_gain']['diff'] > 0 for n in names if 'finetune_gain' in per[n])}"
+              f"/{len(ft)}); CPU s {report[monkey]['cpu_s']}")  # fmt: skip
         print(stab[["day", "later", "days_apart", "units_kept", "fixed_r2", "readin_r2",
                     "retrained_r2", "recovered"]].to_string(index=False, float_format="%.3f"))  # fmt: skip
     table = pd.DataFrame(rows)

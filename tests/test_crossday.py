@@ -80,6 +80,24 @@ def test_groups_and_held_out_days_partition_by_subject_and_date() -> None:
         crossday.held_out_by_date(["indy_20160927_04", "indy_20160927_06"])
 
 
+def test_date_windows_cut_at_gaps_longer_than_the_window() -> None:
+    names = ["indy_20160915_01", *DAYS, "indy_20160916_01"]
+    assert crossday.date_windows(names, None) == [[*DAYS, "indy_20160915_01", "indy_20160916_01"]]
+    assert crossday.date_windows(names, 30) == [
+        list(DAYS),
+        ["indy_20160915_01", "indy_20160916_01"],
+    ]
+    assert crossday.date_windows(names, 3) == [
+        list(DAYS),
+        ["indy_20160915_01", "indy_20160916_01"],
+    ]
+    assert crossday.date_windows(names, 2) == [list(DAYS[:2]), [DAYS[2]],
+                                               ["indy_20160915_01", "indy_20160916_01"]]  # fmt: skip
+    assert crossday.date_windows(names, 0) == [[n] for n in sorted(names)]
+    with pytest.raises(ParamsError, match="window_days"):
+        params_from_dict({"reach": {"crossday": {"window_days": -1}}})
+
+
 def test_windows_match_the_split_and_missing_units_read_zero(days: tuple) -> None:
     sessions, ids, _ = days
     d = sessions[0]
@@ -143,6 +161,9 @@ def test_shared_transfer_and_stability_arms(days: tuple, tmp_path: Path) -> None
             assert r[arm]["r2_lo"] <= r[arm]["r2_hi"] and np.isfinite(r[arm]["r2"])
         assert r["gain"]["lo"] <= r["gain"]["hi"] and 0 <= r["gain"]["p"] <= 1
         assert r["gain"]["diff"] == pytest.approx(r["shared"]["r2"] - r["single"]["r2"])
+        # the fine-tuned arm (reach.crossday.finetune, on by default) beside the shared one
+        assert np.isfinite(r["finetuned"]["r2"]) and r["finetune_epochs"] >= 1
+        assert r["finetune_gain"]["diff"] == pytest.approx(r["finetuned"]["r2"] - r["single"]["r2"])
     t = stability.stability(two, singles, ids, params)
     assert len(t) == 1 and t["days_apart"].iloc[0] == 2
     assert 0 < t["units_kept"].iloc[0] <= 1
@@ -161,6 +182,8 @@ def test_shared_transfer_and_stability_arms(days: tuple, tmp_path: Path) -> None
     tr = crossday.transfer_later_day(sessions, dataclasses.replace(params), (0.5,), None)
     assert tr["session"] == DAYS[2] and tr["core_sessions"] == list(DAYS[:2])
     assert len(tr["curve"]["0.5"]["draws"]) == 1
+    assert len(tr["curve"]["0.5"]["scratch_draws"]) == 1
+    assert np.isfinite(tr["curve"]["0.5"]["scratch_r2_mean"])
 
 
 def test_stage_writes_per_session_metrics_results_plot_and_scores(days: tuple) -> None:
@@ -181,6 +204,7 @@ def test_stage_writes_per_session_metrics_results_plot_and_scores(days: tuple) -
     assert list(table["session"]) == list(DAYS)
     held = table[table["session"] == DAYS[-1]].iloc[0]
     assert np.isfinite(held["transfer_0.25min"]) and np.isfinite(held["ratio_0.25min"])
+    assert np.isfinite(held["scratch_0.25min"])  # the same draws' decoder from scratch
     assert table[table["session"] != DAYS[-1]]["transfer_0.25min"].isna().all()
     assert (table["gain"] - (table["shared"] - table["single"])).abs().max() < 1e-9
     stab = pd.read_csv(folder / "stability.csv")
@@ -192,3 +216,48 @@ def test_stage_writes_per_session_metrics_results_plot_and_scores(days: tuple) -
     scores = read_scores(layout.scores("reach_crossday"))
     assert sorted(scores["r2"]["reach_shared"]) == sorted(DAYS)
     assert scores["r2"]["reach_single"][DAYS[0]] == pytest.approx(table["single"].iloc[0])
+
+
+def test_finetune_starts_from_the_shared_decoder_and_never_loses_on_val(days: tuple) -> None:
+    sessions, _, _ = days
+    params = small_params()
+    shared, _ = crossday.train(sessions[:2], params)
+    before = {k: v.clone() for k, v in shared.state_dict().items()}
+    d = sessions[1]
+    model, info = crossday.finetune(shared, 1, d, params)
+    assert info["start_val_r2"] == pytest.approx(crossday.val_r2(shared, 1, d))
+    assert crossday.val_r2(model, 0, d) >= info["start_val_r2"] - 1e-6
+    assert crossday.val_r2(model, 0, d) == pytest.approx(
+        max(info["start_val_r2"], info["best_val_r2"]), abs=1e-6
+    )
+    for k, v in shared.state_dict().items():
+        assert torch.equal(v, before[k]), k  # the shared decoder is untouched
+    if info["kept_shared"]:
+        assert torch.equal(model.readin(0).weight, shared.readin(1).weight)
+    else:
+        assert not torch.equal(model.readin(0).weight, shared.readin(1).weight)
+    # a tiny budget at a tiny lr cannot beat the start: the shared weights are kept
+    tiny = dataclasses.replace(
+        params,
+        reach=dataclasses.replace(
+            params.reach,
+            crossday=dataclasses.replace(
+                params.reach.crossday, finetune_lr=1e-9, finetune_epochs=1
+            ),
+        ),
+    )
+    kept, info = crossday.finetune(shared, 1, d, tiny)
+    assert info["kept_shared"] or info["best_val_r2"] > info["start_val_r2"]
+    assert crossday.val_r2(kept, 0, d) >= info["start_val_r2"] - 1e-6
+
+
+def test_a_session_alone_in_its_date_window_has_shared_equal_to_single(days: tuple) -> None:
+    sessions, _, _ = days
+    params = small_params()
+    cd = dataclasses.replace(params.reach.crossday, window_days=1.0)
+    params = dataclasses.replace(params, reach=dataclasses.replace(params.reach, crossday=cd))
+    per, _ = crossday.shared_vs_single(sessions[:2], params)  # 2 days apart: two groups
+    for d in sessions[:2]:
+        r = per[d.session_id]
+        assert r["shared_group"] == [d.session_id] and "finetuned" not in r
+        assert r["gain"]["diff"] == 0.0 and r["shared"]["r2"] == r["single"]["r2"]

@@ -487,6 +487,30 @@ REACH_MODELS: tuple[str, ...] = typing.get_args(ReachDeepModel)
 
 
 @dataclass(frozen=True)
+class ReachCrossdayParams:
+    """The per-monkey shared decoder across days (issue 23, docs/crossday.md).
+
+    `window_days`: a monkey's sessions (in date order) are cut into groups wherever two
+    consecutive ones are more than this many days apart, one shared decoder per group
+    (null: one group per monkey). `finetune`: also report the shared decoder fine-tuned on
+    each session (every weight, `finetune_lr`, at most `finetune_epochs` epochs, early
+    stopping on that session's validation rows; the shared weights are kept where no
+    epoch beats them there), its own arm beside the plain shared decoder.
+    """
+
+    window_days: float | None = 30.0
+    finetune: bool = True
+    finetune_lr: float = _p(0.0003, lo=0.0, lo_open=True)
+    finetune_epochs: int = _p(10, lo=1)
+
+    def __post_init__(self) -> None:
+        if self.window_days is not None and self.window_days < 0:
+            raise ParamsError(
+                f"reach.crossday.window_days must be null or >= 0 days, got {self.window_days}"
+            )
+
+
+@dataclass(frozen=True)
 class ReachParams:
     """The macaque reaching data set (O'Doherty & Sabes; docs/macaque.md).
 
@@ -511,6 +535,7 @@ class ReachParams:
     models: tuple[ReachDeepModel, ...] = ("lstm",)
     max_epochs: int = _p(40, lo=1)  # deep models: their train.<model> settings, this cap
     fewshot: ReachFewshotParams = _section(ReachFewshotParams)
+    crossday: ReachCrossdayParams = _section(ReachCrossdayParams)
 
     def __post_init__(self) -> None:
         if self.source == "local" and not self.path:

@@ -41,8 +41,8 @@ from npdecode.formats.macaque_truth import MacaqueTruth
 from npdecode.formats.reach_split import ReachData
 from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.params import Params
-from npdecode.reaching.decoders import task_of, truth_for_units
-from npdecode.sources.macaque_sessions import session
+from npdecode.reaching.decoders import fit_shots, task_of, truth_for_units
+from npdecode.sources.macaque_sessions import days_apart, session
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,20 @@ def held_out_by_date(names: list[str], n_held: int = 1) -> tuple[list[str], list
             "later day needs earlier days to train a core on"
         )
     return earlier, held
+
+
+def date_windows(names: list[str], days: float | None) -> list[list[str]]:
+    """One monkey's sessions in date order (then name), cut wherever two consecutive ones
+    are more than `days` days apart (None: one group): the groups of shared decoders."""
+    ordered = sorted(names, key=lambda n: (session(n).date, n))
+    if days is None or not ordered:
+        return [ordered] if ordered else []
+    groups = [[ordered[0]]]
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if days_apart(session(a), session(b)) > days:
+            groups.append([])
+        groups[-1].append(b)
+    return groups
 
 
 # --- persistent unit ids -----------------------------------------------------------------
@@ -261,30 +275,80 @@ def paired(d: ReachData, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     return task_of(d).paired(a, b, d.y("test").astype(np.float64))
 
 
+def val_r2(model: MultiSessionDecoder, index: int, d: ReachData) -> float:
+    """R² of read-in `index` on `d`'s validation rows, z-scored targets (what early
+    stopping compares)."""
+    z = predict(model, index, d, "val", target=(np.zeros(2), np.ones(2)))
+    return task_of(d).score(torch.from_numpy(z), torch.from_numpy(z_target(d, d.rows["val"])))
+
+
+def finetune(
+    shared: MultiSessionDecoder, index: int, d: ReachData, params: Params
+) -> tuple[MultiSessionDecoder, dict[str, Any]]:
+    """Session `d`'s own decoder started from the shared one (read-in `index` and the
+    core), every weight trained on d's training windows at `reach.crossday.finetune_lr`
+    for at most `finetune_epochs` epochs, early stopping on d's validation rows; the
+    shared weights are kept when no epoch beats them there."""
+    cd = params.reach.crossday
+    model = build([d], params, params.train.seed)
+    with torch.no_grad():
+        model.readin(0).load_state_dict(shared.readin(index).state_dict())
+        model.core.load_state_dict(shared.core_state())
+    start = val_r2(model.eval(), 0, d)
+    opts = options(params, d, lr=cd.finetune_lr, schedule="constant",
+                   max_epochs=cd.finetune_epochs, patience=min(cd.finetune_epochs, 3))  # fmt: skip
+    kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    _, info = fit_batches(model, ReachBatches([d]), opts)
+    if info["best_val_r2"] <= start:
+        model.load_state_dict(kept)
+    info = {**info, "start_val_r2": start, "kept_shared": info["best_val_r2"] <= start}
+    return model.eval(), info
+
+
 def shared_vs_single(
     sessions: list[ReachData], params: Params
 ) -> tuple[dict[str, dict[str, Any]], dict[str, MultiSessionDecoder]]:
     """Per session: single (its own decoder of the same core) and shared R² on its test
-    rows, and the paired gain shared - single; and the single-session models."""
-    shared, info = train(sessions, params)
+    rows, and the paired gain shared - single; with `reach.crossday.finetune`, the shared
+    decoder fine-tuned on the session too (`finetune`) and its paired gain over single;
+    and the single-session models.
+
+    The shared decoders are one per `date_windows` group (`reach.crossday.window_days`);
+    a session alone in its group has shared = single (and no fine-tuned arm)."""
+    cd = params.reach.crossday
+    by_name = {d.session_id: d for d in sessions}
+    groups = date_windows(list(by_name), cd.window_days)
     out: dict[str, dict[str, Any]] = {}
     singles: dict[str, MultiSessionDecoder] = {}
-    for i, d in enumerate(sessions):
-        singles[d.session_id], single_info = train([d], params)
-        a, b = predict(shared, i, d), predict(singles[d.session_id], 0, d)
-        out[d.session_id] = {
-            "session": d.session_id,
-            "monkey": session(d.session_id).monkey,
-            "date": session(d.session_id).date.isoformat(),
-            "n_units": d.n_units,
-            "n_test": len(d.rows["test"]),
-            "shared": score(d, a),
-            "single": score(d, b),
-            "gain": paired(d, a, b),
-            "shared_epochs": info["epochs"],
-            "single_epochs": single_info["epochs"],
-        }
-    return out, singles
+    for d in sessions:
+        singles[d.session_id], info = train([d], params)
+        out[d.session_id] = {"single_epochs": info["epochs"]}
+    for group in groups:
+        members = [by_name[n] for n in group]
+        shared, info = train(members, params) if len(group) > 1 else (None, {})
+        for i, d in enumerate(members):
+            b = predict(singles[d.session_id], 0, d)
+            a = b if shared is None else predict(shared, i, d)
+            r = out[d.session_id]
+            r.update({
+                "session": d.session_id,
+                "monkey": session(d.session_id).monkey,
+                "date": session(d.session_id).date.isoformat(),
+                "n_units": d.n_units,
+                "n_test": len(d.rows["test"]),
+                "shared_group": group,
+                "shared": score(d, a),
+                "single": score(d, b),
+                "gain": paired(d, a, b),
+                "shared_epochs": info.get("epochs", r["single_epochs"]),
+            })  # fmt: skip
+            if cd.finetune and shared is not None:
+                ft, ft_info = finetune(shared, i, d, params)
+                f = predict(ft, 0, d)
+                r.update({"finetuned": score(d, f), "finetune_gain": paired(d, f, b),
+                          "finetune_epochs": ft_info["epochs"],
+                          "finetune_kept_shared": ft_info["kept_shared"]})  # fmt: skip
+    return {n: out[n] for n in by_name}, singles
 
 
 # --- transfer to a later day ------------------------------------------------------------
@@ -335,6 +399,30 @@ def fit_readin_on_shots(
     return model.eval(), (mean, sd), (tm, ts)
 
 
+def scratch_later_day(
+    sessions: list[ReachData], params: Params, minutes: tuple[float, ...]
+) -> dict[str, Any]:
+    """The baseline of transfer: on the same draws of k minutes of the monkey's latest day
+    (`shot_rows`), its own decoder (`reach.models[0]`, `train.<model>`) trained from
+    scratch on the shots alone (`reaching.decoders.fit_shots`: the shots' statistics,
+    `reach.fewshot.steps` steps), scored on that day's test rows."""
+    _, held = held_out_by_date([d.session_id for d in sessions], 1)
+    target = next(d for d in sessions if d.session_id == held[0])
+    fs = params.reach.fewshot
+    curve: dict[str, Any] = {}
+    for k in minutes:
+        draws = []
+        for r in range(fs.repeats):
+            idx = np.searchsorted(target.rows["train"], shot_rows(target, k, fs.seed, r))
+            pred = fit_shots(params.reach.models[0], target, params.train, idx, fs.steps,
+                             fs.seed * 1000 + r)  # fmt: skip
+            m = score(target, pred)
+            draws.append({"repeat": r, "r2": m["r2"], "r2_lo": m["r2_lo"], "r2_hi": m["r2_hi"]})
+        curve[f"{k:g}"] = {"minutes": k, "r2_mean": float(np.mean([x["r2"] for x in draws])),
+                           "draws": draws}  # fmt: skip
+    return {"session": target.session_id, "model": params.reach.models[0], "curve": curve}
+
+
 def transfer_later_day(
     sessions: list[ReachData],
     params: Params,
@@ -343,8 +431,9 @@ def transfer_later_day(
     ids: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Transfer to one monkey's latest day (see the module docstring): per k minutes the
-    R² of every draw on the held-out day's test rows, their mean, and (with `full`, the
-    `shared_vs_single` results) the ratio to that day's full-data single-session R².
+    R² of every draw on the held-out day's test rows, their mean, the same draws' decoder
+    trained from scratch (`scratch_later_day`), and (with `full`, the `shared_vs_single`
+    results) the ratio to that day's full-data single-session R².
 
     With `ids` (`unit_ids` per session) each new read-in starts from the latest earlier
     day's read-in on the units both days share (`matched_readin`); else it starts random.
@@ -372,6 +461,10 @@ def transfer_later_day(
         if full is not None:
             entry["ratio_to_single"] = mean / full[target.session_id]["single"]["r2"]
         curve[f"{k:g}"] = entry
+    scratch = scratch_later_day(sessions, params, minutes)["curve"]
+    for key, e in curve.items():
+        e["scratch_r2_mean"] = scratch[key]["r2_mean"]
+        e["scratch_draws"] = scratch[key]["draws"]
     return {"session": target.session_id, "core_sessions": earlier, "core_epochs": info["epochs"],
             "protocol": "strict", "readin_init": "random" if init is None else f"matched to {earlier[-1]}",
             "curve": curve}  # fmt: skip

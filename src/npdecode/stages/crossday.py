@@ -3,7 +3,9 @@
 The sessions of params `reach_sessions` are grouped by monkey (`crossday.group_by_subject`).
 Per monkey: one shared decoder (per-session read-ins, the `multisession` core) and each
 session's own decoder of the same core, both scored on the session's test blocks with the
-paired gain shared - single (`npdecode.decode.crossday`); transfer to the monkey's latest
+paired gain shared - single (`npdecode.decode.crossday`; with `reach.crossday.finetune`
+also the shared decoder fine-tuned per session, its own arm; one shared decoder per
+`reach.crossday.window_days` group of days); transfer to the monkey's latest
 day (a core trained on the earlier days, frozen; a new read-in, started from the latest
 earlier day's read-in on the units both days share, fitted on `reach.fewshot.minutes`
 minutes of that day's training windows, strict protocol, `reach.fewshot.repeats` draws);
@@ -11,10 +13,10 @@ stability over days (`npdecode.decode.stability`: fixed, read-in recalibrated,
 retrained). A monkey with one session has no transfer or stability (recorded as skipped).
 
 Writes `metrics/reach/crossday/<name>.json` per session, `results/reach_crossday.csv`
-(per session: single, shared, gain with its paired p, transfer at each k and its ratio
+(per session: single, shared, gain with its paired p, fine-tuned and its gain, transfer at each k and its ratio
 to the full single-session R²), `results/reach_stability.csv`,
 `plots/stability_<monkey>.png` and `scores/reach_crossday.json` (what `dvc exp show`
-lists: the shared and single R² per session).
+lists: the shared, single and fine-tuned R² per session).
 """
 
 from __future__ import annotations
@@ -101,6 +103,11 @@ def main(params: Params, root: Path = Path(".")) -> None:
             model_scores("reach_single", n, {"test": _test(m["single"])})
             for n, m in metrics.items()
         ),
+        *(
+            model_scores("reach_finetuned", n, {"test": _test(m["finetuned"])})
+            for n, m in metrics.items()
+            if "finetuned" in m
+        ),
     )
 
 
@@ -120,11 +127,17 @@ def _row(r: dict[str, Any], transfer: dict[str, Any] | None) -> dict[str, Any]:
         row.update({arm: r[arm]["r2"], f"{arm}_lo": r[arm]["r2_lo"], f"{arm}_hi": r[arm]["r2_hi"]})
     g = r["gain"]
     row.update({"gain": g["diff"], "gain_lo": g["lo"], "gain_hi": g["hi"], "gain_p": g["p"]})
+    if "finetuned" in r:  # reach.crossday.finetune, in a group of two sessions or more
+        f, fg = r["finetuned"], r["finetune_gain"]
+        row.update({"finetuned": f["r2"], "finetuned_lo": f["r2_lo"], "finetuned_hi": f["r2_hi"],
+                    "finetune_gain": fg["diff"], "finetune_gain_lo": fg["lo"],
+                    "finetune_gain_hi": fg["hi"], "finetune_gain_p": fg["p"]})  # fmt: skip
     for k, e in (transfer or {}).get("curve", {}).items():
         r2 = [d["r2"] for d in e["draws"]]
         row[f"transfer_{k}min"] = e["r2_mean"]
         row[f"transfer_{k}min_min"], row[f"transfer_{k}min_max"] = min(r2), max(r2)
         row[f"ratio_{k}min"] = e.get("ratio_to_single", np.nan)
+        row[f"scratch_{k}min"] = e.get("scratch_r2_mean", np.nan)
     return row
 
 
