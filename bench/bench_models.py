@@ -87,17 +87,9 @@ def child(args: argparse.Namespace) -> None:
 
 def _overrides(sets: list[str]) -> dict:
     """-S a.b.c=value -> {"a": {"b": {"c": value}}} (values parsed as YAML)."""
-    import yaml
+    from npdecode.params import with_overrides
 
-    out: dict = {}
-    for item in sets:
-        key, _, value = item.partition("=")
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
+    return with_overrides({}, sets)
 
 
 def write_fake_split(folder: Path, units: int, k: int) -> None:

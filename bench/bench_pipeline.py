@@ -35,6 +35,8 @@ from pathlib import Path
 
 import yaml
 
+from npdecode.params import with_overrides
+
 REPO = Path(__file__).resolve().parents[1]
 IMPORT_ONLY = "import npdecode.stages.train, npdecode.stages.fewshot"
 
@@ -111,16 +113,7 @@ def project_params(repo: Path, units: int | None, overrides: list[str]) -> dict:
     """`repo`'s params.yaml with `--units` and `-S key=value` applied."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     sets = ([f"fetch.synthetic.n_units={units}"] if units else []) + overrides
-    for item in sets:
-        key, _, value = item.partition("=")
-        node = params
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node[part]
-        if leaf not in node:
-            raise SystemExit(f"-S {item}: params.yaml has no key {key}")
-        node[leaf] = yaml.safe_load(value)
-    return params
+    return with_overrides(params, sets)
 
 
 def main() -> int:

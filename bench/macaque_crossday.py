@@ -37,7 +37,7 @@ from npdecode.decode import crossday, stability
 from npdecode.formats.macaque_truth import read_macaque_truth
 from npdecode.formats.reach_split import ReachData, load_reach, write_reach_split
 from npdecode.mat.read import read_mat
-from npdecode.params import params_from_dict
+from npdecode.params import params_from_dict, with_overrides
 from npdecode.reaching.session import split_arrays
 from npdecode.report.reach import plot_stability
 from npdecode.sources.macaque_sessions import session
@@ -67,16 +67,7 @@ def fmt(m: dict, key: str = "r2") -> str:
 
 def bench_params(a: argparse.Namespace):  # type: ignore[no-untyped-def]
     """params.yaml (`--params`) with the `--set` overrides, `--steps` and `--max-epochs`."""
-    raw = yaml.safe_load(a.params.read_text())
-    for item in a.set:
-        key, value = item.split("=", 1)
-        *path, last = key.split(".")
-        node = raw
-        for k in path:
-            if node.get(k) is None:
-                node[k] = {}
-            node = node[k]
-        node[last] = yaml.safe_load(value)
+    raw = with_overrides(yaml.safe_load(a.params.read_text()), a.set)
     params = params_from_dict(raw, str(a.params))
     if a.steps is not None:
         fs = dataclasses.replace(params.reach.fewshot, steps=a.steps)

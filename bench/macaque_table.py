@@ -28,7 +28,7 @@ import yaml
 
 from npdecode.formats.files import read_csv, read_json
 from npdecode.formats.reach_split import load_reach
-from npdecode.params import Params, params_from_dict
+from npdecode.params import Params, params_from_dict, with_overrides
 from npdecode.paths import Layout
 from npdecode.reaching import decoders
 from npdecode.report import reach as reach_report
@@ -41,16 +41,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 def committed_params(overrides: list[str]) -> Params:
     """params.yaml with each `dotted.key=value` (a YAML value) of `overrides` set."""
     raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    for item in overrides:
-        key, _, value = item.partition("=")
-        *parents, leaf = key.split(".")
-        node = raw
-        for k in parents:
-            node = node[k]
-        if leaf not in node:
-            raise SystemExit(f"--set {item}: params.yaml has no key {key}")
-        node[leaf] = yaml.safe_load(value)
-    return params_from_dict(raw, source="params.yaml with --set")
+    return params_from_dict(with_overrides(raw, overrides), source="params.yaml with --set")
 
 
 def one(

@@ -116,3 +116,16 @@ def test_a_model_keeps_its_architecture_only_and_reads_older_checkpoints():
     assert stored == as_dict(train.lstm.arch) and "lr" not in stored
     older = {**stored, "lr": 0.5, "weight_decay": 0.01, "max_epochs": 9}  # before the split
     assert build_model("lstm", dims, older).p == train.lstm.arch
+
+
+def test_with_overrides_sets_dotted_keys_as_dvc_s_does_and_leaves_the_input_alone() -> None:
+    from npdecode.errors import ParamsError
+    from npdecode.params import with_overrides
+
+    raw = {"train": {"lstm": {"hidden": 128}}, "sessions": [1]}
+    out = with_overrides(raw, ["train.lstm.hidden=64", "reach.models=[lstm, poyo]", "x.y=010"])
+    assert out["train"]["lstm"]["hidden"] == 64 and raw["train"]["lstm"]["hidden"] == 128
+    assert out["reach"] == {"models": ["lstm", "poyo"]}  # a missing section is created
+    assert out["x"]["y"] == 8  # the value is YAML (1.1, as PyYAML reads it)
+    with pytest.raises(ParamsError, match="dotted.key=value"):
+        with_overrides(raw, ["train.lstm.hidden"])

@@ -7,12 +7,13 @@ so a typo fails before any stage does work.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -693,6 +694,25 @@ def _first_difference(a: Any, b: Any, key: str) -> tuple[str, Any, Any] | None:
     if type(a) is not type(b) or a != b:
         return key, a, b
     return None
+
+
+def with_overrides(raw: Mapping[str, Any], items: Sequence[str]) -> dict[str, Any]:
+    """A copy of parsed params with each `dotted.key=value` of `items` set, the value read as
+    YAML, as `dvc exp run -S` sets them (the benches' `-S`/`--set`); sections missing on the
+    way are created, and `params_from_dict` then validates the keys."""
+    out = copy.deepcopy(dict(raw))
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"override {item!r}: write it as dotted.key=value")
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[leaf] = yaml.safe_load(value)
+    return out
 
 
 SESSIONS_COMMAND = "python -m npdecode.sources.sessions --write"

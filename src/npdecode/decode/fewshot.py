@@ -379,6 +379,23 @@ def fewshot_curve(
     return out, predicted
 
 
+def session_fewshot_curve(
+    fit_group: FitGroup, data: SessionData, fs: FewshotParams, describe: str
+) -> tuple[dict[str, dict], dict[int, np.ndarray]]:
+    """`fewshot_curve` on an Allen session's split with `fewshot`'s shots, repeats and seed:
+    the same draws for every learner scored on it (ours, POYO, transfer)."""
+    return fewshot_curve(
+        fit_group,
+        task_of(data),
+        data.train.y,
+        data.test.y,
+        fs.shots,
+        fs.repeats,
+        fs.seed,
+        describe=describe,
+    )
+
+
 def session_curve(
     model: str,
     data: SessionData,
@@ -398,15 +415,8 @@ def session_curve(
         batch = eval_batch(model, train)
         return [split_logits(net, v, "test", batch) for net, v in zip(nets, views, strict=True)]
 
-    shots, predicted = fewshot_curve(
-        fit_group,
-        task_of(data),
-        data.train.y,
-        data.test.y,
-        fs.shots,
-        fs.repeats,
-        fs.seed,
-        describe=f"{model} session {data.session_id}",
+    shots, predicted = session_fewshot_curve(
+        fit_group, data, fs, f"{model} session {data.session_id}"
     )
     fit_params = train.deep(model).fit if model in DEEP else None
     result = {

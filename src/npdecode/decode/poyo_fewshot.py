@@ -14,10 +14,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from npdecode.decode.fewshot import Draw, fewshot_curve, strict_epochs
+from npdecode.decode.fewshot import Draw, session_fewshot_curve, strict_epochs
 from npdecode.decode.poyo import SessionWindows, build_poyo, fit_poyo, predict_poyo
 from npdecode.decode.poyo_allen import poyo_fit, subset
-from npdecode.decode.session import task_of
 from npdecode.errors import ParamsError
 from npdecode.formats.split import SessionData
 from npdecode.models.poyo import POYODecoder
@@ -58,16 +57,7 @@ def session_curve(
             out.append(predict_poyo(net, windows["test"], train.batch_size))
         return out
 
-    shots, predicted = fewshot_curve(
-        fit_group,
-        task_of(data),
-        data.train.y,
-        data.test.y,
-        fs.shots,
-        fs.repeats,
-        fs.seed,
-        describe=f"poyo session {data.session_id}",
-    )
+    shots, predicted = session_fewshot_curve(fit_group, data, fs, f"poyo session {data.session_id}")
     f = train.poyo.fit
     result = {
         "session_id": data.session_id,

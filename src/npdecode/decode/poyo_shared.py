@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from npdecode.decode.fewshot import Draw, fewshot_curve
+from npdecode.decode.fewshot import Draw, session_fewshot_curve
 from npdecode.decode.poyo import SessionWindows, adapt_poyo, build_poyo, fit_poyo, predict_poyo
 from npdecode.decode.poyo_allen import accuracy, poyo_fit, subset
-from npdecode.decode.session import task_of
 from npdecode.decode.transfer import make_folds, transfer_units
 from npdecode.formats.split import SessionData
 from npdecode.models.poyo import POYODecoder
@@ -99,15 +98,8 @@ def transfer_curve(
             out.append(predict_poyo(model, windows["test"], params.train.batch_size))
         return out
 
-    return fewshot_curve(
-        fit_group,
-        task_of(target),
-        target.train.y,
-        target.test.y,
-        fs.shots,
-        fs.repeats,
-        fs.seed,
-        describe=f"POYO transfer to session {target.session_id}",
+    return session_fewshot_curve(
+        fit_group, target, fs, f"POYO transfer to session {target.session_id}"
     )
 
 

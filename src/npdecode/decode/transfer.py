@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from npdecode.decode.fewshot import Draw, fewshot_curve, shot_view
-from npdecode.decode.session import task_of
+from npdecode.decode.fewshot import Draw, session_fewshot_curve, shot_view
 from npdecode.decode.shared import (
     adapted_logits,
     fit_readins,
@@ -82,16 +81,7 @@ def transfer_curve(
             for m, v in zip(models, views, strict=True)
         ]
 
-    return fewshot_curve(
-        fit_group,
-        task_of(target),
-        target.train.y,
-        target.test.y,
-        fs.shots,
-        fs.repeats,
-        fs.seed,
-        describe=f"transfer to session {target.session_id}",
-    )
+    return session_fewshot_curve(fit_group, target, fs, f"transfer to session {target.session_id}")
 
 
 def transfer_by_folds(
