@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 from npdecode.decode.shared import train_shared  # noqa: E402
-from npdecode.decode.transfer import transfer_curve  # noqa: E402
+from npdecode.decode.transfer import make_folds, transfer_curve, transfer_units  # noqa: E402
 from npdecode.formats.split import SessionData, load_session  # noqa: E402
 from npdecode.params import params_from_dict  # noqa: E402
 from npdecode.paths import Layout  # noqa: E402
@@ -93,10 +93,18 @@ def units_of(data: SessionData, choice: str | None) -> SessionData:
     return data.select(keep)
 
 
+def single_accuracy(layout: Layout, sid: int) -> float:
+    """The single-session LSTM's test accuracy (nan while it is not trained)."""
+    path = layout.metrics("lstm", sid)
+    return json.loads(path.read_text())["test"]["accuracy"] if path.exists() else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path("/tmp/cmsmall"))
-    parser.add_argument("--held", type=int, nargs="+", required=True)
+    parser.add_argument("--held", type=int, nargs="+", help="twins held out of the core")
+    parser.add_argument("--fold", type=int, help="or: hold out fold F of transfer's folds")
+    parser.add_argument("--no-single", action="store_true", help="never train single LSTMs")
     parser.add_argument("--variants", nargs="+", default=["base"])
     parser.add_argument("--shots", type=int, nargs="+", default=[5])
     parser.add_argument("--repeats", type=int, default=5)
@@ -116,14 +124,21 @@ def main() -> None:
         name, _, body = spec.partition(":")
         variants[name] = parse(body.split(","))
     sids = list(raw["sessions"])
+    data = {sid: load_session(layout.split_dir(sid), sid, lazy=True) for sid in sids}
+    if args.fold is not None:  # the stage's folds (`transfer_by_folds`)
+        m = raw["multisession"]
+        units = transfer_units(data, sids, m["group"])
+        args.held = sorted(
+            s
+            for u in make_folds(list(units), m["folds"], m["fold_seed"])[args.fold]
+            for s in units[u]
+        )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    single = {}
     for sid in args.held:
-        if not layout.metrics("lstm", sid).exists():
+        if not layout.metrics("lstm", sid).exists() and not args.no_single:
             cmd = [sys.executable, "-m", "npdecode.stages.train", "lstm", str(sid)]
             subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
-        single[sid] = json.loads(layout.metrics("lstm", sid).read_text())["test"]["accuracy"]
-    data = {sid: load_session(layout.split_dir(sid), sid, lazy=True) for sid in sids}
+    single = {sid: single_accuracy(layout, sid) for sid in args.held}
     core_sids = [s for s in sids if s not in args.held]
     print(f"core on {core_sids}; held out {args.held}; single LSTM {single}", flush=True)
     cores: dict[str, Any] = {}
@@ -148,6 +163,7 @@ def main() -> None:
             curve, _ = transfer_curve(donor, target, dataclasses.replace(params))
             for k in args.shots:
                 s = curve[str(k)]
+                single[sid] = single_accuracy(layout, sid)
                 cells.append(
                     f"{sid} k={k}: {s['mean']:.3f} [{s['mean_lo']:.3f}, {s['mean_hi']:.3f}] "
                     f"= {s['mean'] / single[sid]:.2f} of single"
