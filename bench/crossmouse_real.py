@@ -4,7 +4,7 @@ Run from the repository root (it makes and keeps a scratch project, default /tmp
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/crossmouse_real.py \
         --ids 1 5 9 13 17 21 25 29 --project /tmp/cmreal --prune \
-        --set train.lstm.max_epochs=40 --set multisession.max_epochs=25
+        --set train.lstm.max_epochs=20 --set multisession.max_epochs=8 --set fewshot.repeats=3
 
 Each twin goes through the pipeline's stages in the scratch project (params.yaml = this
 repository's, with `fetch.synthetic.preset: allen`, `sessions` = the ids, `fewshot.shots`
