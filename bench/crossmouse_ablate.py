@@ -88,7 +88,7 @@ def units_of(data: SessionData, choice: str | None) -> SessionData:
     """The session through the units a variant lets its read-in see."""
     if choice is None:
         return data
-    area = data.units["ecephys_structure_acronym"].astype(str)
+    area = data.units["area"].astype(str)
     keep = np.flatnonzero(area.str.startswith(VISUAL).to_numpy())
     return data.select(keep)
 
