@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from npdecode.decode.fewshot import shot_statistics
-from npdecode.decode.shared import ridge_map
+from npdecode.decode.shared import encoding_map, ridge_map
 from npdecode.decode.transfer import make_folds
 from npdecode.errors import ParamsError
 
@@ -27,6 +27,28 @@ def test_ridge_map_recovers_a_linear_map_in_both_forms():
     Y = target.reshape(-1, 4) - target.reshape(-1, 4).mean(0)
     primal = np.linalg.solve(X.T @ X + 0.5 * 6 * np.eye(6), X.T @ Y)
     np.testing.assert_allclose(w, primal, rtol=1e-4, atol=1e-5)
+
+
+def test_encoding_map_decodes_low_rank_latents_from_noisy_units():
+    # 40 classes whose (C*T, D) latents span 12 components (3 per bin); 150 units load on them
+    # plus noise of unit variance; 3 shots per class. The read-in's output on new presentations
+    # lies nearest its own class's latent far above chance, and a rank past the templates'
+    # is cut to theirs.
+    rng = np.random.default_rng(1)
+    n_classes, n_bins, dim, n_units = 40, 4, 12, 150
+    templates = np.einsum("cr,trd->ctd", rng.normal(size=(n_classes, 3)),
+                          rng.normal(size=(n_bins, 3, dim)))  # fmt: skip
+    loading = rng.normal(0, 0.3, (dim, n_units))
+    y = np.repeat(np.arange(n_classes), 3)
+    x = templates[y] @ loading + rng.normal(size=(len(y), n_bins, n_units))
+    new_y = np.repeat(np.arange(n_classes), 5)
+    new_x = templates[new_y] @ loading + rng.normal(size=(len(new_y), n_bins, n_units))
+    for rank in (12, 50):
+        w, b = encoding_map(x, y, templates, rank, alpha=0.01)
+        assert w.shape == (n_units, dim) and b.shape == (dim,) and w.dtype == np.float32
+        z = (new_x @ w + b).reshape(len(new_y), -1)
+        dist = ((z[:, None, :] - templates.reshape(n_classes, -1)[None]) ** 2).sum(-1)
+        assert np.mean(dist.argmin(axis=1) == new_y) > 0.8  # chance: 0.025
 
 
 def test_shot_statistics_silence_units_that_never_varied():

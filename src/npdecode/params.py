@@ -387,8 +387,10 @@ class MultisessionParams:
     fold_seed: int = _p(0, lo=0)
     adapt_epochs: int = _p(30, lo=0)
     adapt_lr: float = _p(3e-3, lo=0.0, lo_open=True)
-    readin_init: Literal["template", "random"] = "template"
+    readin_init: Literal["template", "random", "encoding"] = "template"
     readin_ridge: float = _p(1.0, lo=0.0, lo_open=True)
+    readin_rank: int = _p(16, lo=1)  # encoding: template components the shots are fitted on
+    adapt_head: bool = False  # a new read-in also trains the core's classifier (last layer)
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,19 @@ def test_transfer_trains_only_the_new_read_in(donor):
     np.testing.assert_allclose(mean, shots_x.mean(axis=0), rtol=1e-5)  # the shots' own
 
 
+def test_adapt_head_trains_the_read_in_and_the_classifier_only(donor):
+    model, data, params = donor
+    core_before = {k: v.clone() for k, v in model.core_state().items()}
+    ms = dataclasses.replace(params.multisession, adapt_head=True, readin_init="encoding")
+    target = data[3]
+    idx = sample_shots(target.train.y, target.n_classes, 2, np.random.default_rng(0))
+    view = shot_view(target, idx, "strict")
+    adapted = fit_readin(model, view, dataclasses.replace(params, multisession=ms), seed=5)
+    changed = {k for k, v in adapted.core_state().items() if not torch.equal(v, core_before[k])}
+    assert changed == {"head.weight", "head.bias"}  # the rest of the core, bitwise the donor's
+    assert all(torch.equal(v, core_before[k]) for k, v in model.core_state().items())
+
+
 def test_transfer_sees_nothing_but_its_shots(donor):
     model, data, params = donor
     target = data[3]

@@ -329,14 +329,20 @@ def fit_readins(
         readin_model(donor, v.session_id, v.n_units, seed)
         for v, seed in zip(views, seeds, strict=True)
     ]
-    if p.readin_init == "template":
+    if p.readin_init in ("template", "encoding"):
         templates = donor.templates.cpu().numpy()
         for model, view in zip(models, views, strict=True):
             x, y = normalised(view, "train")
-            weight, bias = ridge_map(x, templates[y], p.readin_ridge)
+            if p.readin_init == "template":
+                weight, bias = ridge_map(x, templates[y], p.readin_ridge)
+            else:
+                weight, bias = encoding_map(x, y, templates, p.readin_rank, p.readin_ridge)
             with torch.no_grad():
                 model.readin(0).weight.copy_(torch.from_numpy(weight.T))
                 model.readin(0).bias.copy_(torch.from_numpy(bias))
+    if p.adapt_head:  # the classifier learns this mouse's decision boundaries too
+        for model in models:
+            model.core.head.requires_grad_(True)
     opts = readin_options(p, params.train, params.fewshot, task_of(views[0]) if views else None)
     bound = [BoundSession(m, 0) for m in models]  # model(x): the protocol's learners' interface
     fit_shot_learners(bound, views, seeds, normalised, opts, params.fewshot, params.train)
@@ -362,8 +368,14 @@ def readin_detail(params: Params) -> dict[str, str]:
         f"ridge map (penalty {p.readin_ridge}) of the normalised shots onto the core's mean "
         "latent of each image (multisession.readin_init: template)"
         if p.readin_init == "template"
+        else f"encoding model of the normalised shots on the {p.readin_rank} leading components "
+        f"of the core's mean latents (ridge {p.readin_ridge}), decoded by their posterior mean "
+        "(multisession.readin_init: encoding)"
+        if p.readin_init == "encoding"
         else "random (multisession.readin_init: random)"
     )
+    if p.adapt_head:
+        detail["trained"] = "the read-in and the core's classifier (multisession.adapt_head)"
     if fs.protocol == "strict":
         detail["stopping"] = (
             f"a fixed budget of {opts.max_epochs} epochs (multisession.adapt_epochs) at lr "
@@ -400,6 +412,41 @@ def ridge_map(x: np.ndarray, target: np.ndarray, alpha: float) -> tuple[np.ndarr
     else:  # (N, N) system
         weight = X.T @ np.linalg.solve(X @ X.T + lam * np.eye(X.shape[0]), Y)
     bias = y_mean - x_mean @ weight
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def encoding_map(
+    x: np.ndarray, y: np.ndarray, templates: np.ndarray, rank: int, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A read-in (weight (U, D), bias (D,), float32) from an encoding model of the shots
+    (`multisession.readin_init: encoding`).
+
+    The backward ridge map (`ridge_map`) fits U x D weights from k x C shots; here each
+    unit is fitted forward instead: its normalised counts x (P, T, U) as a linear function
+    of the `rank` leading components of the core's class latents `templates` (C, T, D) for
+    its shots' classes y (P,) (ridge `alpha` per sample, on unit-variance component
+    scores), r + 1 numbers per unit. Its residual variance is its noise. The read-in is then
+    the posterior mean of the components given all units (a factor-analysis decoder, the
+    components' prior their variance over the templates), mapped back to the D latents: an
+    optimal linear combination of units however many there are.
+    """
+    n_classes, n_bins, dim = templates.shape
+    flat = templates.reshape(n_classes * n_bins, dim).astype(np.float64)
+    centre = flat.mean(axis=0)
+    _, sv, vt = np.linalg.svd(flat - centre, full_matrices=False)
+    r = max(1, min(rank, int(np.sum(sv > sv[0] * 1e-6))))
+    scale = sv[:r] / np.sqrt(len(flat))  # (r,) sd of each component over the templates
+    basis = vt[:r].T * scale  # (D, r): unit-variance scores -> latent
+    scores = (templates[y].reshape(-1, dim) - centre) @ vt[:r].T / scale  # (N, r)
+    X = x.reshape(-1, x.shape[2]).astype(np.float64)  # (N, U)
+    x_mean, s_mean = X.mean(axis=0), scores.mean(axis=0)
+    S, Xc = scores - s_mean, X - x_mean
+    loading = np.linalg.solve(S.T @ S + alpha * len(S) * np.eye(r), S.T @ Xc)  # (r, U)
+    noise = np.maximum((Xc - S @ loading).var(axis=0), 1e-3)  # (U,)
+    weighted = loading / noise  # (r, U)
+    decode = np.linalg.solve(np.eye(r) + weighted @ loading.T, weighted).T  # (U, r)
+    weight = decode @ basis.T  # (U, D)
+    bias = centre + s_mean @ basis.T - x_mean @ weight
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
