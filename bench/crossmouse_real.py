@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from npdecode.evaluation import paired_difference  # noqa: E402
+from npdecode.params import with_overrides  # noqa: E402
 from npdecode.paths import Layout  # noqa: E402
 
 DATA_STAGES = (("fetch",), ("bin",), ("clean",), ("split",), ("reference",))
@@ -54,16 +55,6 @@ def stage(project: Path, args: tuple[str, ...], session_id: int | None = None) -
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - t0
-
-
-def setting(params: dict, assignment: str) -> None:
-    """Apply one `a.b.c=value` (value parsed as YAML) to the nested params dict."""
-    key, _, value = assignment.partition("=")
-    *path, last = key.split(".")
-    node = params
-    for part in path:
-        node = node[part]
-    node[last] = yaml.safe_load(value)
 
 
 def correct(layout: Layout, model: str, sid: int) -> pd.Series:
@@ -146,8 +137,7 @@ def main() -> None:
     params["fetch"]["synthetic"]["preset"] = "allen"
     params["fewshot"]["shots"] = args.shots
     params["threads"] = 1
-    for assignment in args.set:
-        setting(params, assignment)
+    params = with_overrides(params, args.set)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     layout = Layout(project)
     print(f"{time.strftime('%H:%M:%S')} twins {args.ids}; settings {args.set}", flush=True)
