@@ -197,6 +197,32 @@ def fit_poyo(
     return losses
 
 
+def fit_best_epoch(
+    model: POYODecoder,
+    sessions: Sequence[SessionWindows],
+    fit: POYOFit,
+    score: Callable[[], float],
+    patience: int,
+) -> tuple[list[float], dict[str, Any]]:
+    """`fit_poyo` with early stopping: `score()` (a validation score, higher is better)
+    after every epoch, the best epoch's weights kept (a tie keeps the earlier epoch),
+    training stopped after `patience` epochs without a better one; the model ends with the
+    best weights. Returns (each epoch's training loss, {"score", "epoch", "curve"})."""
+    best: dict[str, Any] = {"score": -np.inf, "epoch": 0, "state": None, "curve": []}
+
+    def after_epoch(epoch: int, loss: float) -> bool:
+        value = score()
+        best["curve"].append(value)
+        if value > best["score"]:
+            state = {k: v.detach().clone() for k, v in model.tensors().items()}
+            best.update(score=value, epoch=epoch, state=state)
+        return epoch - best["epoch"] >= patience
+
+    losses = fit_poyo(model, sessions, fit, after_epoch=after_epoch)
+    model.load_tensors(best.pop("state"))
+    return losses, best
+
+
 def train_poyo(
     p: POYOParams,
     sessions: Sequence[SessionWindows],

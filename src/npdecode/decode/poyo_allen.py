@@ -25,7 +25,13 @@ import pandas as pd
 import torch
 
 from npdecode.binning import invalid_spikes
-from npdecode.decode.poyo import POYOFit, SessionWindows, build_poyo, fit_poyo, predict_poyo
+from npdecode.decode.poyo import (
+    POYOFit,
+    SessionWindows,
+    build_poyo,
+    fit_best_epoch,
+    predict_poyo,
+)
 from npdecode.decode.training import resolve_device
 from npdecode.errors import DataError
 from npdecode.formats.binned import read_meta
@@ -126,21 +132,15 @@ def train_split(
     fit = poyo_fit(train, section.fit.max_epochs, train.seed)
     model = build_poyo(section.arch, [windows["train"]], "class", n_classes, train.seed)
     val = windows["val"]
-    best: dict[str, Any] = {"score": -1.0, "epoch": 0, "state": None}
-    curve: list[float] = []
-
-    def after_epoch(epoch: int, loss: float) -> bool:
-        score = accuracy(predict_poyo(model, val, train.batch_size), val.y)
-        curve.append(score)
-        if score > best["score"]:
-            state = {k: v.detach().clone() for k, v in model.tensors().items()}
-            best.update(score=score, epoch=epoch, state=state)
-        return epoch - best["epoch"] >= section.fit.patience
-
     t0 = time.process_time()
-    losses = fit_poyo(model, [windows["train"]], fit, after_epoch=after_epoch)
+    losses, best = fit_best_epoch(
+        model,
+        [windows["train"]],
+        fit,
+        lambda: accuracy(predict_poyo(model, val, train.batch_size), val.y),
+        section.fit.patience,
+    )
     cpu_s = time.process_time() - t0
-    model.load_tensors(best["state"])
     steps_per_epoch = -(-len(windows["train"].starts) // train.batch_size)
     info = {
         "epochs": len(losses),
@@ -152,7 +152,7 @@ def train_split(
         "amp": fit.amp,
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "train_loss": [round(x, 5) for x in losses],
-        "val_accuracy": [round(x, 5) for x in curve],
+        "val_accuracy": [round(x, 5) for x in best["curve"]],
     }
     return model.eval(), info
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from npdecode.decode.poyo import SessionWindows, build_poyo, fit_poyo, predict_poyo
+from npdecode.decode.poyo import SessionWindows, build_poyo, fit_best_epoch, fit_poyo, predict_poyo
 from npdecode.decode.poyo_allen import poyo_fit
 from npdecode.errors import DataError
 from npdecode.evaluation import r2_scores
@@ -90,20 +90,14 @@ def train_reach(
     section = train.poyo
     fit = poyo_fit(train, min(section.fit.max_epochs, cap), train.seed)
     model = build_poyo(section.arch, [tr], "bins", seed=train.seed)
-    best: dict[str, Any] = {"score": -np.inf, "epoch": 0, "state": None}
-    curve: list[float] = []
-
-    def after_epoch(epoch: int, loss: float) -> bool:
-        score = float(r2_scores(val_y, last_bin(model, va, m, sd))["r2"])
-        curve.append(score)
-        if score > best["score"]:
-            state = {k: v.detach().clone() for k, v in model.tensors().items()}
-            best.update(score=score, epoch=epoch, state=state)
-        return epoch - best["epoch"] >= section.fit.patience
-
     t0 = time.process_time()
-    losses = fit_poyo(model, [tr], fit, after_epoch=after_epoch)
-    model.load_tensors(best["state"])
+    losses, best = fit_best_epoch(
+        model,
+        [tr],
+        fit,
+        lambda: float(r2_scores(val_y, last_bin(model, va, m, sd))["r2"]),
+        section.fit.patience,
+    )
     info = {
         "epochs": len(losses),
         "best_epoch": best["epoch"],
@@ -111,7 +105,7 @@ def train_reach(
         "steps": len(losses) * -(-len(tr.starts) // train.batch_size),
         "fit_cpu_s": round(time.process_time() - t0, 1),
         "n_parameters": sum(p.numel() for p in model.parameters()),
-        "val_r2": [round(x, 5) for x in curve],
+        "val_r2": [round(x, 5) for x in best["curve"]],
     }
     return model.eval(), info
 
