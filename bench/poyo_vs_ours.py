@@ -46,11 +46,7 @@ def allen(root: Path, base: dict[str, Any], args: argparse.Namespace) -> None:
     if not Layout(root).reference(sid).exists():
         for stage in (fetch, bin_stage, clean, split, reference):
             stage.main(p, sid, root)
-    for run, stage in (("train", train), ("fewshot", fewshot)):
-        for model in MODELS:
-            t0 = time.process_time()
-            stage.main(p, model, sid, root)
-            print(f"{model} {run}: {time.process_time() - t0:.0f} CPU-s", flush=True)
+    train_and_fewshot(p, sid, root)
     layout = Layout(root)
     summary = summary_table(layout, (sid,))
     tables = {
@@ -63,6 +59,15 @@ def allen(root: Path, base: dict[str, Any], args: argparse.Namespace) -> None:
         print(table.to_string())
 
 
+def train_and_fewshot(p: Any, session: int | str, root: Path) -> None:
+    """The train then the fewshot stage of every model on one session, with its CPU-s."""
+    for run, stage in (("train", train), ("fewshot", fewshot)):
+        for model in MODELS:
+            t0 = time.process_time()
+            stage.main(p, model, session, root)
+            print(f"{model} {run}: {time.process_time() - t0:.0f} CPU-s", flush=True)
+
+
 def reach(root: Path, base: dict[str, Any], args: argparse.Namespace) -> None:
     base["reach"].update(twin_minutes=args.twin_minutes, max_epochs=args.epochs)
     p = params_from_dict(base)
@@ -71,11 +76,7 @@ def reach(root: Path, base: dict[str, Any], args: argparse.Namespace) -> None:
     if not layout.reach_metrics("reference", name).exists():
         for stage in (fetch, split, reference):
             stage.main(p, name, root)
-    for run, stage in (("train", train), ("fewshot", fewshot)):
-        for model in MODELS:
-            t0 = time.process_time()
-            stage.main(p, model, name, root)
-            print(f"{model} {run}: {time.process_time() - t0:.0f} CPU-s", flush=True)
+    train_and_fewshot(p, name, root)
     for model in MODELS:
         m = json.loads(layout.reach_metrics(model, name).read_text())
         t = m["test"]
