@@ -8,6 +8,7 @@ How temporary DVC projects are built lives in tests/helpers.py. Tests that run `
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -86,8 +87,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One small project per test session, traced, `dvc repro`-ed and committed (read-only:
     tests that run commands in it use `project`, a copy). Built once, whichever test asks
-    first; its size (tests/helpers.py SMALL_PARAMS) keeps `dvc repro` short."""
-    return build_reproduced_project(tmp_path_factory.mktemp("reproduced") / "project")
+    first; its size (tests/helpers.py SMALL_PARAMS) keeps `dvc repro` short.
+
+    Under pytest-xdist (the default run, pyproject's addopts) the workers share one build:
+    the first to ask builds it in the run's base folder under a file lock, the others
+    wait and reuse it (the recipe of pytest-xdist's docs, "Making session-scoped
+    fixtures execute only once")."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build_reproduced_project(tmp_path_factory.mktemp("reproduced") / "project")
+    from filelock import FileLock
+
+    run_dir = tmp_path_factory.getbasetemp().parent  # this run's folder, shared by workers
+    dest, done = run_dir / "reproduced" / "project", run_dir / "reproduced.done"
+    with FileLock(str(run_dir / "reproduced.lock")):
+        if not done.exists():
+            if dest.exists():  # a worker's build that failed: start again
+                shutil.rmtree(dest)
+            build_reproduced_project(dest)
+            done.touch()
+    return dest
 
 
 @pytest.fixture

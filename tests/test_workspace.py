@@ -36,7 +36,7 @@ def test_project_file_tests_pass_after_the_readme_experiment_rewrote_params(tmp_
     assert "C: 0.1" in after and "sessions: [1]" not in after and after != before
     env = {**os.environ, "PYTHONPATH": str(clone / "src"), "DVC_NO_ANALYTICS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *READERS],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider", *READERS],
         cwd=clone,
         env=env,
         capture_output=True,
