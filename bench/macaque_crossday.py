@@ -10,7 +10,7 @@ and split as the reach split stage does (params.yaml's `reach` section: bins, hi
 blocks, still periods), cached under `--out`. Models: params.yaml's `multisession`
 (latent, unit dropout, optimiser) on `train.<multisession.core>`'s architecture, epochs
 capped at `reach.max_epochs`; transfer read-ins: `reach.fewshot.steps` (or `--steps`)
-steps at `multisession.adapt_lr`, `reach.fewshot.repeats` draws per k. Writes
+steps at `reach.crossday.adapt_lr`, `reach.fewshot.repeats` draws per k. Writes
 `crossday.csv` (per session: single, shared, gain [95 %] with its paired p, the
 fine-tuned shared decoder and its gain; transfer at each k, its ratio to the full
 single-session R² and scratch on the same draws), `stability.csv`, one

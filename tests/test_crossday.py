@@ -150,6 +150,28 @@ def test_matched_readin_starts_from_the_earlier_days_units(days: tuple) -> None:
     assert torch.equal(model.readin(0).bias, donor.readin(1).bias)
 
 
+def test_transfer_readin_moves_from_its_matched_start_at_the_crossday_lr(days: tuple) -> None:
+    """The new read-in's steps follow `reach.crossday.adapt_lr` (not Allen's
+    `multisession.adapt_lr`): at a vanishing lr it stays at the earlier day's read-in."""
+    sessions, ids, _ = days
+    params = small_params()
+    donor, _ = crossday.train(sessions[:2], params)
+    target = sessions[2]
+    rows = crossday.shot_rows(target, 0.5, 0, 0)
+    init = (1, crossday.match_columns(ids[target.session_id], ids[sessions[1].session_id]))
+    start = crossday.readin_model(donor, target.session_id, target.n_units, 3)
+    crossday.matched_readin(start, donor, *init)
+
+    def moved(lr: float) -> float:
+        cd = dataclasses.replace(params.reach.crossday, adapt_lr=lr)
+        p = dataclasses.replace(params, reach=dataclasses.replace(params.reach, crossday=cd))
+        model, _, _ = crossday.fit_readin_on_shots(donor, target, rows, p, seed=3, init=init)
+        return float((model.readin(0).weight - start.readin(0).weight).abs().max())
+
+    assert moved(1e-9) < 1e-6  # Adam moves a weight by about lr per step: 6 steps
+    assert moved(1e-2) > 1e-3
+
+
 def test_shared_transfer_and_stability_arms(days: tuple, tmp_path: Path) -> None:
     sessions, ids, _ = days
     params = small_params()

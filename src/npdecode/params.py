@@ -498,13 +498,16 @@ class ReachCrossdayParams:
     (null: one group per monkey). `finetune`: also report the shared decoder fine-tuned on
     each session (every weight, `finetune_lr`, at most `finetune_epochs` epochs, early
     stopping on that session's validation rows; the shared weights are kept where no
-    epoch beats them there), its own arm beside the plain shared decoder.
+    epoch beats them there), its own arm beside the plain shared decoder. `adapt_lr`: the
+    learning rate of a new read-in on a later day's shots (transfer, `reach.fewshot.steps`
+    steps from the earlier day's read-in on shared units), chosen on dev days.
     """
 
     window_days: float | None = 30.0
     finetune: bool = True
     finetune_lr: float = _p(0.0003, lo=0.0, lo_open=True)
     finetune_epochs: int = _p(10, lo=1)
+    adapt_lr: float = _p(0.001, lo=0.0, lo_open=True)
 
     def __post_init__(self) -> None:
         if self.window_days is not None and self.window_days < 0:

@@ -13,7 +13,7 @@ Transfer to a later day (`held_out_by_date`): a core trained on the monkey's ear
 is frozen and a new read-in is fitted on k minutes of the new day's training windows only
 (the strict protocol: drawn as `RegressionTask.draw_shots` draws them, normalised with the
 shots' own statistics, a fixed budget of `reach.fewshot.steps` optimiser steps at
-`multisession.adapt_lr`), then scored on the new day's test windows.
+`reach.crossday.adapt_lr`), then scored on the new day's test windows.
 """
 
 from __future__ import annotations
@@ -375,7 +375,7 @@ def fit_readin_on_shots(
 ) -> tuple[MultiSessionDecoder, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """A new read-in for `d` under the donor's frozen core, fitted on training rows `rows`
     only: inputs and targets normalised with the shots' own statistics, a fixed budget of
-    about `reach.fewshot.steps` steps at `multisession.adapt_lr`, last weights.
+    about `reach.fewshot.steps` steps at `reach.crossday.adapt_lr`, last weights.
 
     `init` (donor read-in index, `match_columns` of d's units into that session's): the
     read-in starts as `matched_readin`; None: a fresh random read-in.
@@ -392,7 +392,7 @@ def fit_readin_on_shots(
         matched_readin(model, donor, *init)
     bs = params.train.batch_size
     epochs = max(1, int(round(params.reach.fewshot.steps / max(1, -(-len(rows) // bs)))))
-    opts = options(params, d, lr=params.multisession.adapt_lr, schedule="constant",
+    opts = options(params, d, lr=params.reach.crossday.adapt_lr, schedule="constant",
                    max_epochs=epochs, seed=seed)  # fmt: skip
     x = windows(d, rows, mean, sd)
     fit_fixed(BoundSession(model, 0), (x, ((y - tm) / ts).astype(np.float32)), opts)
