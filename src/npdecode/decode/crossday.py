@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -365,6 +365,19 @@ def shot_rows(d: ReachData, minutes: float, seed: int, repeat: int) -> np.ndarra
     return d.rows["train"][task.draw_shots(d.rows["train"], k, rng)]
 
 
+def shot_stats(
+    d: ReachData, rows: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(mean, sd) of the counts in the history windows of training rows `rows`, and of
+    their targets: a new read-in's normalisation (the strict protocol: the shots' own)."""
+    c = np.unique(rows[:, None] + np.arange(-d.history + 1, 1)[None, :])
+    counts = d.counts[c].astype(np.float64)
+    mean, sd = counts.mean(axis=0), counts.std(axis=0)
+    y = d.target()[rows]
+    tm, ts = y.mean(axis=0), y.std(axis=0)
+    return (mean, np.where(sd > 0, sd, 1.0)), (tm, np.where(ts > 0, ts, 1.0))
+
+
 def fit_readin_on_shots(
     donor: MultiSessionDecoder,
     d: ReachData,
@@ -372,21 +385,20 @@ def fit_readin_on_shots(
     params: Params,
     seed: int,
     init: tuple[int, np.ndarray] | None = None,
+    on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> tuple[MultiSessionDecoder, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """A new read-in for `d` under the donor's frozen core, fitted on training rows `rows`
-    only: inputs and targets normalised with the shots' own statistics, a fixed budget of
-    about `reach.fewshot.steps` steps at `reach.crossday.adapt_lr`, last weights.
+    only: inputs and targets normalised with the shots' own statistics (`shot_stats`), a
+    fixed budget of about `reach.fewshot.steps` steps at `reach.crossday.adapt_lr`, last
+    weights.
 
     `init` (donor read-in index, `match_columns` of d's units into that session's): the
-    read-in starts as `matched_readin`; None: a fresh random read-in.
+    read-in starts as `matched_readin`; None: a fresh random read-in. `on_epoch`: passed
+    to `fit_fixed` (bench/crossday_readin_lr.py scores every epoch with it).
     Returns the model and the (mean, sd) of its inputs and of its target.
     """
-    c = np.unique(rows[:, None] + np.arange(-d.history + 1, 1)[None, :])
-    counts = d.counts[c].astype(np.float64)
-    mean, sd = counts.mean(axis=0), counts.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
+    (mean, sd), (tm, ts) = shot_stats(d, rows)
     y = d.target()[rows]
-    tm, ts = y.mean(axis=0), np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
     model = readin_model(donor, d.session_id, d.n_units, seed)
     if init is not None:
         matched_readin(model, donor, *init)
@@ -395,7 +407,7 @@ def fit_readin_on_shots(
     opts = options(params, d, lr=params.reach.crossday.adapt_lr, schedule="constant",
                    max_epochs=epochs, seed=seed)  # fmt: skip
     x = windows(d, rows, mean, sd)
-    fit_fixed(BoundSession(model, 0), (x, ((y - tm) / ts).astype(np.float32)), opts)
+    fit_fixed(BoundSession(model, 0), (x, ((y - tm) / ts).astype(np.float32)), opts, on_epoch)
     return model.eval(), (mean, sd), (tm, ts)
 
 
