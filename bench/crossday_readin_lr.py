@@ -14,7 +14,7 @@ does (`crossday.fit_readin_on_shots`, about `--steps` steps), scored on the held
 test rows before training and after every epoch (a constant learning rate: a shorter
 budget is a prefix of the run). Prints, per learning rate, the mean test R² of the draws
 and its ratio to the full-data decoder by steps; writes `readin_lr.json` under `--out`.
-Choose on days that are not reported (docs/crossday.md, "Transfer's learning rate").
+Choose on days that are not reported (docs/crossday.md, "Transfer's learning rate (dev days)").
 """
 
 from __future__ import annotations
