@@ -124,7 +124,7 @@ def test_first_phase_changes_only_the_new_sessions_embeddings(days: tuple) -> No
     before = {k: v.clone() for k, v in donor.tensors().items()}
     target = sessions[2]
     rows = crossday.shot_rows(target, 0.25, 0, 0)
-    model, _ = poyo_crossday.adapt_on_shots(donor, target, spikes[target.session_id], rows,
+    model, pred = poyo_crossday.adapt_on_shots(donor, target, spikes[target.session_id], rows,
                                             params, seed=5)  # fmt: skip
     ids = {id(p) for p in model.embedding_parameters()}
     emb = {n for n, p in model.named_parameters() if id(p) in ids}
@@ -140,6 +140,10 @@ def test_first_phase_changes_only_the_new_sessions_embeddings(days: tuple) -> No
     start.set_units({target.session_id: tuple(target.units["unit_id"].astype(str))})
     fresh = dict(start.named_parameters())
     assert any(not torch.equal(after[n], fresh[n]) for n in emb)  # the embeddings trained
+    # same inputs, same seed: the same predictions, to the bit
+    _, again = poyo_crossday.adapt_on_shots(donor, target, spikes[target.session_id], rows,
+                                            params, seed=5)  # fmt: skip
+    np.testing.assert_array_equal(again, pred)
 
 
 def test_stage_writes_metrics_scores_with_intervals_and_the_report_puts_them_beside_ours(
