@@ -17,6 +17,18 @@ single-session R² and scratch on the same draws), `stability.csv`, one
 `stability_<monkey>.png` per monkey and `crossday.json`, and prints the summary. `--set KEY=VALUE` overrides params (e.g.
 `reach.crossday.window_days=null`); `--no-transfer`, `--no-stability` and
 `--scratch-only` run a part.
+
+`--poyo` runs ours and POYO (`npdecode.decode.poyo_crossday`, params.yaml's `train.poyo`)
+on the same sessions and draws instead, paired on the same test rows (the reach_crossday
+stage writes no predictions, so pairing lives here): per session the shared decoder of its
+date window, ours vs POYO, and transfer to the monkey's latest day at each k and draw
+(ours: a new read-in under the frozen core, from the latest earlier day's read-in; POYO:
+new unit and session embeddings, the rest frozen), with the CPU seconds of each arm.
+Writes `poyo.csv` and `poyo.json`:
+
+    OMP_NUM_THREADS=1 nice python bench/macaque_crossday.py --poyo --out /tmp/crossday_poyo \
+        --sessions loco_20170210_03 loco_20170213_02 loco_20170214_02 \
+        --twin-minutes 2 --minutes 0.5 1 --max-epochs 8
 """
 
 from __future__ import annotations
@@ -33,12 +45,12 @@ import pandas as pd
 import torch
 import yaml
 
-from npdecode.decode import crossday, stability
+from npdecode.decode import crossday, poyo_crossday, stability
 from npdecode.formats.macaque_truth import read_macaque_truth
 from npdecode.formats.reach_split import ReachData, load_reach, write_reach_split
 from npdecode.mat.read import read_mat
 from npdecode.params import params_from_dict, with_overrides
-from npdecode.reaching.session import split_arrays
+from npdecode.reaching.session import split_arrays, unit_table
 from npdecode.report.reach import plot_stability
 from npdecode.sources.macaque_sessions import session
 from npdecode.sources.macaque_twin import TwinSettings, write_twin
@@ -58,6 +70,71 @@ def prepare(name: str, out: Path, minutes: float, params) -> tuple[ReachData, np
         write_reach_split(split, arrays, rows, units, meta)
     d = load_reach(split, name)
     return d, crossday.unit_ids(d, read_macaque_truth(tru))
+
+
+def spikes_of(d: ReachData, out: Path, units: str) -> list[np.ndarray]:
+    """The spike trains of `d`'s units, in its column order, from the twin's `.mat`."""
+    r = read_mat(out / f"{d.session_id}.mat", d.session_id, units)  # type: ignore[arg-type]
+    where = {u: i for i, u in enumerate(unit_table(r)["unit_id"].tolist())}
+    return [r.spike_times[where[u]] for u in d.units["unit_id"].tolist()]
+
+
+def poyo_arm(a: argparse.Namespace, params, data: dict, ids: dict) -> None:  # type: ignore[no-untyped-def]
+    """Ours and POYO on the same windows of days and the same transfer draws, paired."""
+    spikes = {n: spikes_of(d, a.out, params.reach.units) for n, d in data.items()}
+    fs, minutes = params.reach.fewshot, tuple(a.minutes)
+    rows, report = [], {}
+    for monkey, names in crossday.group_by_subject(a.sessions).items():
+        sessions = [data[n] for n in names]
+        t0 = time.process_time()
+        ours: dict[str, np.ndarray] = {}
+        for group in crossday.date_windows(names, params.reach.crossday.window_days):
+            model, _ = crossday.train([data[n] for n in group], params)
+            ours.update({n: crossday.predict(model, i, data[n]) for i, n in enumerate(group)})
+        t1 = time.process_time()
+        per, theirs = poyo_crossday.shared_by_window(sessions, spikes, params)
+        t2 = time.process_time()
+        for n in names:
+            d = data[n]
+            rows.append({"monkey": monkey, "session": n, "arm": "shared",
+                         "ours": fmt(crossday.score(d, ours[n])), "poyo": fmt(per[n]["poyo_shared"]),
+                         "poyo_minus_ours": fmt(crossday.paired(d, theirs[n], ours[n]), "diff"),
+                         "p": round(crossday.paired(d, theirs[n], ours[n])["p"], 4)})  # fmt: skip
+        cpu = {"ours_shared": t1 - t0, "poyo_shared": t2 - t1}
+        pd.DataFrame(rows).to_csv(a.out / "poyo.csv", index=False)  # so far
+        print(f"{monkey} shared: CPU s ours {t1 - t0:.0f}, POYO {t2 - t1:.0f}", flush=True)
+        if len(names) > 1 and not a.no_transfer:
+            earlier, held = crossday.held_out_by_date(names, 1)
+            target = data[held[0]]
+            t3 = time.process_time()
+            donor, _ = crossday.train([data[n] for n in earlier], params)
+            init = (len(earlier) - 1, crossday.match_columns(ids[held[0]], ids[earlier[-1]]))
+            ours_tr = {}
+            for k in minutes:
+                for r in range(fs.repeats):
+                    shots = crossday.shot_rows(target, k, fs.seed, r)
+                    m, norm, ts = crossday.fit_readin_on_shots(donor, target, shots, params,
+                                                               fs.seed * 1000 + r, init)  # fmt: skip
+                    ours_tr[(k, r)] = crossday.predict(m, 0, target, norm=norm, target=ts)
+            t4 = time.process_time()
+            tr, pred = poyo_crossday.transfer_later_day(sessions, spikes, params, minutes)
+            t5 = time.process_time()
+            cpu.update(ours_transfer=t4 - t3, poyo_transfer=t5 - t4)
+            for k in minutes:
+                for r in range(fs.repeats):
+                    a_, b_ = pred[f"{k:g}"][r], ours_tr[(k, r)]
+                    g = crossday.paired(target, a_, b_)
+                    rows.append({"monkey": monkey, "session": target.session_id,
+                                 "arm": f"transfer {k:g} min draw {r}",
+                                 "ours": fmt(crossday.score(target, b_)),
+                                 "poyo": fmt(crossday.score(target, a_)),
+                                 "poyo_minus_ours": fmt(g, "diff"), "p": round(g["p"], 4)})  # fmt: skip
+            report[monkey] = {"poyo_transfer": tr}
+        report.setdefault(monkey, {}).update(poyo_shared=per, cpu_s=cpu)
+        print(f"== {monkey}: CPU s " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+        pd.DataFrame(rows).to_csv(a.out / "poyo.csv", index=False)  # so far
+        (a.out / "poyo.json").write_text(json.dumps(report, indent=1, default=str))
+    print(pd.DataFrame(rows).to_string(index=False))
 
 
 def fmt(m: dict, key: str = "r2") -> str:
@@ -108,6 +185,7 @@ def main() -> None:
         action="store_true",
         help="only the held-out day's decoder from scratch on the transfer's draws",
     )
+    ap.add_argument("--poyo", action="store_true", help="ours vs POYO, paired (see above)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     params = bench_params(a)
@@ -116,6 +194,9 @@ def main() -> None:
     data, ids = {}, {}
     for name in a.sessions:
         data[name], ids[name] = prepare(name, a.out, a.twin_minutes, params)
+    if a.poyo:
+        poyo_arm(a, params, data, ids)
+        return
     if a.scratch_only:
         for monkey, names in crossday.group_by_subject(a.sessions).items():
             sc = crossday.scratch_later_day([data[n] for n in names], params, tuple(a.minutes))

@@ -132,7 +132,12 @@ def write_reach(layout: Layout, params: Params) -> None:
         reach.plot_fewshot(fewshot, layout.plots_dir / "reach_fewshot.png")
     crossday = layout.root / "metrics" / "reach" / "crossday"  # the reach_crossday stage's
     if (crossday / "sessions.csv").is_file():
-        write_csv(read_csv(crossday / "sessions.csv"), layout.results_dir / "reach_crossday.csv")
+        table = read_csv(crossday / "sessions.csv")
+        poyo = crossday.parent / "crossday_poyo" / "sessions.csv"  # reach_crossday_poyo's
+        if poyo.is_file():  # optional (`optional_shared: [poyo]`): POYO's columns beside ours
+            theirs = read_csv(poyo).drop(columns=["monkey", "date"])
+            table = table.merge(theirs, on="session", how="left")
+        write_csv(table, layout.results_dir / "reach_crossday.csv")
         stab = read_csv(crossday / "stability.csv")
         write_csv(stab, layout.results_dir / "reach_stability.csv")
         for monkey in sorted({BY_NAME[n].monkey for n in names}):
