@@ -219,3 +219,28 @@ split_format.save_npz = save_then_wait
 sys.argv = ["split", "1"]
 runpy.run_module("npdecode.stages.split", run_name="__main__")
 """
+
+
+def write_reach_days(
+    layout: Any, names: tuple[str, ...], history: int = 4, seconds: float = 60.0
+) -> list[tuple[Any, Path]]:
+    """Each named session's macaque twin (`seconds` long) written under `layout`, split as
+    the split stage does (40 ms bins, `history` bins), read back: [(ReachData, truth path)]."""
+    from npdecode.formats.reach_split import load_reach, write_reach_split
+    from npdecode.mat.read import read_mat
+    from npdecode.params import ReachParams
+    from npdecode.reaching.session import split_arrays
+    from npdecode.sources.macaque_twin import TwinSettings, write_twin
+
+    reach = ReachParams(history=history)
+    out = []
+    for name in names:
+        mat, truth = layout.reach_mat(name), layout.reach_truth(name)
+        mat.parent.mkdir(parents=True)
+        write_twin(name, mat, truth, TwinSettings(duration_s=seconds))
+        arrays, rows, units, _ = split_arrays(read_mat(mat, name), name, reach)
+        meta = {"session_id": name, "dataset": "macaque", "bin_width_s": 0.04,
+                "history": history, "target": "velocity", "units": "sorted"}  # fmt: skip
+        write_reach_split(layout.reach_split_dir(name), arrays, rows, units, meta)
+        out.append((load_reach(layout.reach_split_dir(name), name), truth))
+    return out

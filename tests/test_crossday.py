@@ -13,17 +13,15 @@ import torch
 from npdecode.decode import crossday, stability
 from npdecode.errors import ParamsError
 from npdecode.formats.macaque_truth import read_macaque_truth
-from npdecode.formats.reach_split import ReachData, load_reach, write_reach_split
+from npdecode.formats.reach_split import ReachData
 from npdecode.formats.scores import read_scores
-from npdecode.mat.read import read_mat
-from npdecode.params import Params, ReachParams, params_from_dict
+from npdecode.params import Params, params_from_dict
 from npdecode.paths import Layout
-from npdecode.reaching.session import split_arrays
 from npdecode.report.reach import plot_stability
 from npdecode.sources.macaque_sessions import session
-from npdecode.sources.macaque_twin import TwinSettings, write_twin
 from npdecode.stages import crossday as stage
 from npdecode.stages.report import write_reach
+from tests.helpers import write_reach_days
 
 DAYS = ("indy_20160622_01", "indy_20160624_03", "indy_20160627_01")
 
@@ -42,20 +40,10 @@ def small_params() -> Params:
 def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[ReachData], dict, Path]:
     """Three 60 s twins of one monkey, split as the split stage does, in a project root."""
     root = tmp_path_factory.mktemp("crossday")
-    layout = Layout(root)
-    reach = ReachParams(history=4)
     out, ids = [], {}
-    for name in DAYS:
-        mat, truth = layout.reach_mat(name), layout.reach_truth(name)
-        mat.parent.mkdir(parents=True)
-        write_twin(name, mat, truth, TwinSettings(duration_s=60.0))
-        arrays, rows, units, _ = split_arrays(read_mat(mat, name), name, reach)
-        meta = {"session_id": name, "dataset": "macaque", "bin_width_s": 0.04, "history": 4,
-                "target": "velocity", "units": "sorted"}  # fmt: skip
-        write_reach_split(layout.reach_split_dir(name), arrays, rows, units, meta)
-        d = load_reach(layout.reach_split_dir(name), name)
+    for d, truth in write_reach_days(Layout(root), DAYS):
         out.append(d)
-        ids[name] = crossday.unit_ids(d, read_macaque_truth(truth))
+        ids[d.session_id] = crossday.unit_ids(d, read_macaque_truth(truth))
     return out, ids, root
 
 

@@ -19,16 +19,14 @@ pytest.importorskip("torch_brain")
 
 from npdecode.decode import crossday, poyo_crossday, poyo_reach  # noqa: E402
 from npdecode.formats.files import read_json  # noqa: E402
-from npdecode.formats.reach_split import ReachData, load_reach, write_reach_split  # noqa: E402
+from npdecode.formats.reach_split import ReachData  # noqa: E402
 from npdecode.formats.scores import read_scores  # noqa: E402
-from npdecode.mat.read import read_mat  # noqa: E402
-from npdecode.params import Params, ReachParams, params_from_dict  # noqa: E402
+from npdecode.params import Params, params_from_dict  # noqa: E402
 from npdecode.paths import Layout  # noqa: E402
-from npdecode.reaching.session import split_arrays  # noqa: E402
-from npdecode.sources.macaque_twin import TwinSettings, write_twin  # noqa: E402
 from npdecode.stages import crossday_poyo as stage  # noqa: E402
 from npdecode.stages.crossday import stability_columns  # noqa: E402
 from npdecode.stages.report import write_reach  # noqa: E402
+from tests.helpers import write_reach_days  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 DAYS = ("indy_20160622_01", "indy_20160624_03", "indy_20160627_01")
@@ -53,19 +51,10 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[ReachData], dic
     and their spike trains (tests/test_crossday.py's `days`)."""
     root = tmp_path_factory.mktemp("crossday_poyo")
     layout = Layout(root)
-    reach = ReachParams(history=4)
     out, spikes = [], {}
-    for name in DAYS:
-        mat, truth = layout.reach_mat(name), layout.reach_truth(name)
-        mat.parent.mkdir(parents=True)
-        write_twin(name, mat, truth, TwinSettings(duration_s=60.0))
-        arrays, rows, units, _ = split_arrays(read_mat(mat, name), name, reach)
-        meta = {"session_id": name, "dataset": "macaque", "bin_width_s": 0.04, "history": 4,
-                "target": "velocity", "units": "sorted"}  # fmt: skip
-        write_reach_split(layout.reach_split_dir(name), arrays, rows, units, meta)
-        d = load_reach(layout.reach_split_dir(name), name)
+    for d, _ in write_reach_days(layout, DAYS):
         out.append(d)
-        spikes[name] = poyo_reach.read_spikes(layout, d, "sorted")
+        spikes[d.session_id] = poyo_reach.read_spikes(layout, d, "sorted")
     return out, spikes, root
 
 

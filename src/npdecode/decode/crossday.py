@@ -305,6 +305,14 @@ def finetune(
     return model.eval(), info
 
 
+def session_row(d: ReachData, group: list[str]) -> dict[str, Any]:
+    """What a per-session row of the across-days tables says of session `d` and the
+    date-window group it was trained in (ours and POYO's, npdecode.decode.poyo_crossday)."""
+    s = session(d.session_id)
+    return {"session": d.session_id, "monkey": s.monkey, "date": s.date.isoformat(),
+            "n_units": d.n_units, "n_test": len(d.rows["test"]), "shared_group": group}  # fmt: skip
+
+
 def shared_vs_single(
     sessions: list[ReachData], params: Params
 ) -> tuple[dict[str, dict[str, Any]], dict[str, MultiSessionDecoder]]:
@@ -331,12 +339,7 @@ def shared_vs_single(
             a = b if shared is None else predict(shared, i, d)
             r = out[d.session_id]
             r.update({
-                "session": d.session_id,
-                "monkey": session(d.session_id).monkey,
-                "date": session(d.session_id).date.isoformat(),
-                "n_units": d.n_units,
-                "n_test": len(d.rows["test"]),
-                "shared_group": group,
+                **session_row(d, group),
                 "shared": score(d, a),
                 "single": score(d, b),
                 "gain": paired(d, a, b),

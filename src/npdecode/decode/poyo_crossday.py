@@ -34,7 +34,6 @@ from npdecode.evaluation import r2_scores
 from npdecode.formats.reach_split import ReachData
 from npdecode.models.poyo import POYODecoder
 from npdecode.params import Params
-from npdecode.sources.macaque_sessions import session
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +95,7 @@ def shared_by_window(
             pred = predict_test(model, d, spikes[d.session_id])
             predicted[d.session_id] = pred
             out[d.session_id] = {
-                "session": d.session_id,
-                "monkey": session(d.session_id).monkey,
-                "date": session(d.session_id).date.isoformat(),
-                "n_units": d.n_units,
-                "n_test": len(d.rows["test"]),
-                "shared_group": group,
+                **crossday.session_row(d, group),
                 "poyo_shared": crossday.score(d, pred),
                 "poyo_epochs": info["epochs"],
                 "poyo_best_epoch": info["best_epoch"],
