@@ -15,6 +15,7 @@ from npdecode.errors import ParamsError
 from npdecode.formats.macaque_truth import read_macaque_truth
 from npdecode.formats.reach_split import ReachData
 from npdecode.formats.scores import read_scores
+from npdecode.models.multisession import MultiSessionDecoder
 from npdecode.params import Params, params_from_dict
 from npdecode.paths import Layout
 from npdecode.report.reach import plot_stability
@@ -45,6 +46,12 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[ReachData], dic
         out.append(d)
         ids[d.session_id] = crossday.unit_ids(d, read_macaque_truth(truth))
     return out, ids, root
+
+
+@pytest.fixture(scope="module")
+def donor(days: tuple) -> MultiSessionDecoder:
+    """One decoder trained on the first two days (read-only: tests check it stays unchanged)."""
+    return crossday.train(days[0][:2], small_params())[0]
 
 
 def test_groups_and_held_out_days_partition_by_subject_and_date() -> None:
@@ -105,10 +112,9 @@ def test_windows_match_the_split_and_missing_units_read_zero(days: tuple) -> Non
     assert not set(a[cols < 0]) & set(b)
 
 
-def test_transfer_trains_only_the_readin(days: tuple) -> None:
+def test_transfer_trains_only_the_readin(days: tuple, donor: MultiSessionDecoder) -> None:
     sessions, _, _ = days
     params = small_params()
-    donor, _ = crossday.train(sessions[:2], params)
     core = {k: v.clone() for k, v in donor.core_state().items()}
     target = sessions[2]
     rows = crossday.shot_rows(target, 0.5, 0, 0)
@@ -123,9 +129,10 @@ def test_transfer_trains_only_the_readin(days: tuple) -> None:
     assert not torch.equal(fresh.readin(0).weight, model.readin(0).weight)  # the read-in trained
 
 
-def test_matched_readin_starts_from_the_earlier_days_units(days: tuple) -> None:
+def test_matched_readin_starts_from_the_earlier_days_units(
+    days: tuple, donor: MultiSessionDecoder
+) -> None:
     sessions, ids, _ = days
-    donor, _ = crossday.train(sessions[:2], small_params())
     target = sessions[2]
     cols = crossday.match_columns(ids[target.session_id], ids[sessions[1].session_id])
     assert (cols >= 0).any() and (cols < 0).any()
@@ -138,12 +145,13 @@ def test_matched_readin_starts_from_the_earlier_days_units(days: tuple) -> None:
     assert torch.equal(model.readin(0).bias, donor.readin(1).bias)
 
 
-def test_transfer_readin_moves_from_its_matched_start_at_the_crossday_lr(days: tuple) -> None:
+def test_transfer_readin_moves_from_its_matched_start_at_the_crossday_lr(
+    days: tuple, donor: MultiSessionDecoder
+) -> None:
     """The new read-in's steps follow `reach.crossday.adapt_lr` (not Allen's
     `multisession.adapt_lr`): at a vanishing lr it stays at the earlier day's read-in."""
     sessions, ids, _ = days
     params = small_params()
-    donor, _ = crossday.train(sessions[:2], params)
     target = sessions[2]
     rows = crossday.shot_rows(target, 0.5, 0, 0)
     init = (1, crossday.match_columns(ids[target.session_id], ids[sessions[1].session_id]))
@@ -228,10 +236,12 @@ def test_stage_writes_per_session_metrics_results_plot_and_scores(days: tuple) -
     assert scores["r2"]["reach_single"][DAYS[0]] == pytest.approx(table["single"].iloc[0])
 
 
-def test_finetune_starts_from_the_shared_decoder_and_never_loses_on_val(days: tuple) -> None:
+def test_finetune_starts_from_the_shared_decoder_and_never_loses_on_val(
+    days: tuple, donor: MultiSessionDecoder
+) -> None:
     sessions, _, _ = days
     params = small_params()
-    shared, _ = crossday.train(sessions[:2], params)
+    shared = donor
     before = {k: v.clone() for k, v in shared.state_dict().items()}
     d = sessions[1]
     model, info = crossday.finetune(shared, 1, d, params)

@@ -305,6 +305,11 @@ def finetune(
     return model.eval(), info
 
 
+def r2_part(m: dict[str, Any]) -> dict[str, Any]:
+    """R² and its 95 % interval out of a `score` (what the stages' score files keep)."""
+    return {"r2": m["r2"], "r2_lo": m["r2_lo"], "r2_hi": m["r2_hi"]}
+
+
 def session_row(d: ReachData, group: list[str]) -> dict[str, Any]:
     """What a per-session row of the across-days tables says of session `d` and the
     date-window group it was trained in (ours and POYO's, npdecode.decode.poyo_crossday)."""
@@ -432,7 +437,7 @@ def scratch_later_day(
             pred = fit_shots(params.reach.models[0], target, params.train, idx, fs.steps,
                              fs.seed * 1000 + r)  # fmt: skip
             m = score(target, pred)
-            draws.append({"repeat": r, "r2": m["r2"], "r2_lo": m["r2_lo"], "r2_hi": m["r2_hi"]})
+            draws.append({"repeat": r, **r2_part(m)})
         curve[f"{k:g}"] = {"minutes": k, "r2_mean": float(np.mean([x["r2"] for x in draws])),
                            "draws": draws}  # fmt: skip
     return {"session": target.session_id, "model": params.reach.models[0], "curve": curve}
@@ -469,8 +474,7 @@ def transfer_later_day(
             seed = fs.seed * 1000 + r
             model, norm, tstats = fit_readin_on_shots(donor, target, rows, params, seed, init)
             m = score(target, predict(model, 0, target, norm=norm, target=tstats))
-            draws.append({"repeat": r, "n_shots": len(rows), "r2": m["r2"], "r2_lo": m["r2_lo"],
-                          "r2_hi": m["r2_hi"]})  # fmt: skip
+            draws.append({"repeat": r, "n_shots": len(rows), **r2_part(m)})
         mean = float(np.mean([x["r2"] for x in draws]))
         entry: dict[str, Any] = {"minutes": k, "r2_mean": mean, "draws": draws}
         if full is not None:

@@ -154,8 +154,7 @@ def transfer_later_day(
             _, pred = adapt_on_shots(donor, target, spikes[target.session_id], rows, params,
                                      fs.seed * 1000 + r)  # fmt: skip
             m = crossday.score(target, pred)
-            draws.append({"repeat": r, "n_shots": len(rows), "r2": m["r2"], "r2_lo": m["r2_lo"],
-                          "r2_hi": m["r2_hi"]})  # fmt: skip
+            draws.append({"repeat": r, "n_shots": len(rows), **crossday.r2_part(m)})
             preds.append(pred)
         curve[f"{k:g}"] = {"minutes": k, "r2_mean": float(np.mean([x["r2"] for x in draws])),
                            "draws": draws}  # fmt: skip

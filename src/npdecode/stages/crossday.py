@@ -96,15 +96,15 @@ def main(params: Params, root: Path = Path(".")) -> None:
     write_scores(
         layout.scores(NAME),
         *(
-            model_scores("reach_shared", n, {"test": _test(m["shared"])})
+            model_scores("reach_shared", n, {"test": crossday.r2_part(m["shared"])})
             for n, m in metrics.items()
         ),
         *(
-            model_scores("reach_single", n, {"test": _test(m["single"])})
+            model_scores("reach_single", n, {"test": crossday.r2_part(m["single"])})
             for n, m in metrics.items()
         ),
         *(
-            model_scores("reach_finetuned", n, {"test": _test(m["finetuned"])})
+            model_scores("reach_finetuned", n, {"test": crossday.r2_part(m["finetuned"])})
             for n, m in metrics.items()
             if "finetuned" in m
         ),
@@ -115,10 +115,6 @@ def stability_columns() -> tuple[str, ...]:
     """The columns of `results/reach_stability.csv` (also when no monkey has two days)."""
     arms = [f"{a}_{s}" for a in ("fixed", "readin", "retrained") for s in ("r2", "lo", "hi")]
     return ("monkey", "day", "later", "days_apart", "units_kept", *arms, "recovered")
-
-
-def _test(m: dict[str, Any]) -> dict[str, Any]:
-    return {"r2": m["r2"], "r2_lo": m["r2_lo"], "r2_hi": m["r2_hi"]}
 
 
 def _row(r: dict[str, Any], transfer: dict[str, Any] | None) -> dict[str, Any]:

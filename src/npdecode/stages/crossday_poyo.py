@@ -10,7 +10,7 @@ earlier days, adapted the authors' way on the same draws as reach_crossday's tra
 
 Writes `metrics/reach/crossday_poyo/<name>.json` per session and `sessions.csv` (per
 session: POYO shared R² [95 %], its window, transfer at each k: mean and the draws' range),
-which the report stage copies to `results/reach_crossday_poyo.csv`, and
+whose columns the report stage adds to `results/reach_crossday.csv` beside ours, and
 `scores/reach_crossday_poyo.json` (shared R² with its interval per session, the mean
 transfer R² per k). reach_crossday writes no predictions, so no row is paired with ours
 here: bench/macaque_crossday.py --poyo pairs both on the same draws.
@@ -76,7 +76,10 @@ def main(params: Params, root: Path = Path(".")) -> None:
         write_csv(pd.DataFrame(rows), tmp / "sessions.csv")
     write_scores(
         layout.scores(NAME),
-        *(model_scores(SHARED, n, {"test": _test(m["poyo_shared"])}) for n, m in metrics.items()),
+        *(
+            model_scores(SHARED, n, {"test": crossday.r2_part(m["poyo_shared"])})
+            for n, m in metrics.items()
+        ),
         *(
             reach_fewshot_scores(
                 TRANSFER, n, {k: {"mean": e["r2_mean"]} for k, e in m["transfer"]["curve"].items()}
@@ -99,10 +102,6 @@ def row(r: dict[str, Any], transfer: dict[str, Any] | None) -> dict[str, Any]:
         out[f"poyo_transfer_{k}min"] = e["r2_mean"]
         out[f"poyo_transfer_{k}min_min"], out[f"poyo_transfer_{k}min_max"] = min(r2), max(r2)
     return out
-
-
-def _test(m: dict[str, Any]) -> dict[str, Any]:
-    return {"r2": m["r2"], "r2_lo": m["r2_lo"], "r2_hi": m["r2_hi"]}
 
 
 if __name__ == "__main__":
