@@ -116,3 +116,12 @@ def test_torch_and_blas_get_the_chosen_count():
         check=True,
     ).stdout.split()
     assert out == ["1", "1", "1"]
+
+
+def test_workers_fill_the_cpus_with_processes_of_the_stages_threads():
+    from npdecode.threads import choose_workers
+
+    assert choose_workers(3, 8, 1, "cpus") == (3, "params workers")
+    assert choose_workers(None, 8, 1, "cpus") == (8, "cpus; 1 thread(s) each")
+    assert choose_workers(None, 8, 3, "cpus")[0] == 2
+    assert choose_workers(None, 2, 4, "cpus")[0] == 1  # never none

@@ -607,6 +607,10 @@ class Params:
     # (docs/experiments.md), so a rerun leaves git clean. Not a DVC param: like the machine,
     # it sets the speed of a run, not its results.
     threads: int | None = _p(1, lo=1)
+    # processes that train few-shot draws side by side on a CPU, each with `threads` threads
+    # (npdecode.decode.pool); null: as many as the CPUs the process may use hold. The same
+    # bytes for any number, so not a DVC param either.
+    workers: int | None = _p(None, lo=1)
 
     def __post_init__(self) -> None:
         if not self.sessions:

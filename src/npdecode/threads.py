@@ -99,16 +99,35 @@ def _read(path: Path, parse: Callable[[str], T]) -> T | None:
         return None
 
 
+def machine_cpus() -> tuple[int, str]:
+    """(CPUs this process may use, why), read from the machine (`available_cpus`)."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return available_cpus(affinity or 1, cgroup_quota(), os.environ.get("SLURM_CPUS_PER_TASK"))
+
+
+def choose_workers(param: int | None, cpus: int, threads: int, cpus_why: str) -> tuple[int, str]:
+    """(worker processes, why): params `workers`, else as many as `cpus` hold processes of
+    `threads` threads (at least 1)."""
+    if param is not None:
+        return param, "params workers"
+    return max(1, cpus // threads), f"{cpus_why}; {threads} thread(s) each"
+
+
+def configure_workers(param: int | None, threads: int) -> tuple[int, str]:
+    """(worker processes, why) for a stage that trains independent learners side by side
+    (`npdecode.decode.pool`), each with `threads` threads."""
+    cpus, cpus_why = machine_cpus()
+    return choose_workers(param, cpus, threads, cpus_why)
+
+
 def configure_threads(param: int | None) -> tuple[int, str]:
     """Choose this stage's threads, apply them to torch and BLAS, and return (threads, why).
 
     The choice also goes into `OMP_NUM_THREADS` and friends where unset, so libraries
-    imported later and child processes (the AllenSDK runner, scikit-learn workers) keep it.
+    imported later and child processes (the AllenSDK runner, scikit-learn workers, few-shot
+    workers) keep it.
     """
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpus, cpus_why = available_cpus(
-        affinity or 1, cgroup_quota(), os.environ.get("SLURM_CPUS_PER_TASK")
-    )
+    cpus, cpus_why = machine_cpus()
     n, why = choose_threads(os.environ, param, cpus, cpus_why)
     for name in ENV_VARS:
         os.environ.setdefault(name, str(n))

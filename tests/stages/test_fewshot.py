@@ -60,6 +60,7 @@ def _params(model_overrides=None, **fewshot):
                 **fewshot,
             },
             "train": {**TINY, **(model_overrides or {})},
+            "workers": 1,  # one process (test_worker_processes_give_the_same_bytes: more)
         }
     )
 
@@ -215,3 +216,22 @@ def test_stgat_draws_train_one_by_one_even_when_batching_is_on(split_root):
     small = {"stgat": {"readout": 16, "lstm_hidden": 16, "max_epochs": 2}}
     a, _ = _run(split_root, "stgat", _params(small, batch_draws="on"))
     assert a["protocol_detail"]["draws"] == "each draw trained on its own"
+
+
+def test_worker_processes_give_the_same_bytes(split_root, tmp_path, caplog):
+    # the draws of a curve trained in two worker processes (npdecode.decode.pool): the
+    # curve, every draw's predictions and the scores are those of one process, byte for byte
+    small = {"transformer": {"d_model": 16, "heads": 2, "ff": 32, "lstm_hidden": 16}}
+    one = _params(small)
+    two = dataclasses.replace(one, workers=2)
+    layout = Layout(split_root)
+    for model in ("lstm", "transformer"):
+        _run(split_root, model, one)
+        files = [layout.fewshot(model, 1), layout.fewshot_predictions(model, 1)]
+        before = [f.read_bytes() for f in files]
+        with caplog.at_level("INFO", logger="npdecode"):
+            _run(split_root, model, two)
+        assert [f.read_bytes() for f in files] == before, model
+        assert "4 draws on 2 worker processes" in caplog.text
+        assert "draws trained 4 / 4" in caplog.text
+        caplog.clear()

@@ -32,6 +32,7 @@ import numpy as np
 from torch import nn
 
 from npdecode.decode.batched import fit_fixed_batched
+from npdecode.decode.pool import DrawPool
 from npdecode.decode.session import (
     build_for_session,
     eval_batch,
@@ -342,6 +343,7 @@ def fewshot_curve(
     repeats: int,
     seed: int,
     describe: str = "",
+    start: Callable[[list[list[tuple[np.ndarray, Draw]]]], None] | None = None,
 ) -> tuple[dict[str, dict], dict[int, np.ndarray]]:
     """Few-shot score per k, and what the task keeps of each draw's test predictions.
 
@@ -349,7 +351,8 @@ def fewshot_curve(
     `fit_group` together (so a caller may train them as one batch); it trains one learner
     per draw on those training items and returns their test outputs. The draws depend only
     on (`seed`, k, repeat) and the training targets, so every learner scored on a session
-    (scratch models, transfer) sees the same items.
+    (scratch models, transfer) sees the same items. `start`, if given, first sees every
+    k's draws at once (`npdecode.decode.pool.DrawPool` starts them all in its workers).
 
     Returns:
         {str(k): summary (see `summarise_draws`)}, and {k: (repeats, ...) kept predictions}.
@@ -357,9 +360,15 @@ def fewshot_curve(
     task.check_shots(shots, y_train, describe or "few-shot")
     out: dict[str, dict] = {}
     predicted: dict[int, np.ndarray] = {}
-    for i, k in enumerate(shots, start=1):
+    groups = []
+    for k in shots:
         draws = [Draw(k, r, draw_seed(seed, k, r)) for r in range(repeats)]
-        group = [(task.draw_shots(y_train, k, np.random.default_rng(d.seed)), d) for d in draws]
+        groups.append(
+            [(task.draw_shots(y_train, k, np.random.default_rng(d.seed)), d) for d in draws]
+        )
+    if start is not None:
+        start(groups)
+    for i, (k, group) in enumerate(zip(shots, groups, strict=True), start=1):
         scores = fit_group(group)
         runs = []
         for (idx, draw), s in zip(group, scores, strict=True):
@@ -380,7 +389,11 @@ def fewshot_curve(
 
 
 def session_fewshot_curve(
-    fit_group: FitGroup, data: SessionData, fs: FewshotParams, describe: str
+    fit_group: FitGroup,
+    data: SessionData,
+    fs: FewshotParams,
+    describe: str,
+    start: Callable[[list[list[tuple[np.ndarray, Draw]]]], None] | None = None,
 ) -> tuple[dict[str, dict], dict[int, np.ndarray]]:
     """`fewshot_curve` on an Allen session's split with `fewshot`'s shots, repeats and seed:
     the same draws for every learner scored on it (ours, POYO, transfer)."""
@@ -393,6 +406,31 @@ def session_fewshot_curve(
         fs.repeats,
         fs.seed,
         describe=describe,
+        start=start,
+    )
+
+
+# what a worker of `session_curve` trains draws of: model, session, train, fewshot, graph
+DrawContext = tuple[str, SessionData, TrainParams, FewshotParams, GraphParams | None]
+
+
+def fit_one_draw(context: DrawContext, idx: np.ndarray, draw: Draw) -> np.ndarray:
+    """Test logits of one draw's learner (`session_curve`'s, one draw at a time): what a
+    worker process of `npdecode.decode.pool.DrawPool` runs."""
+    model, data, train, fs, graph = context
+    view = shot_view(data, idx, fs.protocol, graph)
+    (net,) = fit_on_shots(model, [view], train, fs, [draw.train_seed])
+    return split_logits(net, view, "test", eval_batch(model, train))
+
+
+def pooled(model: str, train: TrainParams, fs: FewshotParams, workers: int) -> bool:
+    """Whether `session_curve` trains `model`'s draws in worker processes: deep models on a
+    CPU with more than one worker and draws not batched."""
+    return (
+        workers > 1
+        and model in DEEP
+        and resolve_device(train.device).type == "cpu"
+        and not (fs.protocol == "strict" and batch_draws(fs, train))
     )
 
 
@@ -402,9 +440,13 @@ def session_curve(
     train: TrainParams,
     fs: FewshotParams,
     graph: GraphParams | None = None,
+    workers: int = 1,
+    threads: int = 1,
 ) -> tuple[dict, dict[int, np.ndarray], dict[int, list[int]]]:
     """The few-shot curve of single-session `model` on `data`: fit it on every draw (under
     `fs.protocol`; `graph`: ST-GAT's unit graph settings) and score it on the test split.
+    Deep learners on a CPU train in `workers` processes of `threads` threads each (`pooled`;
+    the same bytes as one process).
 
     Returns the result JSON, {k: (repeats, P_test) kept predictions} and {k: draw seeds}.
     """
@@ -415,9 +457,13 @@ def session_curve(
         batch = eval_batch(model, train)
         return [split_logits(net, v, "test", batch) for net, v in zip(nets, views, strict=True)]
 
-    shots, predicted = session_fewshot_curve(
-        fit_group, data, fs, f"{model} session {data.session_id}"
-    )
+    describe = f"{model} session {data.session_id}"
+    if pooled(model, train, fs, workers):
+        context: DrawContext = (model, data, train, fs, graph)
+        with DrawPool(fit_one_draw, context, workers, threads) as pool:
+            shots, predicted = session_fewshot_curve(pool, data, fs, describe, start=pool.start)
+    else:
+        shots, predicted = session_fewshot_curve(fit_group, data, fs, describe)
     fit_params = train.deep(model).fit if model in DEEP else None
     result = {
         "session_id": data.session_id,

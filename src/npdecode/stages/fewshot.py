@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from npdecode.cli import run_stage
 from npdecode.decode.fewshot import Draw, fewshot_curve, session_curve
@@ -35,6 +36,7 @@ from npdecode.formats.split import load_session
 from npdecode.params import REACH_MODELS, Params, SessionId
 from npdecode.paths import Layout
 from npdecode.reaching import decoders
+from npdecode.threads import configure_workers
 
 # a model's few-shot run reads its training params as well; strict ST-GAT rebuilds its
 # unit graph from the shots with the split stage's graph settings
@@ -71,7 +73,12 @@ def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".
             data, windows, params.train, params.fewshot
         )
     else:
-        result, predicted, seeds = session_curve(model, data, params.train, params.fewshot, graph)
+        threads = torch.get_num_threads()  # the stage's, set by run_stage (params `threads`)
+        workers, why = configure_workers(params.workers, threads)
+        log.info("worker processes for CPU draws: %d (%s)", workers, why)
+        result, predicted, seeds = session_curve(
+            model, data, params.train, params.fewshot, graph, workers, threads
+        )
     result.update(chance=1.0 / data.n_classes)
     table = fewshot_predictions_table(
         predicted, seeds, data.test.presentation_id, data.test.y, data.frames
