@@ -70,10 +70,15 @@ class DrawPool:
     def __enter__(self) -> DrawPool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if self._pool is None:
+            return
+        if kind is not None:  # a failed draw, Ctrl-C: stop the draws under way too
+            # (ProcessPoolExecutor has no public call for this before Python 3.14)
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
 
     def start(self, groups: Sequence[list[tuple[np.ndarray, Draw]]]) -> None:
         """Submit every draw of the curve (all k), largest k first: the longest draws
