@@ -64,7 +64,7 @@ class DrawPool:
             threads,
         )
         self._pool: ProcessPoolExecutor | None = None
-        self._futures: dict[int, Future] = {}
+        self._futures: dict[tuple[int, int], Future] = {}  # by (k, repeat)
         self._done = 0
 
     def __enter__(self) -> DrawPool:
@@ -95,7 +95,7 @@ class DrawPool:
         for idx, draw in sorted(draws, key=lambda item: -len(item[0])):
             future = self._pool.submit(_run, self.fit_draw, idx, draw)
             future.add_done_callback(self._progress)
-            self._futures[draw.seed] = future
+            self._futures[draw.k, draw.repeat] = future
         self._total = len(draws)
         log.info("%d draws on %d worker processes", len(draws), workers)
 
@@ -109,7 +109,7 @@ class DrawPool:
         if self._pool is None:
             raise RuntimeError("DrawPool.start was not called before the first group")
         try:
-            return [self._futures[draw.seed].result() for _, draw in group]
+            return [self._futures[draw.k, draw.repeat].result() for _, draw in group]
         except BrokenProcessPool as err:
             raise NpdecodeError(
                 "a few-shot worker process died (killed, or out of memory: each worker holds "

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from npdecode.cli import run_stage
-from npdecode.decode.fewshot import Draw, fewshot_curve, session_curve
+from npdecode.decode.fewshot import Draw, fewshot_curve, pooled, session_curve
 from npdecode.decode.session import MODELS, SHARED_TRAIN_PARAMS, TRAIN_PARAMS
 from npdecode.formats.files import write_json
 from npdecode.formats.predictions import fewshot_predictions_table, write_predictions
@@ -75,7 +75,8 @@ def main(params: Params, model: str, session_id: SessionId, root: Path = Path(".
     else:
         threads = torch.get_num_threads()  # the stage's, set by run_stage (params `threads`)
         workers, why = configure_workers(params.workers, threads)
-        log.info("worker processes for CPU draws: %d (%s)", workers, why)
+        if pooled(model, params.train, params.fewshot, workers):
+            log.info("worker processes for CPU draws: %d (%s)", workers, why)
         result, predicted, seeds = session_curve(
             model, data, params.train, params.fewshot, graph, workers, threads
         )
