@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle  # only for the error type torch.load(weights_only=True) raises; nothing is pickled
-import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,6 @@ from npdecode.params import SessionId, session_id_of
 
 HASH_KEY = "sha256"
 # what torch.load raises on a damaged file that still passes zip's checks
-UNREADABLE = (RuntimeError, ValueError, EOFError, KeyError, IndexError, struct.error)
 
 
 def content_hash(state: dict[str, Any]) -> str:
@@ -143,7 +140,12 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise corrupt(path, f"member {bad!r} fails its CRC-32")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except (*UNREADABLE, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+    except OSError:
+        raise  # the disk or a permission: the stage's own one-line message (npdecode.cli)
+    except Exception as err:
+        # the CRCs passed, so whatever torch's weights-only loader raises here (its unpickler's
+        # error, RuntimeError, ValueError, KeyError, struct.error, ...) means the file is not
+        # a checkpoint of ours: one line naming the file, torch's reason chained
         raise corrupt(path, f"not a readable torch checkpoint: {_torch_reason(err)}") from err
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get(HASH_KEY), str):
         raise corrupt(path, f"no {HASH_KEY!r} content hash")
