@@ -65,7 +65,7 @@ class DrawPool:
         )
         self._pool: ProcessPoolExecutor | None = None
         self._futures: dict[tuple[int, int], Future] = {}  # by (k, repeat)
-        self._done = 0
+        self._done = self._total = 0
 
     def __enter__(self) -> DrawPool:
         return self
